@@ -1,0 +1,1 @@
+"""Audits of a trained model: slices, group disparities, the model card."""

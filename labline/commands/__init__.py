@@ -1,0 +1,1 @@
+"""Subcommands of `labline`: one module per group, each with `register(subparsers)`."""

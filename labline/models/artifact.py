@@ -1,0 +1,193 @@
+"""Model artifacts: a folder with the fitted model, its schema, labels and file hashes.
+
+Layout (DESIGN.md's contract):
+    manifest.json     format, kind, spec, labels, metadata, and the SHA-256 of every other file
+    pipeline.skops    scikit-learn: preprocessing + estimator (skops, never a bare pickle)
+    preprocess.skops  PyTorch: the fitted preprocessing
+    state_dict.pt     PyTorch: the network's weights (loaded with weights_only=True)
+    config.json       PyTorch: the network's constructor arguments
+
+Loading verifies every hash before deserialising anything, so a tampered or missing file is
+refused with its name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import skops.io as sio
+
+from labline.data.spec import DatasetSpec
+
+FORMAT = "labline-model/1"
+MANIFEST = "manifest.json"
+
+
+class ArtifactError(RuntimeError):
+    """An artifact that is missing, tampered with, or not a labline model."""
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_manifest(out: Path, kind: str, spec: DatasetSpec, labels: list[str], metadata: dict) -> str:
+    files = {p.name: _sha256(p) for p in sorted(out.iterdir()) if p.name != MANIFEST and p.is_file()}
+    manifest = {
+        "format": FORMAT,
+        "kind": kind,
+        "spec": spec.to_dict(),
+        "labels": list(labels),
+        "metadata": metadata,
+        "files": files,
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+    return artifact_sha256(out)
+
+
+def artifact_sha256(path: str | Path) -> str:
+    """The artifact's identity: the SHA-256 of its manifest (which holds every file's hash)."""
+    return _sha256(Path(path) / MANIFEST)
+
+
+def _prepare(out: str | Path) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.iterdir():
+        if stale.is_file():
+            stale.unlink()
+    return out
+
+
+def save_sklearn_model(out: str | Path, pipeline: Any, spec: DatasetSpec, metadata: dict | None = None) -> str:
+    """Save a fitted scikit-learn Pipeline; returns the artifact hash."""
+    out = _prepare(out)
+    sio.dump(pipeline, out / "pipeline.skops")
+    labels = [str(c) for c in getattr(pipeline, "classes_", [])] if spec.task == "classification" else []
+    return _write_manifest(out, "sklearn", spec, labels, metadata or {})
+
+
+def save_torch_model(
+    out: str | Path,
+    net: Any,
+    preprocessor: Any,
+    config: dict,
+    spec: DatasetSpec,
+    labels: list[str],
+    metadata: dict | None = None,
+) -> str:
+    """Save a PyTorch Net (state dict + constructor config) with its fitted preprocessing."""
+    import torch
+
+    out = _prepare(out)
+    sio.dump(preprocessor, out / "preprocess.skops")
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    torch.save(state, out / "state_dict.pt")
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    return _write_manifest(out, "torch", spec, list(labels), metadata or {})
+
+
+def _verify(path: Path) -> dict:
+    manifest_path = path / MANIFEST
+    if not manifest_path.exists():
+        raise ArtifactError(f"{manifest_path} is missing: {path} is not a labline model artifact")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{manifest_path} is not valid JSON: {exc}") from exc
+    if manifest.get("format") != FORMAT:
+        raise ArtifactError(f"{manifest_path} has format {manifest.get('format')!r}, expected {FORMAT!r}")
+    for name, expected in manifest["files"].items():
+        file = path / name
+        if not file.exists():
+            raise ArtifactError(f"artifact file {file} is missing")
+        if _sha256(file) != expected:
+            raise ArtifactError(f"artifact file {file} does not match its recorded SHA-256 (tampered or corrupted)")
+    return manifest
+
+
+def _load_skops(file: Path) -> Any:
+    """Load a skops file, trusting only types from the libraries labline builds models with."""
+    untrusted = sio.get_untrusted_types(file=file)
+    allowed_prefixes = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.", "labline.")
+    refused = [t for t in untrusted if not t.startswith(allowed_prefixes)]
+    if refused:
+        raise ArtifactError(f"{file} contains types labline does not load: {refused}")
+    return sio.load(file, trusted=untrusted)
+
+
+@dataclass
+class LoadedModel:
+    """A verified model, with one interface whatever its kind (scikit-learn style)."""
+
+    path: Path
+    kind: str
+    spec: DatasetSpec
+    labels: list[str]
+    metadata: dict
+    sha256: str
+    _model: Any = field(repr=False)
+    _preprocess: Any = field(default=None, repr=False)
+
+    def _frame(self, rows: pd.DataFrame) -> pd.DataFrame:
+        missing = [c for c in self.spec.features if c not in rows.columns]
+        if missing:
+            raise ValueError(f"input is missing feature columns {missing}; the model expects {self.spec.features}")
+        return rows[self.spec.features]
+
+    def _torch_outputs(self, rows: pd.DataFrame) -> np.ndarray:
+        import torch
+
+        features = np.asarray(self._preprocess.transform(self._frame(rows)), dtype=np.float32)
+        with torch.no_grad():
+            return self._model(torch.from_numpy(features)).numpy()
+
+    def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
+        """Class probabilities, columns in `labels` order."""
+        if self.spec.task != "classification":
+            raise ValueError("predict_proba is for classification models; this one does regression")
+        if self.kind == "sklearn":
+            return self._model.predict_proba(self._frame(rows))
+        import torch
+
+        return torch.softmax(torch.from_numpy(self._torch_outputs(rows)), dim=1).numpy()
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        """Label names (classification) or values (regression)."""
+        if self.spec.task == "classification":
+            return np.asarray(self.labels, dtype=object)[self.predict_proba(rows).argmax(axis=1)]
+        if self.kind == "sklearn":
+            return self._model.predict(self._frame(rows))
+        return self._torch_outputs(rows)[:, 0] * self.metadata.get("target_scale", 1.0) + self.metadata.get(
+            "target_mean", 0.0
+        )
+
+
+def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
+    """Verify an artifact's hashes, then load it. Raises ArtifactError naming the bad file."""
+    path = Path(path)
+    manifest = _verify(path)
+    spec = DatasetSpec.from_dict(manifest["spec"])
+    common = dict(
+        path=path, kind=manifest["kind"], spec=spec, labels=manifest["labels"],
+        metadata=manifest["metadata"], sha256=artifact_sha256(path),
+    )
+    if manifest["kind"] == "sklearn":
+        return LoadedModel(_model=_load_skops(path / "pipeline.skops"), **common)
+    if manifest["kind"] == "torch":
+        import torch
+
+        from labline.models.torch_net import Net
+
+        config = json.loads((path / "config.json").read_text())
+        net = Net(**config)
+        net.load_state_dict(torch.load(path / "state_dict.pt", map_location=device, weights_only=True))
+        net.eval()
+        return LoadedModel(_model=net, _preprocess=_load_skops(path / "preprocess.skops"), **common)
+    raise ArtifactError(f"{path / MANIFEST}: unknown model kind {manifest['kind']!r}")

@@ -1,0 +1,123 @@
+"""Run folders and their manifest.json.
+
+    runs/<run-id>/
+        manifest.json           parameters, fingerprints, timings, status and scraps per step
+        <step>/<notebook>.ipynb the executed (or partly executed) notebook
+        <step>/artifacts/       everything the step wrote (its output_dir)
+
+The manifest is rewritten atomically after every change, so a crash never leaves it half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from runner.errors import RunnerError
+
+MANIFEST = "manifest.json"
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique across processes: 20261123-193000-ab12cd."""
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+class RunRecord:
+    """One run's folder and manifest; `update_step` and `finish` persist immediately."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]):
+        self.path = path
+        self.manifest = manifest
+
+    @classmethod
+    def create(cls, runs_root: str | Path, pipeline: str, metadata: dict[str, Any] | None = None,
+               run_id: str | None = None) -> "RunRecord":
+        run_id = run_id or new_run_id()
+        path = Path(runs_root).resolve() / run_id
+        path.mkdir(parents=True, exist_ok=False)
+        manifest = {
+            "run_id": run_id,
+            "pipeline": pipeline,
+            "created": now_iso(),
+            "finished": None,
+            "status": "running",
+            **(metadata or {}),
+            "steps": {},
+        }
+        record = cls(path, manifest)
+        record.save()
+        return record
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunRecord":
+        path = Path(path)
+        return cls(path, json.loads((path / MANIFEST).read_text()))
+
+    @property
+    def run_id(self) -> str:
+        return self.manifest["run_id"]
+
+    def step_dir(self, step: str) -> Path:
+        return self.path / step
+
+    def save(self) -> None:
+        write_json_atomic(self.path / MANIFEST, self.manifest)
+
+    def update_step(self, step: str, **fields: Any) -> None:
+        self.manifest["steps"].setdefault(step, {}).update(fields)
+        self.save()
+
+    def finish(self, status: str) -> None:
+        self.manifest["status"] = status
+        self.manifest["finished"] = now_iso()
+        self.save()
+
+    def discard(self) -> None:
+        """Remove a run folder that never started a step (a usage error found late)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def list_runs(runs_root: str | Path) -> list[dict[str, Any]]:
+    """Every readable run manifest under `runs_root`, oldest first."""
+    root = Path(runs_root)
+    if not root.exists():
+        return []
+    manifests = []
+    for manifest in sorted(root.glob(f"*/{MANIFEST}")):
+        try:
+            manifests.append(json.loads(manifest.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return sorted(manifests, key=lambda m: (m.get("created", ""), m.get("run_id", "")))
+
+
+def find_run(runs_root: str | Path, run_id: str) -> RunRecord:
+    """A run by id or unique prefix (or `latest`)."""
+    runs = list_runs(runs_root)
+    if run_id == "latest" and runs:
+        return RunRecord.load(Path(runs_root) / runs[-1]["run_id"])
+    matches = [m["run_id"] for m in runs if m["run_id"].startswith(run_id)]
+    if len(matches) != 1:
+        known = ", ".join(m["run_id"] for m in runs[-5:]) or "none yet"
+        what = "no run" if not matches else f"{len(matches)} runs"
+        raise RunnerError(f"{what} matching {run_id!r} in {runs_root}; recent runs: {known}")
+    return RunRecord.load(Path(runs_root) / matches[0])

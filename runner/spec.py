@@ -1,0 +1,164 @@
+"""pipeline.yaml: the steps, their notebooks, parameters and dependencies.
+
+    name: iris
+    defaults:               # given to every step whose notebook declares the parameter
+      seed: 42
+    steps:
+      explore:
+        notebook: notebooks/explore.ipynb
+        parameters: {dataset: iris}
+      train:
+        notebook: notebooks/train.ipynb
+        needs: [explore]
+        parameters:
+          data_path: ${explore.snapshot_path}   # a value the explore step glued
+        timeout: 600        # seconds for the whole notebook (optional)
+        retries: 0
+
+`output_dir` and `run_id` are reserved: the runner gives each step its own folder inside the
+run, and the run's id to notebooks that declare `run_id`.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.errors import SpecError
+
+REFERENCE = re.compile(r"\$\{([A-Za-z_][\w-]*)\.([A-Za-z_]\w*)\}")
+RESERVED = {"output_dir", "run_id"}
+STEP_KEYS = {"notebook", "parameters", "needs", "timeout", "retries", "description"}
+
+
+@dataclass
+class StepSpec:
+    name: str
+    notebook: Path
+    parameters: dict[str, Any] = field(default_factory=dict)
+    needs: list[str] = field(default_factory=list)
+    timeout: float | None = None
+    retries: int = 0
+    description: str = ""
+
+
+@dataclass
+class PipelineSpec:
+    name: str
+    path: Path
+    steps: dict[str, StepSpec]
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        """The folder relative paths in the pipeline are resolved against."""
+        return self.path.parent
+
+    def order(self) -> list[str]:
+        """Steps in a dependency order (stable: file order among independent steps)."""
+        sorter = graphlib.TopologicalSorter({name: step.needs for name, step in self.steps.items()})
+        order, position = [], {name: i for i, name in enumerate(self.steps)}
+        sorter.prepare()
+        while sorter.is_active():
+            ready = sorted(sorter.get_ready(), key=position.get)
+            order.extend(ready)
+            sorter.done(*ready)
+        return order
+
+    def downstream(self, name: str) -> list[str]:
+        """Every step that needs `name`, directly or through others."""
+        found: list[str] = []
+        frontier = [name]
+        while frontier:
+            current = frontier.pop()
+            for other, step in self.steps.items():
+                if current in step.needs and other not in found:
+                    found.append(other)
+                    frontier.append(other)
+        return found
+
+    def upstream(self, name: str) -> set[str]:
+        seen: set[str] = set()
+        frontier = list(self.steps[name].needs)
+        while frontier:
+            current = frontier.pop()
+            if current not in seen:
+                seen.add(current)
+                frontier.extend(self.steps[current].needs)
+        return seen
+
+
+def references(value: Any) -> list[tuple[str, str]]:
+    """The `${step.scrap}` references inside a parameter value."""
+    if isinstance(value, str):
+        return REFERENCE.findall(value)
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in references(v)]
+    if isinstance(value, (list, tuple)):
+        return [r for v in value for r in references(v)]
+    return []
+
+
+def load_pipeline(path: str | Path) -> PipelineSpec:
+    """Read and validate a pipeline file; SpecError says what is wrong and where."""
+    path = Path(path).resolve()
+    if not path.exists():
+        raise SpecError(f"pipeline file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("steps"), dict) or not raw["steps"]:
+        raise SpecError(f"{path}: expected a mapping with a non-empty 'steps:' mapping of step name to step")
+    steps: dict[str, StepSpec] = {}
+    for name, body in raw["steps"].items():
+        if not isinstance(body, dict) or "notebook" not in body:
+            raise SpecError(f"{path}: step {name!r} needs a 'notebook:' path")
+        unknown = set(body) - STEP_KEYS
+        if unknown:
+            raise SpecError(f"{path}: step {name!r} has unknown keys {sorted(unknown)}; allowed: {sorted(STEP_KEYS)}")
+        notebook = (path.parent / body["notebook"]).resolve()
+        if not notebook.exists():
+            raise SpecError(f"{path}: step {name!r}: notebook {body['notebook']!r} does not exist")
+        params = body.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise SpecError(f"{path}: step {name!r}: 'parameters' must be a mapping")
+        reserved = RESERVED & set(params)
+        if reserved:
+            raise SpecError(f"{path}: step {name!r}: {sorted(reserved)} is set by the runner, not the pipeline")
+        needs = body.get("needs") or []
+        needs = [needs] if isinstance(needs, str) else list(needs)
+        timeout = body.get("timeout")
+        retries = body.get("retries", 0)
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise SpecError(f"{path}: step {name!r}: timeout must be a positive number of seconds")
+        if not isinstance(retries, int) or retries < 0:
+            raise SpecError(f"{path}: step {name!r}: retries must be a whole number >= 0")
+        steps[name] = StepSpec(name, notebook, dict(params), needs, timeout, retries, body.get("description", ""))
+    spec = PipelineSpec(str(raw.get("name", path.stem)), path, steps, dict(raw.get("defaults") or {}))
+    _check_graph(spec)
+    return spec
+
+
+def _check_graph(spec: PipelineSpec) -> None:
+    for name, step in spec.steps.items():
+        for need in step.needs:
+            if need not in spec.steps:
+                raise SpecError(f"{spec.path}: step {name!r} needs unknown step {need!r}; steps are {list(spec.steps)}")
+    try:
+        spec.order()
+    except graphlib.CycleError as exc:
+        raise SpecError(f"{spec.path}: steps depend on each other in a cycle: {exc.args[1]}") from None
+    for name, step in spec.steps.items():
+        upstream = spec.upstream(name)
+        for ref_step, _ in references(step.parameters):
+            if ref_step not in upstream:
+                raise SpecError(
+                    f"{spec.path}: step {name!r} uses ${{{ref_step}...}} but does not need {ref_step!r}; "
+                    f"add it to 'needs:'"
+                )

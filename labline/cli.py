@@ -58,4 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Under `python -m labline.cli` this file runs as __main__; go through the imported module so
+    # the CommandError that subcommands raise is the class main() catches.
+    from labline.cli import main as _main
+
+    sys.exit(_main())

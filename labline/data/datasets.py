@@ -17,6 +17,9 @@ from labline.data.spec import DatasetSpec, infer_spec
 # name -> module path. One line per declared data set.
 BUILTIN: dict[str, str] = {
     "iris": "labline.data.iris",
+    "iris_synth": "labline.data.iris_synth",
+    "census": "labline.data.census",
+    "airbnb": "labline.data.airbnb",
 }
 
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}

@@ -1,0 +1,225 @@
+"""The FastAPI app: `create_app(settings)` loads and verifies the models, opens the request log
+and returns an app whose request schema is generated from the models' data set spec.
+
+Built by a factory so that tests, `labline serve` and `--workers N` each build their own.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the generated body types from the
+# handlers' annotations at route-definition time.
+
+import asyncio
+import hmac
+import time
+import uuid
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from labline.serve.deployments import DeploymentError, check_same_inputs, load_deployment
+from labline.serve.limits import BodyLimitAndMetrics
+from labline.serve.metrics import ServiceMetrics
+from labline.serve.request_log import RequestLog, dumps, utc_now
+from labline.serve.routing import CHALLENGER, CHAMPION, SHADOW, Routes
+from labline.serve.schemas import BatchAnswer, PredictAnswer, RecordSchema
+from labline.serve.scoring import MicroBatcher, ShadowScorer, score_payloads
+from labline.serve.settings import ServeSettings
+
+JSON = "application/json"
+THREAD_SCORING_ROWS = 256  # batches this large are scored off the event loop
+
+
+def load_routes(settings: ServeSettings) -> Routes:
+    """Resolve and verify every deployment the settings name (raises DeploymentError)."""
+    folder = True if settings.model_dir else None
+    champion = load_deployment(settings.model_dir or settings.alias, settings.registry_url, folder)
+    challenger = shadow = None
+    if settings.challenger:
+        challenger = load_deployment(settings.challenger, settings.registry_url)
+        check_same_inputs(champion, challenger, "challenger")
+    if settings.shadow:
+        shadow = load_deployment(settings.shadow, settings.registry_url)
+    return Routes(champion=champion, challenger=challenger, split=settings.split if challenger else 0.0,
+                  shadow=shadow)
+
+
+def _field(loc) -> str:
+    parts = [p for p in loc if p != "body"]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "body"
+
+
+def _problems(exc: RequestValidationError) -> list[dict]:
+    problems = []
+    for error in exc.errors():
+        message = error.get("msg", "invalid")
+        if error.get("type") == "json_invalid":
+            message = f"malformed JSON: {error.get('ctx', {}).get('error', message)}"
+        elif error.get("type") == "model_attributes_type" and len(error.get("loc", ())) <= 1:
+            message = "expected a JSON object (send Content-Type: application/json)"
+        problems.append({"field": _field(error.get("loc", ())), "message": str(message), "type": error.get("type")})
+    return problems
+
+
+def create_app(settings: ServeSettings | None = None) -> FastAPI:
+    settings = settings or ServeSettings.from_env()
+    routes = load_routes(settings)
+    spec = routes.champion.model.spec
+    schema = RecordSchema(spec, settings.max_batch_records)
+    metrics = ServiceMetrics()
+    log = RequestLog(settings.request_log, settings.synchronous, settings.commit_window_ms)
+    for arm, deployment in routes.all().items():
+        log.record_deployment(arm, deployment)
+    batcher = MicroBatcher(schema)
+    shadow = ShadowScorer(schema, log, metrics=metrics)
+    state = {"routes": routes, "reloads": 0}
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        shadow.close()
+        log.close()
+
+    app = FastAPI(title=f"labline: {spec.name} model", lifespan=lifespan,
+                  description="Predictions from the registered model artifact, every answer logged for replay.")
+    app.state.settings, app.state.log, app.state.metrics, app.state.shadow = settings, log, metrics, shadow
+    app.state.schema = schema
+    app.state.routes = lambda: state["routes"]
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        problems = _problems(exc)
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+        return JSONResponse(status_code=422, content={"error": summary, "detail": problems})
+
+    @app.get("/")
+    async def welcome():
+        champion = state["routes"].champion
+        return {"service": "labline", "model": champion.lineage.get("name"), "dataset": spec.name,
+                "model_version": champion.version, "artifact_sha256": champion.sha256,
+                "endpoints": ["/predict", "/predict/batch", "/model", "/health", "/ready", "/metrics", "/docs"]}
+
+    @app.get("/health")
+    async def health():
+        return {"status": "alive"}
+
+    @app.get("/ready")
+    async def ready():
+        alive = log._thread.is_alive()
+        body = {"status": "ready" if alive else "request log writer stopped",
+                "models": {arm: d.label for arm, d in state["routes"].all().items()}}
+        return JSONResponse(body, status_code=200 if alive else 503)
+
+    @app.get("/model")
+    async def model():
+        current = state["routes"]
+        return {"deployments": {arm: d.describe() for arm, d in current.all().items()},
+                "split": current.split, "reloads": state["reloads"]}
+
+    @app.get("/metrics")
+    async def prometheus():
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    def answer(request_id, prediction, probabilities, deployment, arm) -> dict:
+        return {"request_id": request_id, "prediction": prediction, "probabilities": probabilities,
+                "model_version": deployment.version, "artifact_sha256": deployment.sha256, "arm": arm}
+
+    async def predict(record: schema.record_model, request: Request):  # type: ignore[name-defined]
+        start = time.perf_counter()
+        current = state["routes"]
+        request_id = uuid.uuid4().hex
+        client_key = request.headers.get("x-client-id") or request_id
+        arm = current.arm_for(client_key)
+        deployment = current.deployment(arm)
+        payload = schema.payload(record)
+        prediction, probabilities, score_batch, index = await batcher.score(deployment, payload)
+        latency_ms = (time.perf_counter() - start) * 1000
+        await log.append([(request_id, utc_now(), client_key, dumps(payload), dumps(prediction),
+                           dumps(probabilities) if probabilities is not None else None, deployment.version,
+                           deployment.sha256, arm, latency_ms, 0, None, None, score_batch, index)])
+        metrics.log_rows.inc()
+        metrics.count_predictions(deployment.label, arm, [prediction])
+        if current.shadow is not None:
+            shadow.submit(current.shadow, [(request_id, client_key, payload, None)])
+        body = dumps(answer(request_id, prediction, probabilities, deployment, arm))
+        return Response(body, media_type=JSON, headers={"X-Model-Version": deployment.label})
+
+    async def predict_batch(batch: schema.batch_model, request: Request):  # type: ignore[name-defined]
+        start = time.perf_counter()
+        current = state["routes"]
+        batch_id = uuid.uuid4().hex
+        client = request.headers.get("x-client-id")
+        payloads = [schema.payload(r) for r in batch.records]
+        request_ids = [f"{batch_id}-{i}" for i in range(len(payloads))]
+        keys = [client or rid for rid in request_ids]
+        arms = [current.arm_for(k) for k in keys]
+        answers: list = [None] * len(payloads)
+        rows: list = [None] * len(payloads)
+        versions = []
+        for arm in (CHAMPION, CHALLENGER):
+            positions = [i for i, a in enumerate(arms) if a == arm]
+            if not positions:
+                continue
+            deployment = current.deployment(arm)
+            versions.append(deployment.label)
+            group = [payloads[i] for i in positions]
+            if len(group) >= THREAD_SCORING_ROWS:
+                predictions, probabilities = await asyncio.to_thread(score_payloads, deployment, schema, group)
+            else:
+                predictions, probabilities = score_payloads(deployment, schema, group)
+            latency_ms = (time.perf_counter() - start) * 1000
+            now, score_batch = utc_now(), uuid.uuid4().hex
+            for j, i in enumerate(positions):
+                probs = probabilities[j] if probabilities is not None else None
+                answers[i] = answer(request_ids[i], predictions[j], probs, deployment, arm)
+                rows[i] = (request_ids[i], now, keys[i], dumps(payloads[i]), dumps(predictions[j]),
+                           dumps(probs) if probs is not None else None, deployment.version, deployment.sha256,
+                           arm, latency_ms, 0, None, batch_id, score_batch, j)
+            metrics.count_predictions(deployment.label, arm, predictions)
+        await log.append(rows)
+        metrics.log_rows.inc(len(rows))
+        if current.shadow is not None:
+            shadow.submit(current.shadow, [(rid, k, p, batch_id) for rid, k, p in zip(request_ids, keys, payloads)])
+        body = dumps({"batch_id": batch_id, "answers": answers})
+        return Response(body, media_type=JSON, headers={"X-Model-Version": ",".join(versions)})
+
+    app.post("/predict", response_model=PredictAnswer, summary="Score one record",
+             responses={422: {"description": "a field is missing, extra, of the wrong type, not finite, or not an allowed category"},
+                        413: {"description": "body over the size limit"}})(predict)
+    app.post("/predict/batch", response_model=BatchAnswer, summary="Score many records, one answer and log row each",
+             responses={422: {"description": "an invalid record (the field names its index), an empty batch, or too many records"},
+                        413: {"description": "body over the size limit"}})(predict_batch)
+
+    @app.post("/admin/reload")
+    async def reload(request: Request):
+        if not settings.admin_token:
+            return JSONResponse({"error": "admin endpoints are off: start the service with LABLINE_ADMIN_TOKEN set"},
+                                status_code=404)
+        given = request.headers.get("authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
+            return JSONResponse({"error": "Authorization: a valid 'Bearer <LABLINE_ADMIN_TOKEN>' header is required"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        try:
+            fresh = await asyncio.to_thread(load_routes, settings)
+            check_same_inputs(state["routes"].champion, fresh.champion, "reloaded champion")
+        except DeploymentError as exc:
+            return JSONResponse({"error": f"reload refused, still serving the previous models: {exc}"}, status_code=409)
+        for arm, deployment in fresh.all().items():
+            await asyncio.to_thread(log.record_deployment, arm, deployment)
+        state["routes"] = fresh  # one assignment: requests in flight keep the routes they started with
+        state["reloads"] += 1
+        return {"status": "reloaded", "models": {arm: d.label for arm, d in fresh.all().items()}}
+
+    known = {"/", "/health", "/ready", "/model", "/metrics", "/predict", "/predict/batch", "/admin/reload",
+             "/docs", "/openapi.json"}
+    app.add_middleware(BodyLimitAndMetrics, max_body_bytes=settings.max_body_bytes, metrics=metrics, known_paths=known)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn workers: settings come from LABLINE_SERVE_SETTINGS."""
+    return create_app(ServeSettings.from_env())

@@ -1,0 +1,124 @@
+"""Request and response models generated from the data set's spec.
+
+The spec is the one declaration of a data set's columns, so the service's request schema is
+built from it rather than written by hand: numeric features are finite floats (NaN and
+infinity refused), declared categories are closed sets (an unknown value is a 422 that lists
+the allowed ones), extra fields are refused. Column names that are not Python identifiers
+(Census's `marital-status`) are accepted as they are through aliases.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from typing import Annotated, Any, Literal, Optional
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from labline.data.spec import DatasetSpec
+
+
+def python_name(column: str) -> str:
+    """A valid, non-clashing attribute name for a column (`marital-status` -> `marital_status`)."""
+    name = re.sub(r"\W", "_", column)
+    if not name or name[0].isdigit():
+        name = f"f_{name}"
+    if keyword.iskeyword(name) or hasattr(BaseModel, name) or name.startswith("_"):
+        name = f"{name.lstrip('_')}_field"
+    return name
+
+
+def example_record(spec: DatasetSpec) -> dict[str, Any]:
+    """A realistic example for the OpenAPI schema: the data set's first row when it ships with
+    labline, else a value inside each declared range or category."""
+    try:
+        from labline.data.datasets import BUILTIN, load_dataset
+
+        if spec.name in BUILTIN:
+            frame, _ = load_dataset(spec.name)
+            row = frame.iloc[0]
+            example = {c: (float(row[c]) if c in spec.numeric else str(row[c])) for c in spec.features}
+            if all(v == v for v in example.values()):  # no NaN
+                return example
+    except Exception:  # the example is documentation; a data set that fails to load must not stop serving
+        pass
+    example: dict[str, Any] = {}
+    for column in spec.numeric:
+        low, high = spec.ranges.get(column, [0.0, 1.0])
+        example[column] = float(low + (high - low) / 4)
+    for column in spec.categorical:
+        example[column] = (spec.categories.get(column) or ["value"])[0]
+    for column in spec.text:
+        example[column] = "some text"
+    return example
+
+
+def _field_type(spec: DatasetSpec, column: str) -> Any:
+    nullable = spec.max_missing_rate > 0
+    if column in spec.numeric:
+        kind: Any = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+    elif column in spec.categorical and spec.categories.get(column):
+        kind = Literal[tuple(str(c) for c in spec.categories[column])]
+    else:
+        kind = Annotated[str, Field(strict=True, max_length=100_000)]
+    return Optional[kind] if nullable else kind
+
+
+class RecordSchema:
+    """The generated pydantic models for one spec, and the conversions the service needs."""
+
+    def __init__(self, spec: DatasetSpec, max_batch_records: int = 50_000):
+        self.spec = spec
+        self.names = {column: python_name(column) for column in spec.features}
+        example = example_record(spec)
+        fields = {
+            self.names[c]: (_field_type(spec, c), Field(..., alias=c, examples=[example[c]]))
+            for c in spec.features
+        }
+        config = ConfigDict(extra="forbid", populate_by_name=True,
+                            json_schema_extra={"examples": [example]})
+        self.example = example
+        self.record_model: type[BaseModel] = create_model(f"{_title(spec.name)}Record", __config__=config, **fields)
+        batch_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"records": [example]}]})
+        self.batch_model: type[BaseModel] = create_model(
+            f"{_title(spec.name)}Batch",
+            __config__=batch_config,
+            records=(Annotated[list[self.record_model], Field(min_length=1, max_length=max_batch_records)], ...),
+        )
+
+    def payload(self, record: BaseModel) -> dict[str, Any]:
+        """The record as the client sent it, under the original column names (for the log)."""
+        return {c: getattr(record, n) for c, n in self.names.items()}
+
+    def frame(self, payloads: list[dict[str, Any]]) -> pd.DataFrame:
+        """Build the model's input frame column by column: cheaper than `DataFrame(list_of_dicts)`."""
+        columns: dict[str, Any] = {}
+        for column in self.spec.features:
+            values = [p[column] for p in payloads]
+            if column in self.spec.numeric:
+                columns[column] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            else:
+                columns[column] = np.array(values, dtype=object)
+        return pd.DataFrame(columns, columns=self.spec.features)
+
+
+def _title(name: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"\W|_", name) if part) or "Model"
+
+
+class PredictAnswer(BaseModel):
+    """One answer: the prediction, its class probabilities, and who answered."""
+
+    request_id: str
+    prediction: Any
+    probabilities: Optional[dict[str, float]] = None
+    model_version: Optional[int] = None
+    artifact_sha256: str
+    arm: str
+
+
+class BatchAnswer(BaseModel):
+    batch_id: str
+    answers: list[PredictAnswer]

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from runner.errors import ParameterError
+from runner.notebook import PARAMETERS_TAG, cell_source, cell_tags, read_json
 
 _MISSING = object()
 
@@ -36,20 +35,24 @@ class Parameter:
         return f"{self.name}{kind} = {self.default!r}{comment}"
 
 
-def parameters_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode | None:
-    for cell in nb.cells:
-        if cell.cell_type == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+def parameters_cell(nb: dict[str, Any]) -> dict[str, Any] | None:
+    """The first code cell tagged `parameters` (a plain dict or an nbformat node)."""
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and PARAMETERS_TAG in cell_tags(cell):
             return cell
     return None
 
 
 def read_parameters(notebook: str | Path) -> dict[str, Parameter]:
     """The parameters a notebook declares, in order. Empty when it has no parameters cell."""
-    nb = nbformat.read(str(notebook), as_version=4)
+    try:
+        nb = read_json(notebook)
+    except (OSError, ValueError) as exc:
+        raise ParameterError(f"{notebook}: cannot read the notebook: {exc}") from exc
     cell = parameters_cell(nb)
     if cell is None:
         return {}
-    source = cell.source
+    source = cell_source(cell)
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:

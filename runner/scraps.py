@@ -8,20 +8,20 @@ become {"__dataframe__": {"columns", "index", "data"}} and come back with `to_fr
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 FRAME_KEY = "__dataframe__"
 
 
 def jsonable(value: Any) -> Any:
     """Turn a scrap's value into something json.dumps accepts without losing its shape."""
-    if isinstance(value, pd.DataFrame):
+    pd = sys.modules.get("pandas")  # a value can only be a DataFrame if pandas is loaded already
+    if pd is not None and isinstance(value, pd.DataFrame):
         split = value.to_dict(orient="split")
         return {FRAME_KEY: {k: jsonable(split[k]) for k in ("columns", "index", "data")}}
-    if isinstance(value, pd.Series):
+    if pd is not None and isinstance(value, pd.Series):
         return jsonable(value.to_dict())
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
@@ -41,8 +41,10 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def to_frame(value: Any) -> pd.DataFrame:
+def to_frame(value: Any) -> "pd.DataFrame":  # noqa: F821
     """Rebuild a DataFrame scrap stored by `jsonable`."""
+    import pandas as pd
+
     if isinstance(value, pd.DataFrame):
         return value
     if isinstance(value, dict) and FRAME_KEY in value:
@@ -51,11 +53,28 @@ def to_frame(value: Any) -> pd.DataFrame:
     raise TypeError(f"not a glued DataFrame: {type(value).__name__}")
 
 
+def scraps_of(nb: Any) -> dict[str, Any]:
+    """Every scrap glued in an in-memory notebook node, JSON-ready; {} when none can be read."""
+    from runner.lazy_imports import defer_slow_imports
+
+    defer_slow_imports()
+    import scrapbook as sb
+
+    try:
+        book = sb.models.Notebook(nb)
+        return {name: jsonable(scrap.data) for name, scrap in book.scraps.items()}
+    except Exception:  # a half-written glue has no readable value; the step's error says why
+        return {}
+
+
 def read_scraps(notebook: str | Path) -> dict[str, Any]:
     """Every scrap glued in an executed notebook, JSON-ready. Empty when the file is missing."""
     path = Path(notebook)
     if not path.exists():
         return {}
+    from runner.lazy_imports import defer_slow_imports
+
+    defer_slow_imports()
     import scrapbook as sb
 
     try:

@@ -1,0 +1,220 @@
+"""Kernels for the runner: started ahead of time, warmed, and never left behind.
+
+Every notebook runs in its own kernel process, started with an explicit working directory (no
+`os.chdir` in the runner, so parallel steps cannot race on it). Kernel start-up (about a second,
+plus the imports every notebook makes) is paid off the critical path: the scheduler asks the
+pool to `prestart` kernels while earlier steps run, and a step takes a warm one.
+
+Kernels talk over local `ipc` sockets in a private temporary folder (so IPKernelApp has no
+reason to warn about unencrypted TCP), write their own stdout/stderr to a log file there (the
+user's terminal stays clean; the log's tail is reported when a kernel dies), and start in their
+own session (a terminal's Ctrl-C reaches the runner, which then stops them all).
+
+All kernel I/O happens on one asyncio loop in a background thread (`KernelLoop`); any thread
+submits coroutines to it, which is what lets a plain thread pool or a Dask worker drive kernels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import itertools
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.lazy_imports import DEFER_SOURCE, defer_slow_imports
+
+# What every warm kernel runs before it is handed out: defer the slow jsonschema import, then
+# import scrapbook (and with it papermill, nbformat and pandas), which every notebook glues with.
+WARM_UP = DEFER_SOURCE + """
+for _labline_module in {modules!r}:
+    try:
+        __import__(_labline_module)
+    except Exception:
+        pass
+del _labline_module
+"""
+DEFAULT_PRELOAD = ("scrapbook",)
+STARTUP_TIMEOUT = 60.0
+
+
+@dataclass
+class Kernel:
+    """A started kernel process with its client channels open."""
+
+    km: Any  # jupyter_client AsyncKernelManager
+    kc: Any  # jupyter_client AsyncKernelClient
+    key: tuple[str, str]
+    log_path: Path
+    pid: int | None
+    started: float = field(default_factory=time.time)
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+class KernelPool:
+    """Kernels by (kernel name, working directory); lives on the KernelLoop's event loop."""
+
+    def __init__(self, preload: tuple[str, ...] = DEFAULT_PRELOAD):
+        self.preload = tuple(preload)
+        self._folder = Path(tempfile.mkdtemp(prefix="runner-kernels-"))
+        self._ids = itertools.count(1)
+        self._spare: dict[tuple[str, str], list[asyncio.Task]] = {}
+        self._live: dict[int, Kernel] = {}  # id(kernel) -> kernel, every kernel not yet stopped
+        self._pids: set[int] = set()  # for the synchronous last-resort kill
+
+    async def _start(self, key: tuple[str, str]) -> Kernel:
+        from jupyter_client.manager import AsyncKernelManager
+
+        kernel_name, cwd = key
+        number = next(self._ids)
+        prefix = self._folder / f"k{number}"
+        km = AsyncKernelManager(kernel_name=kernel_name, transport="ipc", ip=str(prefix),
+                                connection_file=str(prefix) + ".json")
+        log_path = Path(str(prefix) + ".log")
+        with open(log_path, "wb") as log:  # the child keeps its own descriptor
+            await km.start_kernel(cwd=cwd, stdout=log, stderr=log,
+                                  extra_arguments=["--HistoryManager.hist_file=:memory:"])
+        pid = getattr(getattr(km, "provisioner", None), "pid", None)
+        if pid:
+            self._pids.add(pid)
+        kc = km.client()
+        kernel = Kernel(km, kc, key, log_path, pid)
+        self._live[id(kernel)] = kernel
+        try:
+            kc.start_channels()
+            await kc.wait_for_ready(timeout=STARTUP_TIMEOUT)
+            await kc.execute_interactive(WARM_UP.format(modules=list(self.preload)), silent=True,
+                                         store_history=False, timeout=STARTUP_TIMEOUT)
+        except BaseException:
+            await self.stop(kernel)
+            raise
+        return kernel
+
+    def prestart(self, kernel_name: str, cwd: str, count: int) -> None:
+        """Keep `count` spare kernels starting or started for this key (never stops extra ones)."""
+        key = (kernel_name, str(cwd))
+        spares = self._spare.setdefault(key, [])
+        while len(spares) < count:
+            spares.append(asyncio.ensure_future(self._start(key)))
+
+    async def acquire(self, kernel_name: str, cwd: str) -> Kernel:
+        """A ready kernel: a spare one when there is one, else a new one."""
+        key = (kernel_name, str(cwd))
+        spares = self._spare.get(key) or []
+        while spares:
+            task = spares.pop(0)
+            try:
+                kernel = await task
+            except Exception:
+                continue  # a spare that failed to start: start a fresh one below, which reports why
+            if await kernel.km.is_alive():
+                return kernel
+            await self.stop(kernel)
+        return await self._start(key)
+
+    async def stop(self, kernel: Kernel) -> None:
+        """Stop a kernel now (steps never reuse one) and remove its files."""
+        self._live.pop(id(kernel), None)
+        try:
+            kernel.kc.stop_channels()
+        except Exception:
+            pass
+        try:
+            await kernel.km.shutdown_kernel(now=True)
+        except Exception:
+            pass
+        try:
+            await kernel.km.cleanup_resources()
+        except Exception:
+            pass
+        if kernel.pid:
+            _kill_group(kernel.pid)
+            self._pids.discard(kernel.pid)
+
+    async def stop_all(self) -> None:
+        for spares in self._spare.values():
+            for task in spares:
+                task.cancel()
+                try:
+                    kernel = await task
+                except BaseException:
+                    continue
+                await self.stop(kernel)
+        self._spare.clear()
+        for kernel in list(self._live.values()):
+            await self.stop(kernel)
+
+    def kill_now(self) -> None:
+        """Synchronous, from any thread: kill every kernel process group this pool started."""
+        for pid in list(self._pids):
+            _kill_group(pid)
+        self._pids.clear()
+
+    def remove_folder(self) -> None:
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def _kill_group(pid: int) -> None:
+    """Kernels start in their own session, so their process group holds them and their children."""
+    for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+        try:
+            kill()
+            return
+        except (ProcessLookupError, PermissionError, OSError):
+            continue
+
+
+class KernelLoop:
+    """One background event loop per process, owning the process's KernelPool."""
+
+    _instance: "KernelLoop | None" = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        defer_slow_imports()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="runner-kernels", daemon=True)
+        self.thread.start()
+        self.pool = KernelPool()
+        atexit.register(self.close)
+
+    @classmethod
+    def get(cls) -> "KernelLoop":
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+    @classmethod
+    def running(cls) -> "KernelLoop | None":
+        return cls._instance
+
+    def run(self, coroutine: Coroutine, timeout: float | None = None) -> Any:
+        """Run a coroutine on the loop from any other thread and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def call(self, fn, *args) -> None:
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def close(self) -> None:
+        """Stop every kernel; called at exit, and on interruption before that."""
+        self.pool.kill_now()
+        if self.loop.is_running():
+            try:
+                self.run(self.pool.stop_all(), timeout=10)
+            except Exception:
+                pass
+        self.pool.remove_folder()

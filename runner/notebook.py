@@ -1,0 +1,109 @@
+"""The notebook file: read it, inject parameters as data, write it safely.
+
+Parameters are injected the way papermill does (a cell tagged `injected-parameters` right after
+the `parameters` cell, so papermill and scrapbook tools read our outputs), but each value is
+written as a Python literal built here from plain data: a string is always `repr`-quoted and
+arrives exactly as given, never evaluated as code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+PARAMETERS_TAG = "parameters"
+INJECTED_TAG = "injected-parameters"
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """The notebook as plain JSON (fast: no nbformat, no schema validation)."""
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def cell_source(cell: dict[str, Any]) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+def cell_tags(cell: dict[str, Any]) -> list[str]:
+    return list((cell.get("metadata") or {}).get("tags") or [])
+
+
+def code_sources(nb: dict[str, Any]) -> list[str]:
+    """The code of every code cell, in order; outputs, metadata and markdown left out."""
+    return [cell_source(c) for c in nb.get("cells", [])
+            if c.get("cell_type") == "code" and INJECTED_TAG not in cell_tags(c)]
+
+
+def python_literal(value: Any) -> str:
+    """Source text that evaluates to `value`; only plain data is accepted."""
+    if value is None or isinstance(value, (bool, int)):
+        return repr(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "float('nan')"
+        if math.isinf(value):
+            return "float('inf')" if value > 0 else "float('-inf')"
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(python_literal(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + "".join(python_literal(v) + ", " for v in value) + ")"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{python_literal(k)}: {python_literal(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"parameter value {value!r} of type {type(value).__name__} is not plain data "
+                    f"(expected str, int, float, bool, None, or lists/dicts of them)")
+
+
+def injected_source(parameters: dict[str, Any]) -> str:
+    lines = ["# Parameters"]
+    for name, value in parameters.items():
+        if not name.isidentifier():
+            raise ValueError(f"parameter name {name!r} is not a Python identifier")
+        lines.append(f"{name} = {python_literal(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def inject_parameters(nb: Any, parameters: dict[str, Any]) -> None:
+    """Insert (or replace) the injected-parameters cell; works on nbformat nodes in place."""
+    import nbformat
+
+    cells = [c for c in nb.cells if INJECTED_TAG not in cell_tags(c)]
+    position = next((i + 1 for i, c in enumerate(cells) if PARAMETERS_TAG in cell_tags(c)), 0)
+    cell = nbformat.v4.new_code_cell(injected_source(parameters))
+    cell.metadata["tags"] = [INJECTED_TAG]
+    cells.insert(position, cell)
+    nb.cells = cells
+
+
+def prepare(notebook: str | Path, parameters: dict[str, Any], output_path: str | Path) -> Any:
+    """The notebook to execute: outputs cleared, parameters injected, papermill-style metadata."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    inject_parameters(nb, parameters)
+    nb.metadata["papermill"] = {"input_path": str(notebook), "output_path": str(output_path),
+                                "parameters": parameters}
+    return nb
+
+
+def write_atomic(nb: Any, path: str | Path) -> None:
+    """Write a notebook so that a reader never sees half a file (plain JSON: written after every
+    cell, so it skips nbformat's schema validation)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".ipynb")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(nb, handle, indent=1, ensure_ascii=False, sort_keys=True)
+        handle.write("\n")
+    os.replace(tmp, path)

@@ -43,7 +43,7 @@ def slice_metrics(slices: pd.DataFrame, y_true, y_pred, min_count: int = 30, ave
     for col in slices.columns:
         for value, index in slices.groupby(col, observed=True).groups.items():
             t, p = y_true.loc[index], y_pred.loc[index]
-            rows.append({
+            row = {
                 "feature": col,
                 "value": str(value),
                 "count": int(len(index)),
@@ -52,12 +52,53 @@ def slice_metrics(slices: pd.DataFrame, y_true, y_pred, min_count: int = 30, ave
                 "recall": float(recall_score(t, p, zero_division=0, **kwargs)),
                 "f1": float(f1_score(t, p, zero_division=0, **kwargs)),
                 "small": bool(len(index) < min_count),
+            }
+            if positive_label is not None:
+                # A slice with no positive rows and no positive predictions has no F1 to speak of:
+                # undefined (NaN), so it cannot be picked as the worst slice with a made-up 0.
+                positives, predicted = int((t == positive_label).sum()), int((p == positive_label).sum())
+                row["positives"], row["predicted_positives"] = positives, predicted
+                if positives == 0:
+                    row["recall"] = float("nan")
+                if predicted == 0:
+                    row["precision"] = float("nan")
+                if positives == 0 and predicted == 0:
+                    row["f1"] = float("nan")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def regression_slice_metrics(slices: pd.DataFrame, y_true, y_pred, min_count: int = 30) -> pd.DataFrame:
+    """Per (feature, value): count, MAE, RMSE and mean true and predicted values; small slices flagged."""
+    y_true = pd.Series(np.asarray(y_true, dtype=float), index=slices.index)
+    y_pred = pd.Series(np.asarray(y_pred, dtype=float), index=slices.index)
+    rows = []
+    for col in slices.columns:
+        for value, index in slices.groupby(col, observed=True).groups.items():
+            error = y_pred.loc[index] - y_true.loc[index]
+            rows.append({
+                "feature": col,
+                "value": str(value),
+                "count": int(len(index)),
+                "mae": float(error.abs().mean()),
+                "rmse": float(np.sqrt((error ** 2).mean())),
+                "mean_true": float(y_true.loc[index].mean()),
+                "mean_pred": float(y_pred.loc[index].mean()),
+                "small": bool(len(index) < min_count),
             })
     return pd.DataFrame(rows)
 
 
-def worst_slice(table: pd.DataFrame, metric: str = "f1") -> dict:
-    """The slice with the lowest metric among slices large enough to judge (all if none are)."""
-    candidates = table[~table["small"]] if (~table["small"]).any() else table
-    row = candidates.sort_values([metric, "count"], ascending=[True, False]).iloc[0]
+def worst_slice(table: pd.DataFrame, metric: str = "f1", higher_is_worse: bool = False) -> dict:
+    """The slice with the worst metric among slices large enough to judge (all if none are).
+
+    Worst is the lowest value (F1) or, with `higher_is_worse`, the highest (MAE).
+    """
+    if table.empty:
+        raise ValueError("no slices to choose the worst from: the audited rows have no features to slice by")
+    defined = table[table[metric].notna()]
+    if defined.empty:
+        raise ValueError(f"no slice has a defined {metric}")
+    candidates = defined[~defined["small"]] if (~defined["small"]).any() else defined
+    row = candidates.sort_values([metric, "count"], ascending=[not higher_is_worse, False]).iloc[0]
     return {"feature": row["feature"], "value": row["value"], "count": int(row["count"]), metric: float(row[metric])}

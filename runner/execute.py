@@ -105,7 +105,7 @@ async def execute_async(
     from nbclient.exceptions import CellExecutionError
 
     started = time.time()
-    deadline = started + timeout if timeout else None
+    deadline = None  # set once the kernel is ready: kernel start-up has its own limit
     output_notebook = Path(output_notebook)
     output_notebook.parent.mkdir(parents=True, exist_ok=True)
     nb = prepare(notebook, parameters, output_notebook)
@@ -117,7 +117,8 @@ async def execute_async(
     kernel = None
     current = None
     try:
-        kernel = await _with_deadline(pool.acquire(kernel_name, str(cwd)), deadline)
+        kernel = await pool.acquire(kernel_name, str(cwd))
+        deadline = time.time() + timeout if timeout else None
         client = NotebookClient(nb, km=kernel.km, kernel_name=kernel_name, allow_errors=False,
                                 resources={"metadata": {"path": str(cwd)}}, record_timing=True,
                                 shutdown_kernel="immediate")
@@ -167,15 +168,6 @@ async def _maybe_await(value: Any) -> Any:
     return await value if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future) else value
 
 
-async def _with_deadline(coroutine, deadline: float | None):
-    if deadline is None:
-        return await coroutine
-    try:
-        return await asyncio.wait_for(coroutine, max(0.01, deadline - time.time()))
-    except asyncio.TimeoutError:
-        raise NotebookTimeout("the kernel did not start before the notebook's timeout") from None
-
-
 def _cell_budget(cell_timeout: float | None, deadline: float | None) -> int | None:
     """nbclient's per-cell timeout (whole seconds): the cell's own, cut to what the notebook has left."""
     budgets = [cell_timeout] if cell_timeout else []
@@ -204,7 +196,8 @@ def execute_step(
 ) -> StepOutcome:
     """Run `notebook` with `parameters` into `output_notebook`, its kernel working in `cwd`.
 
-    `cell_timeout` bounds each cell, `timeout` the whole notebook (kernel start included).
+    `cell_timeout` bounds each cell, `timeout` all the cells together (the kernel's start-up
+    has its own limit, `runner.kernels.STARTUP_TIMEOUT`).
     Returns a StepOutcome; the executed (or partly executed) notebook is always written.
     Safe to call from many threads at once: kernels are driven by one loop per process.
     """

@@ -1,4 +1,8 @@
-"""`labline run | runs | show | compare | params`: run the pipeline and look at what runs recorded."""
+"""`labline run | status | sweep | runs | show | compare | params`: run the pipeline, incrementally
+and in parallel, and look at what runs recorded.
+
+Exit codes: 0 success, 1 a step failed, 2 usage or spec error, 3 a step timed out, 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,12 @@ from typing import Any
 
 from rich.console import Console
 
-from labline.data.datasets import DatasetError, load_dataset
+from labline.commands.progress import ProgressDisplay
 from labline.env import run_metadata
 from labline.paths import project_root, runs_root
-from runner.compare import comparison_rows, render
+from runner.compare import comparison_rows, render, sort_rows
 from runner.params import read_parameters
-from runner.pipeline import run_pipeline
+from runner.pipeline import plan_status, run_pipeline
 from runner.records import find_run, list_runs
 from runner.scraps import FRAME_KEY
 from runner.spec import load_pipeline
@@ -38,14 +42,43 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="set a parameter for one step, or for every step that declares it")
     parser.add_argument("--workers", type=int, default=None, help="steps run at once (default: number of cores)")
     parser.add_argument("--runs", type=Path, default=None, help="runs folder (default: runs/ or $LABLINE_RUNS)")
+    parser.add_argument("--executor", default="local", metavar="local|dask|dask://HOST:PORT",
+                        help="where steps execute: local kernels, a Dask LocalCluster, or a Dask scheduler")
+    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                        help="limit for each whole notebook (overrides the steps' timeout:)")
 
 
 def register(subparsers) -> None:
     run = subparsers.add_parser("run", help="run the pipeline and print the comparison table")
     add_run_options(run)
     run.add_argument("--only", action="append", default=None, metavar="STEP", help="run only this step and what it needs")
+    add_force_option(run)
     run.add_argument("--format", choices=FORMATS, default="table", help="format of the final table")
     run.set_defaults(handler=cmd_run)
+
+    status = subparsers.add_parser("status", help="say, step by step, what `labline run` would execute and why")
+    status.add_argument("--pipeline", type=Path, default=None)
+    status.add_argument("-p", "--param", action="append", default=[], metavar="[STEP.]PARAM=VALUE")
+    status.add_argument("--runs", type=Path, default=None)
+    status.add_argument("--only", action="append", default=None, metavar="STEP")
+    add_force_option(status)
+    status.add_argument("--format", choices=FORMATS, default="table")
+    status.set_defaults(handler=cmd_status)
+
+    sweep = subparsers.add_parser("sweep", help="run one step for every combination of parameter values")
+    sweep.add_argument("step", help="the step to sweep (what it needs comes from the cache)")
+    sweep.add_argument("-p", "--param", action="append", default=[], metavar="PARAM=V1,V2,...",
+                       help="values to sweep; commas split at top level: -p hidden_sizes=[8],[16]")
+    sweep.add_argument("--set", action="append", default=[], metavar="[STEP.]PARAM=VALUE",
+                       help="a fixed parameter for every run of the sweep")
+    sweep.add_argument("--metric", default=None, help="metric to sort by, best first (default: the first one glued)")
+    sweep.add_argument("--pipeline", type=Path, default=None)
+    sweep.add_argument("--runs", type=Path, default=None)
+    sweep.add_argument("--workers", type=int, default=None)
+    sweep.add_argument("--executor", default="local", metavar="local|dask|dask://HOST:PORT")
+    sweep.add_argument("--timeout", type=float, default=None, metavar="SECONDS")
+    sweep.add_argument("--format", choices=FORMATS, default="table")
+    sweep.set_defaults(handler=cmd_sweep)
 
     runs = subparsers.add_parser("runs", help="list runs")
     runs.add_argument("--runs", type=Path, default=None)
@@ -70,9 +103,22 @@ def register(subparsers) -> None:
     params.set_defaults(handler=cmd_params)
 
 
+def add_force_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", nargs="?", action="append", const=True, default=None, metavar="STEP",
+                        help="execute even when cached: every step, or (repeatable) this step")
+
+
+def force_value(args: argparse.Namespace) -> bool | list[str] | None:
+    values = getattr(args, "force", None) or []
+    if True in values:
+        return True
+    return [v for v in values if isinstance(v, str)] or None
+
+
 def dataset_overrides(args: argparse.Namespace) -> list[str]:
     """Check --dataset/--target now (exit 2 before any run folder exists) and turn them into overrides."""
     from labline.cli import CommandError
+    from labline.data.datasets import DatasetError, load_dataset  # pandas and scikit-learn: only when asked
 
     if not args.dataset:
         if args.target:
@@ -89,11 +135,19 @@ def dataset_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def progress_printer(console: Console):
-    marks = {"running": "[cyan]…[/]", "succeeded": "[green]✓[/]", "cached": "[green]=[/]", "skipped": "[yellow]-[/]"}
+    """One line per step event (cell progress left out): for logs and non-terminals."""
+    marks = {"running": "[cyan]…[/]", "succeeded": "[green]✓[/]", "cached": "[green]=[/]", "skipped": "[yellow]-[/]",
+             "retrying": "[yellow]↻[/]"}
 
     def on_event(step: str, state: str, details: dict[str, Any]) -> None:
+        if state == "cell":
+            return
+        if "combo" in details:
+            step = f"{step} {json.dumps(details['combo'], default=str)}"
         mark = marks.get(state, "[red]✗[/]")
         extra = f" {details.get('seconds', 0):.1f}s" if "seconds" in details else ""
+        if state == "cached":
+            extra = f" (from run {details.get('cached_from')})"
         console.print(f"{mark} {step:<16} {state}{extra}")
 
     return on_event
@@ -113,20 +167,61 @@ def resolve_runs(args: argparse.Namespace) -> Path:
     return Path(args.runs) if getattr(args, "runs", None) else runs_root()
 
 
+def exit_code(manifest: dict[str, Any]) -> int:
+    """0 succeeded, 3 a step timed out, 1 any other failure."""
+    if manifest["status"] == "succeeded":
+        return 0
+    statuses = {body.get("status") for body in manifest["steps"].values()}
+    return 3 if "timeout" in statuses else 1
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     spec = load_pipeline(args.pipeline or default_pipeline())
     overrides = dataset_overrides(args) + list(args.param)
     metadata = {"dataset": args.dataset or "iris", **run_metadata(spec.root)}
-    record = run_pipeline(spec, resolve_runs(args), overrides=overrides, workers=args.workers,
-                          metadata=metadata, on_event=progress_printer(console), only=args.only)
+    with ProgressDisplay(console, spec.order()) as progress:
+        record = run_pipeline(spec, resolve_runs(args), overrides=overrides, workers=args.workers,
+                              metadata=metadata, on_event=progress.on_event, only=args.only,
+                              force=force_value(args), timeout=args.timeout, executor=args.executor)
     for step, body in record.manifest["steps"].items():
         if body.get("status") not in ("succeeded", "cached", "skipped"):
-            console.print(f"[red]{failure_message(step, body)}[/]")
+            console.print(f"[red]{failure_message(step, body)}[/]", markup=True, highlight=False)
     rows = comparison_rows([record.manifest], COMPARE_METRICS, label="model_name")
     print(render(_drop_empty(rows), args.format, title=f"run {record.run_id}"))
     console.print(f"run {record.run_id}: {record.manifest['status']} ({record.path})")
-    return 0 if record.manifest["status"] == "succeeded" else 1
+    return exit_code(record.manifest)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    spec = load_pipeline(args.pipeline or default_pipeline())
+    rows = plan_status(spec, resolve_runs(args), overrides=list(args.param), only=args.only, force=force_value(args))
+    table = [{"step": r["step"], "action": r["action"], "run": r["from_run"] or "-", "why": "; ".join(r["reasons"])}
+             for r in rows]
+    print(render(table, args.format, title="what `labline run` would do"))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from runner.sweep import parse_grid, sweep, sweep_rows
+
+    console = Console(stderr=True)
+    spec = load_pipeline(args.pipeline or default_pipeline())
+    grid = parse_grid(spec, args.step, list(args.param))
+    metadata = {"dataset": "iris", **run_metadata(spec.root)}
+    records = sweep(spec, resolve_runs(args), args.step, grid, overrides=list(args.set), executor=args.executor,
+                    workers=args.workers, metadata=metadata, timeout=args.timeout,
+                    on_event=progress_printer(console))
+    rows = sweep_rows(records, args.step, grid)
+    metric = args.metric or next((m for m in COMPARE_METRICS if any(m in r for r in rows)), None)
+    if metric:
+        rows = sort_rows(rows, metric, descending=not metric.endswith(LOWER_IS_BETTER))
+    print(render(rows, args.format, title=f"sweep of {args.step}" + (f", best {metric} first" if metric else "")))
+    codes = [exit_code(r.manifest) for r in records]
+    return max(codes) if codes else 0
+
+
+LOWER_IS_BETTER = ("mae", "rmse", "mse", "loss", "seconds")
 
 
 def _drop_empty(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -179,9 +274,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     manifests = [find_run(root, r).manifest for r in args.run] if args.run else list_runs(root)
     rows = _drop_empty(comparison_rows(manifests, COMPARE_METRICS, label="model_name"))
     if args.sort:
-        from runner.compare import sort_rows
-
-        rows = sort_rows(rows, args.sort, descending=not args.sort.endswith(("mae", "rmse", "seconds")))
+        rows = sort_rows(rows, args.sort, descending=not args.sort.endswith(LOWER_IS_BETTER))
     print(render(rows, args.format) if rows else "no trained models in these runs")
     return 0
 

@@ -1,0 +1,77 @@
+"""The live progress display of `labline run`: each step's state, cell progress and time.
+
+On a terminal it is a rich table redrawn in place; elsewhere (logs, CI, pipes) it prints one line
+per step event. Events arrive from worker threads, so updates take a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+STYLES = {"pending": "dim", "running": "cyan", "retrying": "yellow", "succeeded": "green", "cached": "green",
+          "skipped": "yellow", "failed": "red", "timeout": "red", "dead_kernel": "red", "interrupted": "red"}
+
+
+class ProgressDisplay:
+    """A context manager whose `on_event` is the runner's event callback."""
+
+    def __init__(self, console: Console, steps: list[str]):
+        self.console = console
+        self.rows: dict[str, dict[str, Any]] = {s: {"state": "pending", "cells": "", "started": None, "note": ""}
+                                                for s in steps}
+        self.lock = threading.Lock()
+        self.live: Live | None = None
+        if not console.is_terminal:
+            from labline.commands.pipeline import progress_printer
+
+            self._printer = progress_printer(console)
+
+    def __enter__(self) -> "ProgressDisplay":
+        if self.console.is_terminal:
+            self.live = Live(self._table(), console=self.console, refresh_per_second=8, transient=False,
+                             get_renderable=self._table)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def on_event(self, step: str, state: str, details: dict[str, Any]) -> None:
+        if self.live is None:
+            self._printer(step, state, details)
+            return
+        with self.lock:
+            row = self.rows.setdefault(step, {"state": "pending", "cells": "", "started": None, "note": ""})
+            if state == "cell":
+                row["cells"] = f"{details['done']}/{details['total']}"
+                return
+            row["state"] = state
+            if state == "running":
+                row["started"] = time.time()
+            if state == "cached":
+                row["note"] = f"from run {details.get('cached_from')}"
+            if "seconds" in details:
+                row["note"] = f"{details['seconds']:.1f}s"
+                row["started"] = None
+            if state == "retrying":
+                row["note"] = f"attempt {details.get('attempt')}"
+
+    def _table(self) -> Table:
+        table = Table(box=None, pad_edge=False, show_header=True)
+        for column in ("step", "state", "cells", ""):
+            table.add_column(column)
+        with self.lock:
+            for step, row in self.rows.items():
+                note = row["note"]
+                if row["started"] is not None:
+                    note = f"{time.time() - row['started']:.0f}s"
+                style = STYLES.get(row["state"], "")
+                table.add_row(step, f"[{style}]{row['state']}[/]", row["cells"], note)
+        return table

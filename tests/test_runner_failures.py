@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runner_helpers import files_under, kernel_processes, make_project
+from tests.fixtures import files_under, kernel_processes, make_project
 
 EVIL = "x'); import os; os.system('touch {marker}'); ('"
 

@@ -93,15 +93,22 @@ class RecordSchema:
         return {c: getattr(record, n) for c, n in self.names.items()}
 
     def frame(self, payloads: list[dict[str, Any]]) -> pd.DataFrame:
-        """Build the model's input frame column by column: cheaper than `DataFrame(list_of_dicts)`."""
-        columns: dict[str, Any] = {}
-        for column in self.spec.features:
-            values = [p[column] for p in payloads]
-            if column in self.spec.numeric:
-                columns[column] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-            else:
-                columns[column] = np.array(values, dtype=object)
-        return pd.DataFrame(columns, columns=self.spec.features)
+        return features_frame(self.spec, payloads)
+
+
+def features_frame(spec: DatasetSpec, payloads: list[dict[str, Any]]) -> pd.DataFrame:
+    """The model's input frame, built column by column: cheaper than `DataFrame(list_of_dicts)`.
+
+    Serving and replay both build frames here, so a replayed row sees exactly the same input.
+    """
+    columns: dict[str, Any] = {}
+    for column in spec.features:
+        values = [p.get(column) for p in payloads]
+        if column in spec.numeric:
+            columns[column] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        else:
+            columns[column] = np.array(values, dtype=object)
+    return pd.DataFrame(columns, columns=spec.features)
 
 
 def _title(name: str) -> str:

@@ -145,6 +145,8 @@ def cmd_requests(args) -> int:
         for record in records:
             print(json.dumps(record, default=str))
     elif args.format == "csv":
+        for column in ("payload", "prediction", "probabilities"):
+            frame[column] = [json.dumps(v) for v in frame[column]]
         print(frame.to_csv(index=False), end="")
     else:
         from rich.console import Console

@@ -1,0 +1,150 @@
+"""The service in-process (TestClient): every endpoint, answers equal to the artifact's own,
+every answer in the request log, metrics, the admin token and reload."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from labline.registry import Registry
+from labline.serve import ServeSettings, create_app
+from labline.serve.request_log import read_requests
+from tests.test_serve_helpers import FEATURES, iris_records, make_registry, model_dir, served_registry  # noqa: F401
+
+
+@pytest.fixture
+def service(served_registry, tmp_path):
+    url, versions = served_registry
+    settings = ServeSettings(registry_url=url, request_log=str(tmp_path / "requests.db"))
+    with TestClient(create_app(settings)) as client:
+        yield client, settings, versions, url
+
+
+def test_welcome_health_ready_and_lineage(service):
+    client, settings, versions, url = service
+    welcome = client.get("/").json()
+    assert welcome["model"] == "sklearn-logreg" and welcome["model_version"] == versions["train_sklearn"]
+    assert client.get("/health").json() == {"status": "alive"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["models"] == {"champion": str(versions["train_sklearn"])}
+    champion = client.get("/model").json()["deployments"]["champion"]
+    registered = Registry(url=url).get(versions["train_sklearn"])
+    assert champion["artifact_sha256"] == registered.artifact_sha256
+    assert champion["lineage"]["run_id"] == registered.run_id
+    assert champion["lineage"]["data_fingerprint"] == registered.data_fingerprint
+    assert champion["deployed_at"].startswith("20")
+
+
+def test_predict_answers_with_the_artifact_and_logs_it(service):
+    client, settings, versions, url = service
+    _, model = Registry(url=url).load_model("champion")
+    records, _ = iris_records()
+    record = records[77]
+    response = client.post("/predict", json=record, headers={"X-Client-Id": "alice"})
+    assert response.status_code == 200
+    body = response.json()
+    assert response.headers["X-Model-Version"] == str(versions["train_sklearn"])
+    expected = model.predict_proba(pd.DataFrame([record]))[0]
+    assert body["probabilities"] == dict(zip(model.labels, expected.tolist()))
+    assert body["prediction"] == model.labels[int(np.argmax(expected))]
+    assert body["arm"] == "champion" and body["model_version"] == versions["train_sklearn"]
+    row = read_requests(settings.request_log).set_index("request_id").loc[body["request_id"]]
+    assert row["payload"] == record and row["client_key"] == "alice"
+    assert row["probabilities"] == body["probabilities"] and row["prediction"] == body["prediction"]
+    assert row["artifact_sha256"] == model.sha256 and row["latency_ms"] > 0
+
+
+def test_client_key_defaults_to_the_request_id(service):
+    client, settings, _, _ = service
+    body = client.post("/predict", json=iris_records()[0][0]).json()
+    row = read_requests(settings.request_log).set_index("request_id").loc[body["request_id"]]
+    assert row["client_key"] == body["request_id"]
+
+
+def test_batch_gives_one_answer_and_one_row_per_record(service):
+    client, settings, versions, url = service
+    _, model = Registry(url=url).load_model("champion")
+    records, _ = iris_records()
+    response = client.post("/predict/batch", json={"records": records})
+    assert response.status_code == 200
+    answers = response.json()["answers"]
+    assert [a["prediction"] for a in answers] == list(model.predict(pd.DataFrame(records)))
+    logged = read_requests(settings.request_log)
+    assert len(logged) == len(records)
+    assert list(logged["payload"]) == records
+    assert set(logged["batch_id"]) == {response.json()["batch_id"]}
+    assert list(logged["request_id"]) == [a["request_id"] for a in answers]
+
+
+def test_metrics_count_predictions_by_label_version_and_arm(service):
+    client, _, versions, _ = service
+    records, _ = iris_records()
+    predictions = [client.post("/predict", json=r).json()["prediction"] for r in records[::10]]
+    client.post("/predict", json={"sepal_length": "x"})
+    text = client.get("/metrics").text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    for label in set(predictions):
+        key = ("labline_predictions_total",
+               (("arm", "champion"), ("label", label), ("model_version", str(versions["train_sklearn"]))))
+        assert samples[key] == predictions.count(label)
+    assert samples[("labline_requests_total", (("endpoint", "/predict"), ("status", "200")))] == len(predictions)
+    assert samples[("labline_requests_total", (("endpoint", "/predict"), ("status", "422")))] == 1
+    assert samples[("labline_request_latency_seconds_count", (("endpoint", "/predict"),))] == len(predictions) + 1
+
+
+def test_openapi_has_the_generated_schema_with_an_example(service):
+    client, *_ = service
+    schema = client.get("/openapi.json").json()
+    record = schema["components"]["schemas"]["IrisRecord"]
+    assert record["required"] == FEATURES and record["additionalProperties"] is False
+    assert set(record["examples"][0]) == set(FEATURES)
+    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["$ref"].endswith("/IrisRecord")
+
+
+def test_admin_reload_needs_the_token_and_switches_models(iris_run, tmp_path):
+    url, versions = make_registry(iris_run.manifest, tmp_path)
+    settings = ServeSettings(registry_url=url, request_log=str(tmp_path / "requests.db"), admin_token="s3cret")
+    record = iris_records()[0][0]
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/predict", json=record).json()["model_version"] == versions["train_sklearn"]
+        assert client.post("/admin/reload").status_code == 401
+        assert client.post("/admin/reload", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        Registry(url=url).set_alias("champion", versions["train_torch"])
+        reloaded = client.post("/admin/reload", headers={"Authorization": "Bearer s3cret"})
+        assert reloaded.status_code == 200, reloaded.text
+        response = client.post("/predict", json=record)
+        assert response.json()["model_version"] == versions["train_torch"]
+        assert response.headers["X-Model-Version"] == str(versions["train_torch"])
+        assert client.get("/model").json()["reloads"] == 1
+    logged = read_requests(settings.request_log)
+    assert list(logged["model_version"]) == [versions["train_sklearn"], versions["train_torch"]]
+
+
+def test_admin_endpoints_are_off_without_a_token(iris_run, tmp_path):
+    settings = ServeSettings(model_dir=str(model_dir(iris_run)), request_log=str(tmp_path / "r.db"), admin_token=None)
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/admin/reload", headers={"Authorization": "Bearer anything"})
+    assert response.status_code == 404 and "LABLINE_ADMIN_TOKEN" in response.json()["error"]
+
+
+def test_model_dir_is_served_and_hash_checked(iris_run, tmp_path):
+    import shutil
+
+    from labline.serve.deployments import DeploymentError
+
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir(iris_run), copy)
+    settings = ServeSettings(model_dir=str(copy), request_log=str(tmp_path / "r.db"))
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/predict", json=iris_records()[0][0])
+    assert response.json()["model_version"] is None
+    assert response.headers["X-Model-Version"] == f"sha256:{response.json()['artifact_sha256'][:12]}"
+    with open(copy / "pipeline.skops", "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(DeploymentError, match="SHA-256"):
+        create_app(settings)

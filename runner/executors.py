@@ -51,7 +51,10 @@ class StepExecutor:
     _closers: list[Any] = field(default_factory=list)
 
     def close(self, wait: bool = True) -> None:
-        self.executor.shutdown(wait=wait, cancel_futures=True)
+        try:
+            self.executor.shutdown(wait=wait, cancel_futures=True)
+        except TypeError:  # Dask's ClientExecutor.shutdown takes only `wait`
+            self.executor.shutdown(wait=wait)
         for closer in self._closers:
             try:
                 closer()

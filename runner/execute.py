@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.kernels import KernelLoop
-from runner.notebook import prepare, write_atomic
+from runner.notebook import imported_modules, prepare, write_atomic
 from runner.scraps import scraps_of
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -117,7 +117,7 @@ async def execute_async(
     kernel = None
     current = None
     try:
-        kernel = await pool.acquire(kernel_name, str(cwd))
+        kernel = await pool.acquire(kernel_name, str(cwd), tuple(imported_modules(nb)))
         deadline = time.time() + timeout if timeout else None
         client = NotebookClient(nb, km=kernel.km, kernel_name=kernel_name, allow_errors=False,
                                 resources={"metadata": {"path": str(cwd)}}, record_timing=True,

@@ -33,7 +33,9 @@ from typing import Any
 from runner.lazy_imports import DEFER_SOURCE, defer_slow_imports
 
 # What every warm kernel runs before it is handed out: defer the slow jsonschema import, then
-# import scrapbook (and with it papermill, nbformat and pandas), which every notebook glues with.
+# import scrapbook (and with it papermill, nbformat and pandas), which every notebook glues with,
+# and the modules the step's notebook imports unconditionally. A module that fails to import is
+# left alone: the notebook's own import statement then reports the error where it belongs.
 WARM_UP = DEFER_SOURCE + """
 for _labline_module in {modules!r}:
     try:
@@ -52,7 +54,7 @@ class Kernel:
 
     km: Any  # jupyter_client AsyncKernelManager
     kc: Any  # jupyter_client AsyncKernelClient
-    key: tuple[str, str]
+    key: tuple
     log_path: Path
     pid: int | None
     started: float = field(default_factory=time.time)
@@ -64,21 +66,25 @@ class Kernel:
             return ""
 
 
+Key = tuple[str, str, tuple[str, ...]]  # kernel name, working directory, modules to preload
+
+
 class KernelPool:
-    """Kernels by (kernel name, working directory); lives on the KernelLoop's event loop."""
+    """Kernels by (kernel name, working directory, preloaded modules); lives on the KernelLoop's
+    event loop."""
 
     def __init__(self, preload: tuple[str, ...] = DEFAULT_PRELOAD):
         self.preload = tuple(preload)
         self._folder = Path(tempfile.mkdtemp(prefix="runner-kernels-"))
         self._ids = itertools.count(1)
-        self._spare: dict[tuple[str, str], list[asyncio.Task]] = {}
+        self._spare: dict[Key, list[asyncio.Task]] = {}
         self._live: dict[int, Kernel] = {}  # id(kernel) -> kernel, every kernel not yet stopped
         self._pids: set[int] = set()  # for the synchronous last-resort kill
 
-    async def _start(self, key: tuple[str, str]) -> Kernel:
+    async def _start(self, key: Key) -> Kernel:
         from jupyter_client.manager import AsyncKernelManager
 
-        kernel_name, cwd = key
+        kernel_name, cwd, modules = key
         number = next(self._ids)
         prefix = self._folder / f"k{number}"
         km = AsyncKernelManager(kernel_name=kernel_name, transport="ipc", ip=str(prefix),
@@ -96,23 +102,24 @@ class KernelPool:
         try:
             kc.start_channels()
             await kc.wait_for_ready(timeout=STARTUP_TIMEOUT)
-            await kc.execute_interactive(WARM_UP.format(modules=list(self.preload)), silent=True,
+            preload = list(dict.fromkeys(self.preload + modules))
+            await kc.execute_interactive(WARM_UP.format(modules=preload), silent=True,
                                          store_history=False, timeout=STARTUP_TIMEOUT)
         except BaseException:
             await self.stop(kernel)
             raise
         return kernel
 
-    def prestart(self, kernel_name: str, cwd: str, count: int) -> None:
+    def prestart(self, kernel_name: str, cwd: str, modules: tuple[str, ...], count: int) -> None:
         """Keep `count` spare kernels starting or started for this key (never stops extra ones)."""
-        key = (kernel_name, str(cwd))
+        key = (kernel_name, str(cwd), tuple(modules))
         spares = self._spare.setdefault(key, [])
         while len(spares) < count:
             spares.append(asyncio.ensure_future(self._start(key)))
 
-    async def acquire(self, kernel_name: str, cwd: str) -> Kernel:
+    async def acquire(self, kernel_name: str, cwd: str, modules: tuple[str, ...] = ()) -> Kernel:
         """A ready kernel: a spare one when there is one, else a new one."""
-        key = (kernel_name, str(cwd))
+        key = (kernel_name, str(cwd), tuple(modules))
         spares = self._spare.get(key) or []
         while spares:
             task = spares.pop(0)

@@ -40,6 +40,29 @@ def code_sources(nb: dict[str, Any]) -> list[str]:
             if c.get("cell_type") == "code" and INJECTED_TAG not in cell_tags(c)]
 
 
+def imported_modules(nb: dict[str, Any]) -> list[str]:
+    """Modules the notebook imports unconditionally (top-level `import` statements of its code
+    cells), in order: what a kernel can import before the notebook needs them."""
+    import ast
+
+    modules: list[str] = []
+    for source in code_sources(nb):
+        lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+        try:
+            tree = ast.parse("\n".join(lines))
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module != "__future__":
+                names = [node.module]
+            else:
+                continue
+            modules.extend(n for n in names if n and n not in modules)
+    return modules
+
+
 def python_literal(value: Any) -> str:
     """Source text that evaluates to `value`; only plain data is accepted."""
     if value is None or isinstance(value, (bool, int)):

@@ -247,16 +247,17 @@ def _prestart(spec, steps_executor, pending, running, scraps, kernel_name) -> No
         return
     from runner.execute import DEFAULT_KERNEL
     from runner.kernels import KernelLoop
-    from runner.notebook import read_json
+    from runner.notebook import imported_modules, read_json
 
-    counts: dict[str, int] = {}
+    counts: dict[tuple, int] = {}
     for name in upcoming[: steps_executor.workers]:
-        nb_kernel = read_json(spec.steps[name].notebook).get("metadata", {}).get("kernelspec", {}).get("name")
-        key = kernel_name or nb_kernel or DEFAULT_KERNEL
+        nb = read_json(spec.steps[name].notebook)
+        nb_kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name")
+        key = (kernel_name or nb_kernel or DEFAULT_KERNEL, tuple(imported_modules(nb)))
         counts[key] = counts.get(key, 0) + 1
     loop = KernelLoop.get()
-    for key, count in counts.items():
-        loop.call(loop.pool.prestart, key, str(spec.root), count)
+    for (name, modules), count in counts.items():
+        loop.call(loop.pool.prestart, name, str(spec.root), modules, count)
 
 
 def _stop_kernels(steps_executor: StepExecutor) -> None:

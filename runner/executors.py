@@ -13,7 +13,7 @@ The scheduler in `runner.pipeline` only calls `submit` and waits on the futures,
 from __future__ import annotations
 
 import os
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,18 +22,6 @@ from runner.errors import RunnerError
 
 class UsageError(RunnerError):
     exit_code = 2
-
-
-class InlineExecutor(Executor):
-    """Runs each call at submit time, in this thread (kept for callers that want no threads)."""
-
-    def submit(self, fn, /, *args, **kwargs):
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # delivered to whoever waits on the future
-            future.set_exception(exc)
-        return future
 
 
 def default_workers() -> int:

@@ -103,3 +103,21 @@ def test_status_then_sweep(project):
     sweep_runs = [m for m in manifests(project) if m.get("sweep", {}).get("step") == "make"]
     assert len(sweep_runs) == 6 and len({m["sweep"]["id"] for m in sweep_runs}) == 1
     assert all(m["steps"]["make"]["status"] == "succeeded" for m in sweep_runs)
+
+
+def test_live_display_tracks_states_and_cells():
+    import io
+
+    from rich.console import Console
+
+    from labline.commands.progress import ProgressDisplay
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=100, color_system=None)
+    with ProgressDisplay(console, ["explore", "train"]) as display:
+        display.on_event("explore", "running", {})
+        display.on_event("explore", "cell", {"done": 2, "total": 5})
+        display.on_event("train", "cached", {"cached_from": "20261123-000000-abcdef"})
+        assert display.rows["explore"]["cells"] == "2/5"
+        display.on_event("explore", "failed", {"seconds": 1.25})
+    text = console.file.getvalue()
+    assert "failed" in text and "2/5" in text and "1.2s" in text and "from run 20261123-000000-abcdef" in text

@@ -17,3 +17,9 @@ class ParameterError(RunnerError):
     """A parameter name is unknown or its value does not fit the declared type."""
 
     exit_code = 2
+
+
+class UsageError(RunnerError):
+    """A command-line choice that cannot work: an unknown step or executor, a bad number."""
+
+    exit_code = 2

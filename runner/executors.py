@@ -17,11 +17,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.errors import RunnerError
-
-
-class UsageError(RunnerError):
-    exit_code = 2
+from runner.errors import UsageError
 
 
 def default_workers() -> int:

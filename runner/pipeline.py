@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.cache import RunHistory, explain, fingerprint, requirements_sha256
-from runner.errors import RunnerError
+from runner.errors import UsageError
 from runner.executors import StepExecutor, make_executor
 from runner.plan import declared_parameters, resolve_references, step_parameters
 from runner.records import RunRecord
@@ -63,7 +63,7 @@ def select_steps(spec: PipelineSpec, only: list[str] | None) -> list[str]:
         return order
     unknown = [s for s in only if s not in spec.steps]
     if unknown:
-        raise RunnerError(f"unknown step(s) {unknown}; steps are {list(spec.steps)}")
+        raise UsageError(f"unknown step(s) {unknown}; steps are {list(spec.steps)}")
     wanted = set(only).union(*(spec.upstream(s) for s in only))
     return [s for s in order if s in wanted]
 
@@ -73,7 +73,7 @@ def forced_steps(spec: PipelineSpec, force: bool | list[str] | None) -> set[str]
         return set(spec.steps)
     unknown = [s for s in force or [] if s not in spec.steps]
     if unknown:
-        raise RunnerError(f"--force: unknown step(s) {unknown}; steps are {list(spec.steps)}")
+        raise UsageError(f"--force: unknown step(s) {unknown}; steps are {list(spec.steps)}")
     return set(force or [])
 
 
@@ -107,7 +107,7 @@ def run_pipeline(
     order = select_steps(spec, only)
     forced = forced_steps(spec, force)
     if timeout is not None and timeout <= 0:
-        raise RunnerError(f"timeout must be a positive number of seconds, got {timeout}")
+        raise UsageError(f"timeout must be a positive number of seconds, got {timeout}")
     notify = on_event or (lambda *_: None)
     history = RunHistory(runs_root) if cache else None
     requirements = requirements_sha256(spec.root)

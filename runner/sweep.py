@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from runner.errors import ParameterError, RunnerError
+from runner.errors import ParameterError, RunnerError, UsageError
 from runner.executors import StepExecutor, make_executor
 from runner.params import bind_parameters, parse_assignment, read_parameters
 from runner.pipeline import plan_status, run_pipeline
@@ -51,7 +51,7 @@ def split_top_level(text: str) -> list[str]:
 def parse_grid(spec: PipelineSpec, step: str, assignments: list[str]) -> dict[str, list[Any]]:
     """`PARAM=V1,V2` (or `STEP.PARAM=...`) -> {PARAM: [typed values]}, checked against the notebook."""
     if step not in spec.steps:
-        raise RunnerError(f"unknown step {step!r}; steps are {list(spec.steps)}")
+        raise UsageError(f"unknown step {step!r}; steps are {list(spec.steps)}")
     declared = read_parameters(spec.steps[step].notebook)
     grid: dict[str, list[Any]] = {}
     for text in assignments:

@@ -145,8 +145,9 @@ def test_unknown_forced_step_is_refused(project):
     from runner.errors import RunnerError
     from runner.pipeline import run_pipeline
 
-    with pytest.raises(RunnerError, match="unknown step"):
+    with pytest.raises(RunnerError, match="unknown step") as info:
         run_pipeline(project["spec"], project["folder"] / "runs", force=["nope"])
+    assert info.value.exit_code == 2
 
 
 def test_iris_rerun_with_nothing_changed_is_all_cached(iris_run, tmp_path):

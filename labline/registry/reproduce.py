@@ -129,6 +129,12 @@ def reproduce_run(manifest: dict[str, Any], spec: PipelineSpec, runs_root: str |
     started["run_id"] = new_run_id()
     record = run_pipeline(spec, runs_root, overrides=overrides, workers=workers, metadata=extra,
                           on_event=check_fingerprint, run_id=started["run_id"], only=only)
-    old, new = recorded_metrics(manifest), recorded_metrics(record.manifest)
-    comparisons = [MetricComparison(step, name, value, new.get((step, name))) for (step, name), value in old.items()]
-    return Reproduction(manifest["run_id"], record.run_id, str(record.path), record.manifest["status"], comparisons)
+    return Reproduction(manifest["run_id"], record.run_id, str(record.path), record.manifest["status"],
+                        compare_metrics(manifest, record.manifest))
+
+
+def compare_metrics(old: dict[str, Any], new: dict[str, Any]) -> list[MetricComparison]:
+    """Every metric `old` recorded, next to the same step's value in `new` (None when absent)."""
+    found = recorded_metrics(new)
+    return [MetricComparison(step, name, value, found.get((step, name)))
+            for (step, name), value in recorded_metrics(old).items()]

@@ -112,3 +112,11 @@ def load(arg: str | None = None) -> pd.DataFrame:
     frame = clean(derive_features(raw), SPEC)
     frame = frame[in_scope(frame)].reset_index(drop=True)
     return frame
+
+
+def read(path: str) -> pd.DataFrame:
+    """A raw batch as validation sees it: features derived, no rows filtered (so out-of-bounds
+    listings are reported, not silently dropped)."""
+    from labline.data.datasets import read_table
+
+    return derive_features(read_table(path))

@@ -1,0 +1,109 @@
+"""`labline monitor`: compare production input with the serving model's training data.
+
+Exit codes: 0 healthy (or not enough data to judge), 1 alerts raised, 2 usage error (no such
+source, run or model). Cron-friendly: one command, the report folder printed on stdout.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from labline.cli import CommandError
+
+EXIT_HEALTHY, EXIT_ALERT = 0, 1
+USAGE_ERRORS = ("SourceError", "FileNotFoundError", "ArtifactError", "RegistryError", "DatasetError", "ValueError")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("monitor", help="check production input for drift; exit 1 when it alerts")
+    parser.add_argument("--source", default="requests",
+                        help="requests (the request log, default), heldout (the reference's held-out rows), or a batch file")
+    parser.add_argument("--reference", default="",
+                        help="the model to watch: a run id or folder, or registry:ALIAS (default: the registry's champion)")
+    parser.add_argument("--window", default="7d", help="how far back to read requests: 30m, 12h, 7d, 2w or all (default 7d)")
+    parser.add_argument("--webhook", default="", metavar="URL", help="POST the alerts as JSON to this URL")
+    parser.add_argument("--out", type=Path, default=None, help="report folder (default runs/monitor/<time>)")
+    parser.add_argument("--db", default=None, help="model registry URL (default $LABLINE_DB or .labline/labline.db)")
+    parser.add_argument("--request-log", default=None, help="request log (default $LABLINE_REQUEST_LOG or .labline/requests.db)")
+    parser.add_argument("--runs", type=Path, default=None, help="runs folder (default runs/ or $LABLINE_RUNS)")
+    parser.add_argument("--min-rows", type=int, default=50, help="fewer rows per feature: not enough data (default 50)")
+    parser.add_argument("--drift-share", type=float, default=0.25,
+                        help="dataset drift when this share of features drifted (default 0.25)")
+    parser.add_argument("--no-notebook", action="store_true",
+                        help="assess in-process (same checks and report, no executed notebook): faster for cron")
+    parser.set_defaults(handler=run_monitor)
+
+
+def _parameters(args, out: Path) -> dict:
+    source = args.source
+    if source not in ("requests", "heldout"):
+        if not Path(source).exists():
+            raise CommandError(f"--source {source!r}: no such file; expected requests, heldout or a batch file")
+        source = str(Path(source).resolve())
+    return {"source": source, "reference": args.reference, "model_dir": "", "window": args.window,
+            "webhook": args.webhook, "registry_url": args.db or "", "request_log": args.request_log or "",
+            "runs_root": str(args.runs.resolve()) if args.runs else "", "alert_log": "",
+            "min_rows": args.min_rows, "drift_share": args.drift_share, "output_dir": str(out.resolve())}
+
+
+def _in_process(params: dict) -> dict:
+    from labline.monitor.drift import DriftConfig
+    from labline.monitor.health import MonitorConfig
+    from labline.monitor.run import monitor_once
+    from labline.monitor.sources import SourceError
+
+    config = MonitorConfig(drift=DriftConfig(min_rows=params["min_rows"], drift_share=params["drift_share"]))
+    try:
+        outcome = monitor_once(params["source"], params["reference"], params["window"], params["output_dir"],
+                               params["webhook"], params["registry_url"] or None, params["runs_root"] or None,
+                               params["request_log"] or None, None, config)
+    except (SourceError, FileNotFoundError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
+    result = outcome.result
+    return {"status": result.status, "alerts": [a.kind for a in result.alerts],
+            "report_path": str(outcome.report_path),
+            "webhook_delivered": None if outcome.delivery is None else outcome.delivery.ok,
+            "webhook_error": "" if outcome.delivery is None else outcome.delivery.error,
+            "drifted_features": [f.feature for f in result.drift.drifted]}
+
+
+def _with_notebook(params: dict, out: Path) -> dict:
+    import papermill as pm
+
+    from labline.paths import project_root
+    from runner.scraps import read_scraps
+
+    root = project_root()
+    executed = out / "monitor.ipynb"
+    try:
+        pm.execute_notebook(str(root / "notebooks" / "monitor.ipynb"), str(executed), parameters=params,
+                            kernel_name="python3", cwd=str(root), progress_bar=False, log_output=False)
+    except pm.PapermillExecutionError as exc:
+        if exc.ename in USAGE_ERRORS:
+            raise CommandError(f"{exc.ename}: {exc.evalue} (executed notebook: {executed})") from exc
+        raise CommandError(f"the monitor notebook failed: {exc.ename}: {exc.evalue} (see {executed})", 1) from exc
+    return read_scraps(executed)
+
+
+def run_monitor(args) -> int:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    if args.runs:
+        default_out = args.runs / "monitor" / stamp
+    else:
+        from labline.paths import runs_root
+
+        default_out = runs_root() / "monitor" / stamp
+    out = args.out or default_out
+    out.mkdir(parents=True, exist_ok=True)
+    params = _parameters(args, out)
+    scraps = _in_process(params) if args.no_notebook else _with_notebook(params, out)
+    status = scraps["status"]
+    print(f"monitor: {status}" + (f" ({', '.join(scraps['alerts'])})" if scraps.get("alerts") else ""))
+    if scraps.get("drifted_features"):
+        print(f"drifted features: {', '.join(scraps['drifted_features'])}")
+    print(f"report: {scraps['report_path']}")
+    if scraps.get("webhook_delivered") is False:
+        print(f"webhook not delivered: {scraps.get('webhook_error')}", file=sys.stderr)
+    return EXIT_ALERT if status == "alert" else EXIT_HEALTHY

@@ -141,7 +141,8 @@ def report_from_execution(exercise: str, label: str, execution: Execution) -> Gr
         elif error is not None:
             unfinished = error["ename"] == STUB_EXCEPTION and STUB_PREFIX in error["evalue"]
             what = "is not done yet" if unfinished else "raised"
-            report.problems.append(f"cell {index} {what}: {_error_text(error)}")
+            first_line = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
+            report.problems.append(f"cell {index} ({first_line[:60]}) {what}: {_error_text(error)}")
     return report
 
 

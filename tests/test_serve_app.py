@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from labline.registry import Registry
 from labline.serve import ServeSettings, create_app
 from labline.serve.request_log import read_requests
-from tests.test_serve_helpers import FEATURES, iris_records, make_registry, model_dir, served_registry  # noqa: F401
+from tests.test_serve_helpers import FEATURES, copy_registry, iris_records, model_dir, served_registry  # noqa: F401
 
 
 @pytest.fixture
@@ -106,8 +106,8 @@ def test_openapi_has_the_generated_schema_with_an_example(service):
     assert body["$ref"].endswith("/IrisRecord")
 
 
-def test_admin_reload_needs_the_token_and_switches_models(iris_run, tmp_path):
-    url, versions = make_registry(iris_run.manifest, tmp_path)
+def test_admin_reload_needs_the_token_and_switches_models(served_registry, tmp_path):
+    url, versions = copy_registry(served_registry, tmp_path)
     settings = ServeSettings(registry_url=url, request_log=str(tmp_path / "requests.db"), admin_token="s3cret")
     record = iris_records()[0][0]
     with TestClient(create_app(settings)) as client:

@@ -45,6 +45,19 @@ def served_registry(iris_run, tmp_path_factory):
     return make_registry(iris_run.manifest, tmp_path_factory.mktemp("serve-registry"))
 
 
+def copy_registry(served_registry, folder: Path) -> tuple[str, dict[str, int]]:
+    """A private copy of the shared registry, for a test that moves aliases."""
+    import sqlite3
+
+    url, versions = served_registry
+    target = folder / "registry-copy.db"
+    source, copy = sqlite3.connect(url[len("sqlite:///"):]), sqlite3.connect(target)
+    source.backup(copy)  # consistent even with a write-ahead log beside the file
+    source.close()
+    copy.close()
+    return f"sqlite:///{target}", versions
+
+
 def model_dir(iris_run, step: str = "train_sklearn") -> Path:
     return Path(iris_run.manifest["steps"][step]["scraps"]["model_dir"])
 

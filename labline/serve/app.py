@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from labline.serve.deployments import DeploymentError, check_same_inputs, load_deployment
 from labline.serve.limits import BodyLimitAndMetrics
@@ -23,7 +24,7 @@ from labline.serve.metrics import ServiceMetrics
 from labline.serve.request_log import RequestLog, dumps, utc_now
 from labline.serve.routing import CHALLENGER, CHAMPION, SHADOW, Routes
 from labline.serve.schemas import BatchAnswer, PredictAnswer, RecordSchema
-from labline.serve.scoring import MicroBatcher, ShadowScorer, score_payloads
+from labline.serve.scoring import MicroBatcher, ShadowScorer, UnscorableRecord, score_payloads, unscorable_message
 from labline.serve.settings import ServeSettings
 
 JSON = "application/json"
@@ -95,6 +96,13 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
         return JSONResponse(status_code=422, content={"error": summary, "detail": problems})
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        message = str(exc.detail)
+        if exc.status_code == 400 and request.url.path.startswith("/predict"):
+            message = f"body: {message} (expected UTF-8 JSON)"
+        return JSONResponse(status_code=exc.status_code, content={"error": message}, headers=exc.headers)
+
     @app.get("/")
     async def welcome():
         champion = state["routes"].champion
@@ -135,7 +143,10 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         arm = current.arm_for(client_key)
         deployment = current.deployment(arm)
         payload = schema.payload(record)
-        prediction, probabilities, score_batch, index = await batcher.score(deployment, payload)
+        try:
+            prediction, probabilities, score_batch, index = await batcher.score(deployment, payload)
+        except UnscorableRecord as exc:
+            return JSONResponse({"error": str(exc)}, status_code=422)
         latency_ms = (time.perf_counter() - start) * 1000
         await log.append([(request_id, utc_now(), client_key, dumps(payload), dumps(prediction),
                            dumps(probabilities) if probabilities is not None else None, deployment.version,
@@ -167,9 +178,12 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             versions.append(deployment.label)
             group = [payloads[i] for i in positions]
             if len(group) >= THREAD_SCORING_ROWS:
-                predictions, probabilities = await asyncio.to_thread(score_payloads, deployment, schema, group)
+                predictions, probabilities, bad = await asyncio.to_thread(score_payloads, deployment, schema, group)
             else:
-                predictions, probabilities = score_payloads(deployment, schema, group)
+                predictions, probabilities, bad = score_payloads(deployment, schema, group)
+            if bad:
+                first = positions[min(bad)]
+                return JSONResponse({"error": unscorable_message(f"records[{first}]")}, status_code=422)
             latency_ms = (time.perf_counter() - start) * 1000
             now, score_batch = utc_now(), uuid.uuid4().hex
             for j, i in enumerate(positions):

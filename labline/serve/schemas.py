@@ -2,7 +2,7 @@
 
 The spec is the one declaration of a data set's columns, so the service's request schema is
 built from it rather than written by hand: numeric features are finite floats (NaN and
-infinity refused), declared categories are closed sets (an unknown value is a 422 that lists
+infinity refused) inside the spec's declared range, declared categories are closed sets (an unknown value is a 422 that lists
 the allowed ones), extra fields are refused. Column names that are not Python identifiers
 (Census's `marital-status`) are accepted as they are through aliases.
 """
@@ -58,7 +58,9 @@ def example_record(spec: DatasetSpec) -> dict[str, Any]:
 def _field_type(spec: DatasetSpec, column: str) -> Any:
     nullable = spec.max_missing_rate > 0
     if column in spec.numeric:
-        kind: Any = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+        # the declared range is what validation enforces on training data; the service agrees
+        low, high = (spec.ranges.get(column) or [None, None])[:2]
+        kind: Any = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=low, le=high)]
     elif column in spec.categorical and spec.categories.get(column):
         kind = Literal[tuple(str(c) for c in spec.categories[column])]
     else:

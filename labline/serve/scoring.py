@@ -16,19 +16,32 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+
 from labline.serve.deployments import Deployment
 from labline.serve.request_log import RequestLog, dumps, utc_now
 from labline.serve.routing import SHADOW
 from labline.serve.schemas import RecordSchema
 
 
-def score_payloads(deployment: Deployment, schema: RecordSchema, payloads: list[dict]) -> tuple[list, list | None]:
-    """Predictions and per-row probability dicts (label -> float) for raw payloads."""
+class UnscorableRecord(ValueError):
+    """The model's output for a record is not a finite number (the input is far from anything
+    it was trained on); the client gets a 422, never a NaN."""
+
+
+def score_payloads(deployment: Deployment, schema: RecordSchema, payloads: list[dict]) -> tuple[list, list | None, set[int]]:
+    """Predictions, per-row probability dicts (label -> float), and the rows whose output is not finite."""
     predictions, probabilities = deployment.score(schema.frame(payloads))
     if probabilities is None:
-        return predictions, None
+        values = np.asarray(predictions, dtype=np.float64)
+        return predictions, None, set(np.flatnonzero(~np.isfinite(values)).tolist())
+    bad = set(np.flatnonzero(~np.isfinite(probabilities).all(axis=1)).tolist())
     labels = deployment.model.labels
-    return predictions, [dict(zip(labels, row)) for row in probabilities.tolist()]
+    return predictions, [dict(zip(labels, row)) for row in probabilities.tolist()], bad
+
+
+def unscorable_message(field: str = "record") -> str:
+    return f"{field}: the model's output for this input is not a finite number; check the values are plausible"
 
 
 class MicroBatcher:
@@ -53,14 +66,16 @@ class MicroBatcher:
         for deployment, items in pending.values():
             score_batch = uuid.uuid4().hex
             try:
-                predictions, probabilities = score_payloads(deployment, self.schema, [p for p, _ in items])
+                predictions, probabilities, bad = score_payloads(deployment, self.schema, [p for p, _ in items])
             except Exception as exc:  # every request in the group learns why
                 for _, future in items:
                     if not future.done():
                         future.set_exception(exc)
                 continue
             for index, (_, future) in enumerate(items):
-                if not future.done():
+                if index in bad and not future.done():
+                    future.set_exception(UnscorableRecord(unscorable_message()))
+                elif not future.done():
                     future.set_result((predictions[index], probabilities[index] if probabilities else None,
                                        score_batch, index))
 
@@ -96,23 +111,27 @@ class ShadowScorer:
         start = time.perf_counter()
         score_batch = uuid.uuid4().hex
         try:
-            predictions, probabilities = score_payloads(deployment, self.schema, [i[2] for i in items])
-            error = None
-        except Exception as exc:  # a broken shadow must never reach the client
-            predictions, probabilities, error = [None] * len(items), None, f"{type(exc).__name__}: {exc}"
-            if self.metrics is not None:
-                self.metrics.shadow_errors.labels(deployment.label).inc()
-        latency_ms = (time.perf_counter() - start) * 1000
-        now = utc_now()
-        rows = [
-            (request_id, now, client_key, dumps(payload), dumps(predictions[i]),
-             dumps(probabilities[i]) if probabilities else None, deployment.version, deployment.sha256,
-             SHADOW, latency_ms, 1, error, batch_id, score_batch, i)
-            for i, (request_id, client_key, payload, batch_id) in enumerate(items)
-        ]
-        self.log.submit(rows)
-        with self._lock:
-            self.pending -= len(items)
+            try:
+                predictions, probabilities, bad = score_payloads(deployment, self.schema, [i[2] for i in items])
+                errors = [unscorable_message() if i in bad else None for i in range(len(items))]
+            except Exception as exc:  # a broken shadow must never reach the client
+                predictions, probabilities = [None] * len(items), None
+                errors = [f"{type(exc).__name__}: {exc}"] * len(items)
+            if self.metrics is not None and any(errors):
+                self.metrics.shadow_errors.labels(deployment.label).inc(sum(1 for e in errors if e))
+            latency_ms = (time.perf_counter() - start) * 1000
+            now = utc_now()
+            rows = [
+                (request_id, now, client_key, dumps(payload),
+                 None if errors[i] else dumps(predictions[i]),
+                 dumps(probabilities[i]) if probabilities and not errors[i] else None,
+                 deployment.version, deployment.sha256, SHADOW, latency_ms, 1, errors[i], batch_id, score_batch, i)
+                for i, (request_id, client_key, payload, batch_id) in enumerate(items)
+            ]
+            self.log.submit(rows)
+        finally:
+            with self._lock:
+                self.pending -= len(items)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

@@ -59,7 +59,7 @@ def rates_from_counts(tp, fp, fn, tn) -> dict[str, np.ndarray]:
 
 
 def binarize(labels, positive_label) -> np.ndarray:
-    """1 where the label is the positive class, else 0; the positive class must occur somewhere."""
+    """1 where the label is the positive class, else 0 (labels compared as text)."""
     values = np.asarray(labels, dtype=object).astype(str)
     return (values == str(positive_label)).astype(int)
 

@@ -87,6 +87,14 @@ def test_register_run_records_lineage_in_sqlite(iris_run, tmp_path):
     assert rows(path, "SELECT count(*) FROM model_versions") == [(2,)]
     assert rows(path, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
 
+    # A later run that reused these steps from the cache holds the same artifacts: no duplicates.
+    reused = json.loads(json.dumps(manifest))
+    reused["run_id"] = "later-run"
+    for step in trained:
+        reused["steps"][step]["status"] = "cached"
+    assert sorted(v.version for v in Registry(url).register_run(reused)) == sorted(v.version for v in versions)
+    assert rows(path, "SELECT count(*) FROM model_versions") == [(2,)]
+
 
 def test_register_refuses_failed_runs_and_changed_artifacts(iris_run, tmp_path):
     reg = Registry(db_file(tmp_path)[0])

@@ -40,7 +40,8 @@ def test_reproduce_refuses_when_the_data_fingerprint_changed(iris_run, tmp_path)
     new = [m for m in list_runs(runs) if m["run_id"] != old["run_id"]]
     assert len(new) == 1 and new[0]["reproduces"] == old["run_id"] and new[0]["status"] == "interrupted"
     assert new[0]["steps"]["explore"]["status"] == "succeeded"
-    assert all(body["status"] == "pending" for step, body in new[0]["steps"].items() if step != "explore")
+    assert all(body["status"] != "succeeded" and not body.get("scraps")
+               for step, body in new[0]["steps"].items() if step != "explore")
 
 
 def test_reproduce_iris_gives_identical_metrics(iris_run, tmp_path):
@@ -48,13 +49,14 @@ def test_reproduce_iris_gives_identical_metrics(iris_run, tmp_path):
     old = write_run(runs, iris_run.manifest, iris_run.run_id)
     result = reproduce_run(old, load_pipeline(ROOT / "pipeline.yaml"), runs, workers=2)
     assert result.status == "succeeded" and result.new_run_id != old["run_id"]
+    new = json.loads((Path(result.new_run_path) / "manifest.json").read_text())
+    assert all(body["status"] == "succeeded" for body in new["steps"].values())  # executed, none reused
     compared = {(c.step, c.metric): c for c in result.comparisons}
     for step in ("train_sklearn", "train_torch"):
         for metric in ("test_accuracy", "macro_f1"):
             assert compared[(step, metric)].new == old["steps"][step]["scraps"][metric]
     assert result.identical, [vars(c) for c in result.differing]
 
-    new = json.loads((Path(result.new_run_path) / "manifest.json").read_text())
     assert new["reproduces"] == old["run_id"] and new["steps"]["train_torch"]["parameters"]["epochs"] == 60
     old["steps"]["train_torch"]["scraps"]["test_accuracy"] += 0.01  # a run whose metric is not reproduced
     differing = [c for c in compare_metrics(old, new) if not c.identical]

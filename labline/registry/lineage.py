@@ -152,6 +152,7 @@ def versions_in_run(manifest: dict[str, Any]) -> list[dict[str, Any]]:
             "task": scraps.get("task") or (artifact.get("spec") or {}).get("task"),
             "created": manifest.get("finished") or manifest.get("created") or "",
             "checks": {"validation": validation, "audit": audit},
+            "reused": body.get("status") == "cached",  # not a column: the model came from an earlier run
         })
     if not rows:
         raise RegistryError(f"run {manifest['run_id']} has no trained model (no succeeded step glued model_dir "

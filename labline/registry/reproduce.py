@@ -18,6 +18,10 @@ from labline.registry.db import RegistryError
 from runner.spec import RESERVED, PipelineSpec, references
 
 
+# Scraps that measure the machine, not the model: they differ between two runs of the same code.
+MEASUREMENTS = ("seconds", "per_second", "memory", "_mb", "_bytes", "latency", "throughput")
+
+
 class DataChanged(RegistryError):
     """The data set no longer has the fingerprint the run recorded."""
 
@@ -53,7 +57,8 @@ class Reproduction:
 
 
 def recorded_metrics(manifest: dict[str, Any]) -> dict[tuple[str, str], float]:
-    """Every number a succeeded step glued (one level into dicts such as audit_metrics); timings excluded."""
+    """Every number a succeeded step glued (one level into dicts such as audit_metrics); timings, speeds
+    and memory use excluded."""
     found: dict[tuple[str, str], float] = {}
 
     def number(value: Any) -> bool:
@@ -63,7 +68,7 @@ def recorded_metrics(manifest: dict[str, Any]) -> dict[tuple[str, str], float]:
         if body.get("status") not in ("succeeded", "cached"):
             continue
         for name, value in (body.get("scraps") or {}).items():
-            if "seconds" in name:
+            if any(word in name for word in MEASUREMENTS):
                 continue
             if number(value):
                 found[(step, name)] = float(value)
@@ -127,8 +132,9 @@ def reproduce_run(manifest: dict[str, Any], spec: PipelineSpec, runs_root: str |
     from runner.records import new_run_id
 
     started["run_id"] = new_run_id()
+    # cache=False: a step reused from an earlier run would "reproduce" trivially; every step executes.
     record = run_pipeline(spec, runs_root, overrides=overrides, workers=workers, metadata=extra,
-                          on_event=check_fingerprint, run_id=started["run_id"], only=only)
+                          on_event=check_fingerprint, run_id=started["run_id"], only=only, cache=False)
     return Reproduction(manifest["run_id"], record.run_id, str(record.path), record.manifest["status"],
                         compare_metrics(manifest, record.manifest))
 

@@ -104,13 +104,21 @@ class Registry:
 
     # ---- writing -----------------------------------------------------------------------------
     def register_run(self, manifest: dict[str, Any]) -> list[ModelVersion]:
-        """Register every trained model of a succeeded run; a (run_id, step) already there is returned as is."""
+        """Register every trained model of a succeeded run; a (run_id, step) already there is returned as is.
+
+        A step the runner reused from an earlier run (status "cached") holds that run's artifact: when
+        that artifact is registered already, its version is returned instead of a duplicate.
+        """
         rows = versions_in_run(manifest)
         with write_transaction(self.engine) as conn:
             numbers = []
             for row in rows:
+                reused = row.pop("reused", False)
                 existing = conn.execute(sa.select(model_versions.c.version).where(
                     model_versions.c.run_id == row["run_id"], model_versions.c.step == row["step"])).scalar()
+                if existing is None and reused:
+                    existing = conn.execute(sa.select(sa.func.min(model_versions.c.version)).where(
+                        model_versions.c.artifact_sha256 == row["artifact_sha256"])).scalar()
                 if existing is None:
                     existing = conn.execute(sa.insert(model_versions).values(**row, registered=_now())
                                             ).inserted_primary_key[0]

@@ -148,7 +148,7 @@ def derive(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
 
 def current_from_file(path: str | Path, spec: DatasetSpec) -> Current:
     """A batch file of raw rows; its target column, when present, gives the labels."""
-    from labline.data.datasets import DatasetError
+    from labline.data.datasets import BUILTIN, DatasetError, _module
     from labline.data.validate import read_batch
 
     try:
@@ -156,6 +156,10 @@ def current_from_file(path: str | Path, spec: DatasetSpec) -> Current:
     except DatasetError as exc:
         raise SourceError(str(exc)) from exc
     labels = frame[spec.target] if spec.target in frame.columns else None
+    if labels is not None and spec.name in BUILTIN and hasattr(_module(spec.name), "in_scope"):
+        # The model was trained and evaluated on in-scope rows only (Airbnb: price 10..350);
+        # its error is judged on those, while drift looks at every row it would be asked about.
+        labels = labels.where(_module(spec.name).in_scope(frame))
     return Current(str(path), frame, labels=labels, detail=f"{len(frame)} rows from {path}")
 
 

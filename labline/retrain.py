@@ -1,0 +1,258 @@
+"""Retraining on a new batch: validate, accumulate, train, compare on one holdout, promote or keep.
+
+`retrain(batch, dataset)`:
+1. takes an exclusive lock (`<state>/retrain.lock`, flock: released even if the process dies),
+   so two retrains never run at once; a second one fails at once with RetrainLocked;
+2. validates the raw batch against the data set's declaration (schema, ranges, categories,
+   missing rates): on failure it stops with the report, nothing trained or promoted. Drift of
+   the batch against the champion's training rows is measured and recorded, not blocking:
+   drift is why one retrains;
+3. appends the batch to the accumulated raw data (the champion's training source at first,
+   then the file the previous retrain wrote) and runs the pipeline on it;
+4. scores the new run's models (challengers) and the champion on the same rows, the new run's
+   held-out split, and passes the best challenger through the registry's gate rules with those
+   same-holdout metrics; the alias moves only when every rule passes;
+5. prints and records the decision (`<state>/decisions.jsonl`, and a folder per retrain).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+class RetrainError(RuntimeError):
+    """A retrain that could not be carried out; the message says why."""
+
+
+class RetrainLocked(RetrainError):
+    """Another retrain holds the lock."""
+
+
+@dataclass
+class RetrainOutcome:
+    status: str  # promoted, kept, invalid (validation failed), failed (the pipeline failed)
+    dataset: str
+    batch: str
+    folder: str
+    validation_report: str = ""
+    accumulated: str = ""
+    accumulated_rows: int = 0
+    run_id: str = ""
+    champion: str = ""  # the champion before this retrain
+    challenger: str = ""
+    holdout_rows: int = 0
+    holdout_metrics: dict = field(default_factory=dict)  # label -> {metric: value}
+    reasons: list = field(default_factory=list)  # the gate's checks: rule, passed, reason
+    drift: dict = field(default_factory=dict)
+    time: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def summary(self) -> str:
+        lines = [f"retrain {self.status}: {self.dataset} batch {self.batch}"]
+        if self.run_id:
+            lines.append(f"run {self.run_id} on {self.accumulated_rows} accumulated rows")
+        for label, metrics in self.holdout_metrics.items():
+            lines.append(f"  {label}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                         + f" on the same {self.holdout_rows} held-out rows")
+        lines += [f"  {'pass' if r['passed'] else 'FAIL'} {r['rule']}: {r['reason']}" for r in self.reasons]
+        if self.validation_report:
+            lines.append(f"validation report: {self.validation_report}")
+        return "\n".join(lines)
+
+
+def default_state_dir() -> Path:
+    from labline.paths import project_root
+
+    return Path(os.environ.get("LABLINE_RETRAIN_STATE") or project_root() / ".labline" / "retrain")
+
+
+@contextmanager
+def retrain_lock(state_dir: Path):
+    """Hold `<state_dir>/retrain.lock` exclusively for the block; raise RetrainLocked if held."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / "retrain.lock"
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RetrainLocked(f"another retrain is running ({holder}); lock {path}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+        handle.flush()
+        yield path
+    finally:
+        handle.close()  # closing releases the flock
+
+
+def raw_source(dataset_param: str) -> Path | None:
+    """The raw file behind an explore `dataset` parameter (`airbnb:PATH` -> PATH, `airbnb` -> its file)."""
+    from labline.data.datasets import BUILTIN, _module
+    from labline.paths import project_file
+
+    name, _, arg = dataset_param.partition(":")
+    if arg:
+        return project_file(arg)
+    if name in BUILTIN and hasattr(_module(name), "DATA_FILE"):
+        return project_file(_module(name).DATA_FILE)
+    path = project_file(dataset_param)
+    return path if path.exists() else None
+
+
+def _champion(registry):
+    from labline.registry import RegistryError
+
+    try:
+        return registry.resolve("champion")
+    except RegistryError:
+        return None
+
+
+def _run_manifest(runs_root: Path, run_id: str, artifact_path: str) -> dict:
+    for folder in Path(artifact_path).parents:
+        if folder.name == run_id and (folder / "manifest.json").exists():
+            return json.loads((folder / "manifest.json").read_text())
+    return json.loads((runs_root / run_id / "manifest.json").read_text())
+
+
+def _base_data(state: Path, dataset: str, champion, runs_root: Path) -> Path | None:
+    pointer = state / f"{dataset}-accumulated.json"
+    if pointer.exists():
+        return Path(json.loads(pointer.read_text())["path"])
+    if champion is None:
+        return None
+    manifest = _run_manifest(runs_root, champion.run_id, champion.artifact_path)
+    explore = next((s for s, body in manifest["steps"].items() if (body.get("scraps") or {}).get("snapshot_path")), None)
+    params = manifest["steps"][explore]["parameters"] if explore else {}
+    if isinstance(params, str):
+        params = {}
+    return raw_source(str(params.get("dataset", dataset)))
+
+
+def _score(model, rows: pd.DataFrame, spec) -> dict:
+    from labline.models.metrics import classification_metrics, regression_metrics
+
+    predicted = model.predict(rows)
+    if spec.task == "regression":
+        return regression_metrics(rows[spec.target].to_numpy(float), np.asarray(predicted, dtype=float))
+    found = classification_metrics(rows[spec.target].astype(str), predicted.astype(str), spec.labels or model.labels)
+    return {k: v for k, v in found.items() if k != "confusion_matrix"}
+
+
+def retrain(batch: str | Path, dataset: str, pipeline: str | Path = "pipeline_airbnb.yaml",
+            registry_url: str | None = None, runs_root: str | Path | None = None,
+            state_dir: str | Path | None = None, overrides: list[str] | None = None,
+            only: list[str] | None = None, workers: int | None = None, margin: float = 0.0,
+            slice_tolerance: float | None = None) -> RetrainOutcome:
+    """Retrain `dataset` on `batch` (a raw file); see the module docstring for the steps."""
+    from labline.data.datasets import get_spec, read_table
+    from labline.data.validate import read_batch, validate
+    from labline.env import run_metadata
+    from labline.models.artifact import load_model
+    from labline.monitor.drift import detect_drift
+    from labline.paths import project_file, project_root
+    from labline.paths import runs_root as default_runs_root
+    from labline.registry import GatePolicy, Registry
+    from labline.registry.gate import default_metric, evaluate, higher_is_better
+    from runner.pipeline import run_pipeline
+    from runner.spec import load_pipeline
+
+    state = Path(state_dir or default_state_dir())
+    runs = Path(runs_root or default_runs_root())
+    spec = get_spec(dataset)
+    batch = Path(batch)
+    if not batch.exists():
+        raise RetrainError(f"batch file {str(batch)!r} does not exist")
+    with retrain_lock(state):
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+        folder = state / stamp
+        folder.mkdir(parents=True)
+        outcome = RetrainOutcome("invalid", dataset, str(batch), str(folder))
+        registry = Registry(registry_url)
+        champion = _champion(registry)
+        rows = read_batch(batch, spec)
+        report = validate(rows, spec)
+        outcome.validation_report = str(report.save(folder / "validation.md"))
+        if champion is not None:
+            from labline.monitor.sources import derive, reference_from_registry
+
+            reference = reference_from_registry("champion", registry_url, runs)
+            outcome.champion = champion.label
+            drift = detect_drift(reference.train, derive(rows, spec), spec)
+            outcome.drift = {"status": drift.status, "drifted": [f.feature for f in drift.drifted],
+                             "share": drift.drifted_share}
+        if not report.passed:
+            outcome.reasons = [{"rule": "validation", "passed": False,
+                                "reason": "; ".join(f"{c.name}: {c.detail or c.figure}" for c in report.failures)}]
+            return _record(outcome, state)
+
+        base = _base_data(state, dataset, champion, runs)
+        parts = [read_table(base)] if base is not None else []
+        accumulated = pd.concat([*parts, read_table(batch)], ignore_index=True).drop_duplicates()
+        acc_path = folder / f"{dataset}-accumulated.csv.gz"
+        accumulated.to_csv(acc_path, index=False)
+        outcome.accumulated, outcome.accumulated_rows = str(acc_path), len(accumulated)
+
+        pipe = load_pipeline(project_file(pipeline))
+        record = run_pipeline(pipe, runs, overrides=[f"explore.dataset={dataset}:{acc_path}", *(overrides or [])],
+                              workers=workers, only=only,
+                              metadata={"dataset": dataset, **run_metadata(project_root()),
+                                        "retrain": {"batch": str(batch), "accumulated": str(acc_path)}})
+        outcome.run_id = record.run_id
+        if record.manifest.get("status") != "succeeded":
+            outcome.status = "failed"
+            failed = [s for s, b in record.manifest["steps"].items() if b.get("status") not in ("succeeded", "cached")]
+            outcome.reasons = [{"rule": "pipeline", "passed": False,
+                                "reason": f"run {record.run_id} {record.manifest.get('status')}: steps {failed}"}]
+            return _record(outcome, state)
+        (state / f"{dataset}-accumulated.json").write_text(json.dumps({"path": str(acc_path), "run_id": record.run_id}))
+
+        from labline.monitor.sources import reference_from_run
+
+        holdout = reference_from_run(str(record.path), runs).test
+        outcome.holdout_rows = len(holdout)
+        challengers = registry.register_run(record.manifest)
+        metric = default_metric(spec.task)
+        sign = 1 if higher_is_better(metric) else -1
+        scored = []
+        for version in challengers:
+            metrics = _score(load_model(version.artifact_path), holdout, spec)
+            outcome.holdout_metrics[version.label] = metrics
+            scored.append((sign * metrics[metric], replace(version, metrics={**version.metrics, **metrics})))
+        best = max(scored, key=lambda pair: pair[0])[1]
+        outcome.challenger = best.label
+        incumbent = None
+        if champion is not None:
+            _, champion_model = registry.load_model("champion")
+            held = _score(champion_model, holdout, spec)
+            outcome.holdout_metrics[f"champion {champion.label}"] = held
+            incumbent = replace(champion, metrics={**champion.metrics, **held})
+        if slice_tolerance is None:
+            # MAE slices are in the target's unit: allow a tenth of the overall held-out error.
+            slice_tolerance = 0.05 if spec.task == "classification" else 0.1 * best.metrics[metric]
+        checks = evaluate(best, incumbent, "champion", GatePolicy(metric, margin, slice_tolerance))
+        outcome.reasons = [asdict(c) for c in checks]
+        if all(c.passed for c in checks):
+            registry.set_alias("champion", best.version)
+            outcome.status = "promoted"
+        else:
+            outcome.status = "kept"
+        return _record(outcome, state)
+
+
+def _record(outcome: RetrainOutcome, state: Path) -> RetrainOutcome:
+    Path(outcome.folder, "decision.json").write_text(json.dumps(asdict(outcome), indent=2, default=str))
+    with open(state / "decisions.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(asdict(outcome), default=str) + "\n")
+    return outcome

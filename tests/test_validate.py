@@ -183,37 +183,49 @@ def test_read_batch_keeps_census_format_and_type_errors(tmp_path, census_frame):
     assert failing(report) == {"numeric types"}
 
 
-def test_cli_validate_exit_codes_and_report(tmp_path, batches):
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """`labline ARGS` in this process (the same entry point as the command), with its output."""
+    from labline.cli import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_validate_exit_codes_and_report(tmp_path, batches, capsys):
     batch, reference = batches
     clean, bad, ref = tmp_path / "clean.csv", tmp_path / "bad.csv", tmp_path / "reference.csv"
     batch.to_csv(clean, index=False)
     corrupt_category(batch).assign(age=batch["age"] + 6).to_csv(bad, index=False)
     reference.to_csv(ref, index=False)
-    ok = run_cli("data", "validate", str(clean), "--dataset", "census", "--reference", str(ref), "--json")
-    assert ok.returncode == 0, ok.stderr
-    report = json.loads(ok.stdout)
+    code, out, err = cli(capsys, "data", "validate", str(clean), "--dataset", "census", "--reference", str(ref), "--json")
+    assert code == 0, err
+    report = json.loads(out)
     assert report["passed"] is True and report["reference_rows"] == len(reference)
     saved = tmp_path / "report.md"
+    # Once as a user runs it, in its own process.
     failed = run_cli("data", "validate", str(bad), "--dataset", "census", "--reference", str(ref),
                      "--report", str(saved))
     assert failed.returncode == 1
     assert "categories workclass" in failed.stdout and "KS test age" in failed.stdout and str(saved) in failed.stdout
     assert "| KS test age |" in saved.read_text()
-    usage = run_cli("data", "validate", str(clean))
-    assert usage.returncode == 2 and "--dataset" in usage.stderr
+    code, _, err = cli(capsys, "data", "validate", str(clean))
+    assert code == 2 and "--dataset" in err
 
 
-def test_cli_spec_prints_an_editable_spec(tmp_path):
+def test_cli_spec_prints_an_editable_spec(tmp_path, capsys):
     path = tmp_path / "toy.csv"
     pd.DataFrame({"x": [1.0, 2.5, 3.0, 4.0], "colour": ["red", "blue", "red", "blue"],
                   "label": ["a", "b", "a", "b"]}).to_csv(path, index=False)
-    result = run_cli("data", "spec", str(path), "--target", "label")
-    assert result.returncode == 0, result.stderr
-    spec = json.loads(result.stdout)
+    code, out, err = cli(capsys, "data", "spec", str(path), "--target", "label")
+    assert code == 0, err
+    spec = json.loads(out)
     assert spec["target"] == "label" and spec["numeric"] == ["x"] and spec["categorical"] == ["colour"]
     assert spec["ranges"]["x"] == [1.0, 4.0] and spec["labels"] == ["a", "b"]
-    (tmp_path / "spec.json").write_text(result.stdout)
-    checked = run_cli("data", "validate", str(path), "--spec", str(tmp_path / "spec.json"))
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    missing = run_cli("data", "spec", str(path), "--target", "nope")
-    assert missing.returncode == 2 and "'nope'" in missing.stderr and "label" in missing.stderr
+    (tmp_path / "spec.json").write_text(out)
+    code, out, err = cli(capsys, "data", "validate", str(path), "--spec", str(tmp_path / "spec.json"))
+    assert code == 0, out + err
+    code, _, err = cli(capsys, "data", "spec", str(path), "--target", "nope")
+    assert code == 2 and "'nope'" in err and "label" in err
+    code, out, _ = cli(capsys, "data", "spec", "census")
+    assert code == 0 and json.loads(out)["sensitive"] == ["sex", "race"]

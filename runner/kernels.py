@@ -45,7 +45,7 @@ for _labline_module in {modules!r}:
 del _labline_module
 """
 DEFAULT_PRELOAD = ("scrapbook",)
-STARTUP_TIMEOUT = 60.0
+STARTUP_TIMEOUT = 120.0  # kernel process up and answering; imports not included
 
 
 @dataclass
@@ -102,9 +102,10 @@ class KernelPool:
         try:
             kc.start_channels()
             await kc.wait_for_ready(timeout=STARTUP_TIMEOUT)
+            # Sent, not awaited: a spare kernel imports while it waits for its step, and a step
+            # that gets a kernel still importing simply has its first cell queue behind that.
             preload = list(dict.fromkeys(self.preload + modules))
-            await kc.execute_interactive(WARM_UP.format(modules=preload), silent=True,
-                                         store_history=False, timeout=STARTUP_TIMEOUT)
+            kc.execute(WARM_UP.format(modules=preload), silent=True, store_history=False)
         except BaseException:
             await self.stop(kernel)
             raise

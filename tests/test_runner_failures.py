@@ -26,7 +26,7 @@ def failing_run(tmp_path_factory):
         "fails": {"notebook": "fails.ipynb"},
         "after_fails": {"notebook": "consume.ipynb", "needs": ["fails"]},
         "dies": {"notebook": "dies.ipynb"},
-        "sleeps": {"notebook": "sleeps.ipynb", "timeout": 3},
+        "sleeps": {"notebook": "sleeps.ipynb", "timeout": 8, "parameters": {"seconds": 60}},
         "flaky": {"notebook": "flaky.ipynb", "retries": 1},
     }
     pipeline = make_project(folder / "project", steps)

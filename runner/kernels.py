@@ -37,12 +37,12 @@ from runner.lazy_imports import DEFER_SOURCE, defer_slow_imports
 # and the modules the step's notebook imports unconditionally. A module that fails to import is
 # left alone: the notebook's own import statement then reports the error where it belongs.
 WARM_UP = DEFER_SOURCE + """
-for _labline_module in {modules!r}:
+for _runner_module in {modules!r}:
     try:
-        __import__(_labline_module)
+        __import__(_runner_module)
     except Exception:
         pass
-del _labline_module
+del _runner_module
 """
 DEFAULT_PRELOAD = ("scrapbook",)
 STARTUP_TIMEOUT = 120.0  # kernel process up and answering; imports not included

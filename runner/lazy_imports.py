@@ -13,7 +13,7 @@ which may not be able to import `runner`.
 from __future__ import annotations
 
 DEFER_SOURCE = '''
-def _labline_defer_rfc3987_syntax():
+def _runner_defer_rfc3987_syntax():
     import importlib, importlib.util, sys, types
     name = "rfc3987_syntax"
     if name in sys.modules:
@@ -47,8 +47,8 @@ def _labline_defer_rfc3987_syntax():
     stub.__getattr__ = module_getattr
     sys.modules[name] = stub
 
-_labline_defer_rfc3987_syntax()
-del _labline_defer_rfc3987_syntax
+_runner_defer_rfc3987_syntax()
+del _runner_defer_rfc3987_syntax
 '''
 
 

@@ -155,7 +155,7 @@ class TargetEncoder:
 
     def encode(self, values: pd.Series) -> np.ndarray:
         if self.task == "classification":
-            codes = pd.Categorical(values.astype(str), categories=self.labels).codes
+            codes = pd.Index(self.labels).get_indexer(values.astype(str))
             if (codes < 0).any():
                 unknown = sorted(set(values.astype(str)) - set(self.labels))[:5]
                 raise ValueError(f"target values {unknown} are not among the labels {self.labels}")

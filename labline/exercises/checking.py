@@ -70,15 +70,23 @@ def stale_diff(exercise: Exercise, expected: str) -> str | None:
 
 def run_solution(exercise: Exercise, cell_timeout: float) -> str | None:
     """Run the solution, hidden checks included, top to bottom under papermill; None when green."""
-    with tempfile.TemporaryDirectory(prefix=f"labline-{exercise.name}-") as tmp:
-        outcome = execute_step(exercise.solution, Path(tmp) / exercise.solution.name, {},
-                               cwd=exercise.solution.parent, cell_timeout=cell_timeout)
-    if outcome.status == "succeeded":
-        return None
-    error = outcome.error or {}
+    for attempt in (1, 2):
+        with tempfile.TemporaryDirectory(prefix=f"labline-{exercise.name}-") as tmp:
+            outcome = execute_step(exercise.solution, Path(tmp) / exercise.solution.name, {},
+                                   cwd=exercise.solution.parent, cell_timeout=cell_timeout)
+        if outcome.status == "succeeded":
+            return None
+        error = outcome.error or {}
+        # A failure outside every cell is the kernel's plumbing (a start or message timeout on an
+        # overloaded machine), not the solution: it gets one more try.
+        if error.get("cell") is not None or attempt == 2:
+            break
     line = f": {error['source_line']}" if error.get("source_line") else ""
-    return (f"solution {exercise.solution} {outcome.status} at cell {error.get('cell')}{line}\n"
-            f"  {error.get('ename', 'Error')}: {error.get('evalue', '')}")
+    where = f"cell {error['cell']}{line}" if error.get("cell") is not None else "no cell (kernel or messaging)"
+    detail = "" if error.get("cell") is not None else "\n  " + "\n  ".join(
+        str(error.get("traceback", "")).strip().splitlines()[-6:])
+    return (f"solution {exercise.solution} {outcome.status} at {where}\n"
+            f"  {error.get('ename', 'Error')}: {error.get('evalue', '')}{detail}")
 
 
 def template_problems(template: Template, report: GradeReport, notebook) -> list[str]:

@@ -104,19 +104,30 @@ def test_audit_slices_cover_every_categorical_value(census_run):
     assert "1600 rows of `census`" in card and "400 held-out rows" in card
 
 
-def test_a_bad_batch_stops_the_run_before_training(tmp_path):
-    rows = census.load().head(1200).copy()
-    rows.loc[:9, "workclass"] = "Astronaut"
-    path = tmp_path / "batch.csv"
+def write_census_format(rows: pd.DataFrame, path: Path) -> Path:
     rows.fillna("?").to_csv(path, index=False)
-    path.write_text(path.read_text().replace(",", ", "))  # the Census file format
-    result = run_cli("run", "--dataset", f"census:{path}", "--runs", str(tmp_path / "runs"), "--workers", "1")
+    path.write_text(path.read_text().replace(",", ", "))  # a space after each separator, as shipped
+    return path
+
+
+def test_a_bad_batch_stops_the_run_before_training(tmp_path):
+    """An unknown category and a shifted age distribution: explore fails, nothing is trained."""
+    rows = census.load()
+    batch = rows.head(1200).copy()
+    batch.loc[:9, "workclass"] = "Astronaut"
+    batch["age"] = batch["age"] + 8
+    path = write_census_format(batch, tmp_path / "batch.csv")
+    reference = write_census_format(rows.iloc[1200:6000], tmp_path / "reference.csv")
+    result = run_cli("run", "--dataset", f"census:{path}", "-p", f"explore.reference_path={reference}",
+                     "--runs", str(tmp_path / "runs"), "--workers", "1")
     assert result.returncode == 1
     output = result.stdout + result.stderr
     assert "ValidationError" in output and "categories workclass" in output and "validation.md" in output
     manifest = json.loads(next((tmp_path / "runs").glob("*/manifest.json")).read_text())
     steps = manifest["steps"]
     assert steps["explore"]["status"] == "failed" and steps["explore"]["scraps"]["checks_passed"] is False
-    assert steps["explore"]["scraps"]["validation_failures"] == ["categories workclass"]
+    assert steps["explore"]["scraps"]["validation_failures"] == ["categories workclass", "KS test age"]
+    report = Path(steps["explore"]["scraps"]["validation_report"]).read_text()
+    assert "against a reference of 4800 rows" in report and "| KL divergence sex |" in report
     assert all(steps[s]["status"] == "skipped" for s in ("train_sklearn", "train_torch", "audit_sklearn"))
     assert not list((tmp_path / "runs").glob("**/model/manifest.json"))  # no model was trained

@@ -257,7 +257,7 @@ def test_never_ending_and_kernel_killing_students_get_a_report(pair, tmp_path):
     # limit leaves room for the setup cell's imports on a busy machine.
     endless = "import time\n\ndef check_ranges(batch):\n    return []\n\nwhile True:\n    time.sleep(0.05)\n"
     forever = student(pair, {"part2": endless}, solved=("part1",))
-    report = grade(forever, GRADED, pair[0], tmp_path, "dave.ipynb", cell_timeout=20, total_timeout=120)
+    report = grade(forever, GRADED, pair[0], tmp_path, "dave.ipynb", cell_timeout=12, total_timeout=120)
     assert report.status == "timeout" and "time limit" in report.message
     assert (report.score, report.total) == (2, 8)  # the columns checks ran before the endless cell
     assert all(c.message.startswith("not run: time limit") for c in report.checks if not c.passed)

@@ -72,8 +72,8 @@ def _expression_stub(code: str, where: str) -> str:
     if not isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Return)) or node.value is None:
         raise SolutionFormatError(
             f"{where}: a '# SOLUTION' line must be an assignment or a return with a value, got {stripped!r}")
-    start = node.value.col_offset
-    return f"{indent}{stripped[:start]}..."
+    start = node.value.col_offset  # a UTF-8 byte offset
+    return f"{indent}{stripped.encode()[:start].decode()}..."
 
 
 def strip_solutions(source: str, where: str) -> tuple[str, int, int]:

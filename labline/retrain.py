@@ -10,8 +10,9 @@
 3. appends the batch to the accumulated raw data (the champion's training source at first,
    then the file the previous retrain wrote) and runs the pipeline on it;
 4. scores the new run's models (challengers) and the champion on the same rows, the new run's
-   held-out split, and passes the best challenger through the registry's gate rules with those
-   same-holdout metrics; the alias moves only when every rule passes;
+   held-out split (overall metric and the error per categorical slice), and passes the best
+   challenger through the registry's gate rules with those same-holdout figures; the alias
+   moves only when every rule passes;
 5. prints and records the decision (`<state>/decisions.jsonl`, and a folder per retrain).
 """
 
@@ -150,6 +151,24 @@ def _score(model, rows: pd.DataFrame, spec) -> dict:
     return {k: v for k, v in found.items() if k != "confusion_matrix"}
 
 
+def _with_holdout(version, model, holdout: pd.DataFrame, spec):
+    """`version` with its metrics and audit slices measured on `holdout`, so challenger and champion
+    are judged on the very same rows (slices: each categorical value, at least 30 rows)."""
+    from labline.audit.slices import regression_slice_metrics, slice_columns, slice_metrics
+
+    metrics = _score(model, holdout, spec)
+    predicted = np.asarray(model.predict(holdout))
+    slices = slice_columns(holdout, [], list(spec.categorical))
+    if spec.task == "regression":
+        table = regression_slice_metrics(slices, holdout[spec.target].to_numpy(float), predicted.astype(float))
+    else:
+        table = slice_metrics(slices, holdout[spec.target].astype(str).to_numpy(), predicted.astype(str))
+    checks = dict(version.checks)
+    if checks.get("audit"):
+        checks["audit"] = {**checks["audit"], "slices": table.to_dict("records")}
+    return replace(version, metrics={**version.metrics, **metrics}, checks=checks), metrics
+
+
 def retrain(batch: str | Path, dataset: str, pipeline: str | Path = "pipeline_airbnb.yaml",
             registry_url: str | None = None, runs_root: str | Path | None = None,
             state_dir: str | Path | None = None, overrides: list[str] | None = None,
@@ -227,17 +246,16 @@ def retrain(batch: str | Path, dataset: str, pipeline: str | Path = "pipeline_ai
         sign = 1 if higher_is_better(metric) else -1
         scored = []
         for version in challengers:
-            metrics = _score(load_model(version.artifact_path), holdout, spec)
+            judged, metrics = _with_holdout(version, load_model(version.artifact_path), holdout, spec)
             outcome.holdout_metrics[version.label] = metrics
-            scored.append((sign * metrics[metric], replace(version, metrics={**version.metrics, **metrics})))
+            scored.append((sign * metrics[metric], judged))
         best = max(scored, key=lambda pair: pair[0])[1]
         outcome.challenger = best.label
         incumbent = None
         if champion is not None:
             _, champion_model = registry.load_model("champion")
-            held = _score(champion_model, holdout, spec)
+            incumbent, held = _with_holdout(champion, champion_model, holdout, spec)
             outcome.holdout_metrics[f"champion {champion.label}"] = held
-            incumbent = replace(champion, metrics={**champion.metrics, **held})
         if slice_tolerance is None:
             # MAE slices are in the target's unit: allow a tenth of the overall held-out error.
             slice_tolerance = 0.05 if spec.task == "classification" else 0.1 * best.metrics[metric]

@@ -64,7 +64,7 @@ def _in_process(params: dict) -> dict:
     result = outcome.result
     return {"status": result.status, "alerts": [a.kind for a in result.alerts],
             "report_path": str(outcome.report_path),
-            "webhook_delivered": None if outcome.delivery is None else outcome.delivery.ok,
+            "webhook": "not sent" if outcome.delivery is None else ("delivered" if outcome.delivery.ok else "failed"),
             "webhook_error": "" if outcome.delivery is None else outcome.delivery.error,
             "drifted_features": [f.feature for f in result.drift.drifted]}
 
@@ -104,6 +104,8 @@ def run_monitor(args) -> int:
     if scraps.get("drifted_features"):
         print(f"drifted features: {', '.join(scraps['drifted_features'])}")
     print(f"report: {scraps['report_path']}")
-    if scraps.get("webhook_delivered") is False:
-        print(f"webhook not delivered: {scraps.get('webhook_error')}", file=sys.stderr)
+    if scraps.get("webhook") == "delivered":
+        print(f"alerts sent to {args.webhook}")
+    elif scraps.get("webhook") == "failed":
+        print(f"webhook {args.webhook} not delivered: {scraps.get('webhook_error')}", file=sys.stderr)
     return EXIT_ALERT if status == "alert" else EXIT_HEALTHY

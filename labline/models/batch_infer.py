@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from labline.models.artifact import LoadedModel
+from labline.models.parquet_rows import read_ahead
 
 DEFAULT_BATCH_ROWS = 1 << 18
 OUTPUT_SUFFIXES = (".parquet", ".csv")
@@ -71,7 +73,11 @@ class _Writer:
     def write(self, table: pa.Table) -> None:
         if self.path.suffix.lower() == ".parquet":
             if self.parquet is None:
-                self.parquet = pq.ParquetWriter(self.path, table.schema, compression="snappy")
+                # Dictionary encoding only where it pays (text, labels): tried on random floats it
+                # costs most of the write time and saves nothing.
+                text = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                        or pa.types.is_dictionary(f.type)]
+                self.parquet = pq.ParquetWriter(self.path, table.schema, compression="snappy", use_dictionary=text)
             self.parquet.write_table(table)
         else:
             import pyarrow.csv as pacsv
@@ -100,16 +106,24 @@ def predict_file(model: LoadedModel, input_path: str | Path, output_path: str | 
     writer = _Writer(partial)
     rows = batches = 0
     started = time.perf_counter()
+    # Reading the next batch and writing the previous one run in threads (Arrow releases the GIL)
+    # while this one is predicted: at most three batches are in memory.
+    pending: Future | None = None
     try:
-        for table in iter_input(input_path, batch_rows):
-            frame = table.select([c for c in model.spec.features if c in table.column_names]).to_pandas()
-            for name, column in prediction_columns(model, frame).items():
-                if name in table.column_names:
-                    table = table.drop_columns([name])
-                table = table.append_column(name, column)
-            writer.write(table)
-            rows += table.num_rows
-            batches += 1
+        with ThreadPoolExecutor(max_workers=1) as writes:
+            for table in read_ahead(iter_input(input_path, batch_rows)):
+                frame = table.select([c for c in model.spec.features if c in table.column_names]).to_pandas()
+                for name, column in prediction_columns(model, frame).items():
+                    if name in table.column_names:
+                        table = table.drop_columns([name])
+                    table = table.append_column(name, column)
+                if pending is not None:
+                    pending.result()
+                pending = writes.submit(writer.write, table)
+                rows += table.num_rows
+                batches += 1
+            if pending is not None:
+                pending.result()
     finally:
         writer.close()
     if rows == 0:

@@ -12,11 +12,16 @@ import json
 import math
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
+# CPython 3.11's parser keeps a recursion counter shared between threads: two threads in ast.parse
+# at once fail with "AST constructor recursion depth mismatch". The runner parses on the main thread
+# (kernel prestart) and on the kernel loop's thread, so parsing is serialized.
+_PARSE_LOCK = threading.Lock()
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
@@ -49,7 +54,8 @@ def imported_modules(nb: dict[str, Any]) -> list[str]:
     for source in code_sources(nb):
         lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
         try:
-            tree = ast.parse("\n".join(lines))
+            with _PARSE_LOCK:
+                tree = ast.parse("\n".join(lines))
         except SyntaxError:
             continue
         for node in tree.body:

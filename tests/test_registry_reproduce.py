@@ -61,3 +61,16 @@ def test_reproduce_iris_gives_identical_metrics(iris_run, tmp_path):
     old["steps"]["train_torch"]["scraps"]["test_accuracy"] += 0.01  # a run whose metric is not reproduced
     differing = [c for c in compare_metrics(old, new) if not c.identical]
     assert [(c.step, c.metric) for c in differing] == [("train_torch", "test_accuracy")]
+
+
+def test_compared_metrics_leave_out_machine_measurements():
+    manifest = {"steps": {
+        "train": {"status": "succeeded", "scraps": {
+            "test_accuracy": 0.9, "fit_seconds": 3.2, "samples_per_second": 1e4, "peak_memory_mb": 400.0,
+            "time_to_target": {"seconds": 0.07, "epoch": 12}, "audit_metrics": {"f1": 0.8}, "passed": True}},
+        "broken": {"status": "failed", "scraps": {"test_accuracy": 0.1}},
+    }}
+    from labline.registry.reproduce import recorded_metrics
+
+    assert recorded_metrics(manifest) == {("train", "test_accuracy"): 0.9, ("train", "time_to_target.epoch"): 12.0,
+                                          ("train", "audit_metrics.f1"): 0.8}

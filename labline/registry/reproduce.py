@@ -68,13 +68,11 @@ def recorded_metrics(manifest: dict[str, Any]) -> dict[tuple[str, str], float]:
         if body.get("status") not in ("succeeded", "cached"):
             continue
         for name, value in (body.get("scraps") or {}).items():
-            if any(word in name for word in MEASUREMENTS):
-                continue
             if number(value):
                 found[(step, name)] = float(value)
             elif isinstance(value, dict) and value and all(number(v) for v in value.values()):
                 found.update({(step, f"{name}.{k}"): float(v) for k, v in value.items()})
-    return found
+    return {key: value for key, value in found.items() if not any(word in key[1] for word in MEASUREMENTS)}
 
 
 def reproduction_overrides(manifest: dict[str, Any], spec: PipelineSpec) -> dict[str, Any]:

@@ -252,7 +252,7 @@ def read_requests(db_url_or_path: str | Path, since: Any = None, version: int | 
 
 def _decode(frame: pd.DataFrame) -> pd.DataFrame:
     for column in JSON_COLUMNS:
-        frame[column] = [json.loads(v) if v is not None else None for v in frame[column]]
+        frame[column] = [json.loads(v) if isinstance(v, (str, bytes)) else None for v in frame[column]]
     frame["time"] = pd.to_datetime(frame["time"], utc=True, format="ISO8601")
     frame["shadow"] = frame["shadow"].astype(bool)
     frame["model_version"] = frame["model_version"].astype("Int64")

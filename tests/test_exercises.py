@@ -110,6 +110,11 @@ def test_stale_template_fails_check_with_a_diff(tmp_path, capsys):
     assert cli(capsys, "exercises", "build", *folders)[0] == 0
     status, out, _ = cli(capsys, "exercises", "check", "--no-run", *folders)
     assert status == 0 and f"ok   {GRADED}" in out, out
+    (exercises / "09_renamed.ipynb").write_text("{}")
+    status, out, _ = cli(capsys, "exercises", "check", "--no-run", *folders)
+    assert status == 1 and "09_renamed.ipynb: a template without a solution" in out, out
+    status, out, _ = cli(capsys, "exercises", "list", *folders)
+    assert status == 0 and out.split() == [GRADED, str(solutions / f"{GRADED}.ipynb"), "template", "present"]
 
 
 def _executed(cells):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 
-from labline.exercises.catalog import ExerciseError, discover, infer_name, select
+from labline.exercises.catalog import ExerciseError, discover, infer_name, orphans, select
 from labline.exercises.execution import DEFAULT_CELL_TIMEOUT, DEFAULT_TOTAL_TIMEOUT
 from labline.exercises.template import SolutionFormatError
 
@@ -114,8 +114,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         for problem in outcome.problems:
             print("  " + problem.replace("\n", "\n  "))
         failed += not outcome.ok
-    print(f"{len(exercises) - failed}/{len(exercises)} exercises in order")
-    return 1 if failed else 0
+    stray = [] if args.names else orphans(exercises, args.exercises)
+    for orphan in stray:
+        print(f"FAIL {orphan}: a template without a solution; remove it or restore its solution")
+    extra = f"; {len(stray)} template(s) without a solution" if stray else ""
+    print(f"{len(exercises) - failed}/{len(exercises)} exercises in order{extra}")
+    return 1 if failed or stray else 0
 
 
 def cmd_grade(args: argparse.Namespace) -> int:

@@ -46,6 +46,13 @@ def discover(solutions_dir: Path | None = None, exercises_dir: Path | None = Non
     return found
 
 
+def orphans(exercises: list[Exercise], exercises_dir: Path | None = None) -> list[Path]:
+    """Templates with no solution left (a solution renamed or removed): students would get a dead exercise."""
+    exercises_dir = Path(exercises_dir or default_dirs()[1])
+    known = {e.template.name for e in exercises}
+    return [p for p in sorted(exercises_dir.glob("*.ipynb")) if p.name not in known]
+
+
 def select(exercises: list[Exercise], names: list[str] | None) -> list[Exercise]:
     """The exercises named (all when none are), refusing unknown names with the known ones."""
     if not names:

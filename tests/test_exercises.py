@@ -18,7 +18,7 @@ from labline.exercises.catalog import ExerciseError, discover, infer_name
 from labline.exercises.checking import template_problems
 from labline.exercises.execution import Execution
 from labline.exercises.grading import GRADER_TAG, GradeReport, CheckResult, assemble, grade, grade_notebook
-from labline.exercises.template import SolutionFormatError, build_template, render, strip_solutions
+from labline.exercises.template import SolutionFormatError, build_template, strip_solutions
 from labline.cli import main
 from tests.conftest import ROOT, run_cli
 

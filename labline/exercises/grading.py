@@ -17,7 +17,8 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from labline.exercises.execution import DEFAULT_CELL_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, Execution, cell_error, run_notebook
+from labline.exercises.execution import (DEFAULT_CELL_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, Execution, cell_error,
+                                         run_notebook)
 from labline.exercises.template import HIDDEN_CHECKS, STUB_EXCEPTION, STUB_PREFIX, cell_tags, is_check
 
 GRADER_TAG = "labline-grader"

@@ -40,7 +40,9 @@ SWEEP = {"lr": [0.003, 0.01, 0.03, 0.1], "hidden_sizes": [[8], [16]]}
 def timed(fn):
     started = time.perf_counter()
     result = fn()
-    return time.perf_counter() - started, result
+    seconds = time.perf_counter() - started
+    print(f"  {seconds:.2f} s", flush=True)
+    return seconds, result
 
 
 def check(result: subprocess.CompletedProcess, what: str) -> None:
@@ -78,7 +80,8 @@ def labline(*args: str) -> subprocess.CompletedProcess:
 
 def floor_script(manifest: dict, folder: Path) -> Path:
     """Every step's code cells, parameters first, run with exec() in one Python process."""
-    parts = ["import os, sys", "os.environ.setdefault('MPLBACKEND', 'Agg')"]
+    parts = ["import os, sys", "os.environ.setdefault('MPLBACKEND', 'Agg')",
+             "from IPython.display import display  # a builtin inside notebooks"]
     for name, body in manifest["steps"].items():
         nb = read_json(body["notebook"])
         params = dict(body["parameters"], output_dir=str(folder / name / "artifacts"))
@@ -90,7 +93,7 @@ def floor_script(manifest: dict, folder: Path) -> Path:
             sources.insert(index + 1, injected_source(params))
         code = "\n".join(line for src in sources for line in src.splitlines()
                          if not line.lstrip().startswith(("%", "!")))
-        parts.append(f"exec(compile({code!r}, {name!r}, 'exec'), {{'__name__': '__main__'}})")
+        parts.append(f"exec(compile({code!r}, {name!r}, 'exec'), {{'__name__': '__main__', 'display': display}})")
     script = folder / "floor.py"
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text("\n".join(parts) + "\n")

@@ -36,6 +36,8 @@ def test_false_alarm_rate_over_many_seeds_stays_below_alpha(airbnb):
             any_feature += bool(report.drifted)
             features_flagged += len(report.drifted)
             features_tested += len(report.tested)
+        print(f"window {size}: dataset drift {dataset_alarms}/{seeds}, any feature {any_feature}/{seeds}, "
+              f"features {features_flagged}/{features_tested}")
         assert features_tested == seeds * len(spec.features)
         # Bonferroni keeps the chance of any flagged feature near alpha = 0.05 per window;
         # 40 windows allow some sampling slack. Dataset drift needs a quarter of the features.
@@ -97,6 +99,8 @@ def test_too_small_a_window_says_not_enough_data(airbnb):
     report = detect_drift(reference, perturb(pool.head(20), ["latitude=+3sd"], seed=0), spec)
     assert {f.status for f in report.features} == {NOT_ENOUGH}
     assert report.status == NOT_ENOUGH and not report.dataset_drift and report.drifted_share == 0.0
+    empty = assess(reference, pd.DataFrame(), spec)  # no request in the window yet
+    assert empty.status == NOT_ENOUGH and not empty.alerts
 
 
 def test_bonferroni_level_and_effect_floor(airbnb):

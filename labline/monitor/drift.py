@@ -249,8 +249,11 @@ def detect_drift(reference: pd.DataFrame, current: pd.DataFrame, spec: DatasetSp
     for column in columns:
         kind = "text" if column in spec.text else "categorical" if column in spec.categorical else "numeric"
         if column not in current.columns:
-            results.append(FeatureDrift(column, kind, MISSING, reference_rows=int(reference[column].notna().sum()),
-                                        detail="column absent from the current data"))
+            # An empty window (no requests yet) has no columns at all: nothing to judge, not a schema problem.
+            status, detail = (MISSING, "column absent from the current data") if len(current) else \
+                (NOT_ENOUGH, f"0 current values; need {config.min_rows}")
+            results.append(FeatureDrift(column, kind, status, reference_rows=int(reference[column].notna().sum()),
+                                        detail=detail))
         elif kind == "categorical":
             results.append(categorical_drift(reference[column], current[column], column, config, n_tests))
         elif kind == "text":

@@ -70,7 +70,9 @@ class MonitorResult:
 
 def data_quality(current: pd.DataFrame, spec: DatasetSpec, max_invalid_share: float) -> list[dict]:
     """Problems with production input itself, independent of any reference."""
-    problems = []
+    problems: list[dict] = []
+    if current.empty:
+        return problems
     missing = [c for c in spec.features if c not in current.columns]
     if missing:
         problems.append({"check": "columns present", "columns": missing,

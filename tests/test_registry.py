@@ -295,28 +295,39 @@ def test_newer_labline_opens_older_database(tmp_path):
 
 
 # ---- the command line ---------------------------------------------------------------------------------
-def test_cli_register_list_show_promote(iris_run, tmp_path):
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """`labline ARGS` in this process (the subprocess path is exercised once, by `register`)."""
+    from labline.cli import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_register_list_show_promote(iris_run, tmp_path, capsys):
     url, path = db_file(tmp_path)
     runs = str(iris_run.path.parent)
     out = run_cli("register", iris_run.run_id, "--runs", runs, "--db", url)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("registered v") == 2
-    listed = run_cli("models", "--db", url, "--format", "json")
-    assert [r["step"] for r in json.loads(listed.stdout)] == [s for s, in rows(path, "SELECT step FROM model_versions")]
-    shown = run_cli("model", "show", "2", "--db", url)
+    code, listed, _ = cli(capsys, "models", "--db", url, "--format", "json")
+    assert [r["step"] for r in json.loads(listed)] == [s for s, in rows(path, "SELECT step FROM model_versions")]
+    code, shown, _ = cli(capsys, "model", "show", "2", "--db", url)
     sha = rows(path, "SELECT artifact_sha256 FROM model_versions WHERE version = 2")[0][0]
-    assert shown.returncode == 0 and sha in shown.stdout and iris_run.run_id in shown.stdout
-    dry = run_cli("promote", "--dry-run", "--db", url)
-    assert dry.returncode == 0 and "would promote" in dry.stdout and rows(path, "SELECT * FROM aliases") == []
-    done = run_cli("promote", "--db", url)
-    assert done.returncode == 0 and "PASS metric" in done.stdout
+    assert code == 0 and sha in shown and iris_run.run_id in shown
+    code, dry, _ = cli(capsys, "promote", "--dry-run", "--db", url)
+    assert code == 0 and "would promote" in dry and rows(path, "SELECT * FROM aliases") == []
+    code, done, _ = cli(capsys, "promote", "--db", url)
+    assert code == 0 and "PASS metric" in done
     champion = rows(path, "SELECT version FROM aliases WHERE alias = 'champion'")[0][0]
-    again = run_cli("promote", "--version", str(champion), "--db", url)
-    assert again.returncode == 1 and "already holds 'champion'" in again.stdout
-    refused = run_cli("alias", "champion", "1", "--db", url)
-    assert refused.returncode == 2 and "labline promote" in refused.stderr
-    missing = run_cli("model", "show", "99", "--db", url)
-    assert missing.returncode == 1 and "no model version 99" in missing.stderr
+    code, again, _ = cli(capsys, "promote", "--version", str(champion), "--db", url)
+    assert code == 1 and "already holds 'champion'" in again
+    code, _, err = cli(capsys, "alias", "champion", "1", "--db", url)
+    assert code == 2 and "labline promote" in err
+    code, _, err = cli(capsys, "model", "show", "99", "--db", url)
+    assert code == 1 and "no model version 99" in err
+    code, history, _ = cli(capsys, "decisions", "--db", url)
+    assert code == 0 and history.count("PASS validation") == 2 and "refused" in history
     assert rows(path, "SELECT count(*) FROM decisions") == [(2,)]
 
 

@@ -15,7 +15,7 @@ from labline.serve import ServeSettings, create_app
 from labline.serve.abtest import ab_report, two_proportion_z
 from labline.serve.request_log import read_requests
 from labline.serve.routing import choose_arm
-from tests.conftest import run_cli
+from labline.cli import main
 from tests.test_serve_helpers import iris_records, model_dir, served_registry  # noqa: F401
 
 
@@ -117,7 +117,7 @@ def test_two_proportion_z_matches_the_textbook():
     assert two_proportion_z(0, 0, 3, 5) == (0.0, 1.0)
 
 
-def test_feedback_and_ab_report(ab_service, tmp_path):
+def test_feedback_and_ab_report(ab_service, tmp_path, capsys):
     client, settings, versions, url = ab_service
     records, truth = iris_records()
     sent = []
@@ -126,9 +126,8 @@ def test_feedback_and_ab_report(ab_service, tmp_path):
         sent.append((body, label))
     feedback = tmp_path / "labels.csv"
     feedback.write_text("request_id,label\n" + "".join(f"{b['request_id']},{t}\n" for b, t in sent) + "unknown-id,setosa\n")
-    env = {"LABLINE_REQUEST_LOG": settings.request_log, "LABLINE_DB": url}
-    imported = run_cli("feedback", str(feedback), env=env)
-    assert imported.returncode == 0 and "stored 150 labels; 1 request ids not in the log" in imported.stdout
+    assert main(["feedback", str(feedback), "--log", settings.request_log]) == 0
+    assert "stored 150 labels; 1 request ids not in the log" in capsys.readouterr().out
     result = ab_report(settings.request_log, min_samples=30, registry_url=url).to_dict()
     for arm in ("champion", "challenger"):
         mine = [(b, t) for b, t in sent if b["arm"] == arm]
@@ -140,6 +139,6 @@ def test_feedback_and_ab_report(ab_service, tmp_path):
     z, p = two_proportion_z(a["correct"], a["labelled"], b["correct"], b["labelled"])
     assert result["z"] == pytest.approx(z) and result["p_value"] == pytest.approx(p)
     assert result["winner"] is None  # two good Iris models are not distinguishable on 150 flowers
-    refused = run_cli("ab-report", "--min-samples", "1000", env=env)
-    assert refused.returncode == 0 and "no winner called" in refused.stdout
-    assert f"champion {a['labelled']}, challenger {b['labelled']}" in refused.stdout
+    assert main(["ab-report", "--min-samples", "1000", "--log", settings.request_log, "--db", url]) == 0
+    printed = capsys.readouterr().out
+    assert "no winner called" in printed and f"champion {a['labelled']}, challenger {b['labelled']}" in printed

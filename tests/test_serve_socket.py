@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from labline.serve.request_log import read_requests
-from tests.conftest import run_cli
+from labline.cli import main
 from tests.test_serve_helpers import Server, copy_registry, iris_records, model_dir, served_registry  # noqa: F401
 
 
@@ -37,7 +37,7 @@ def _hammer(url: str, stop: threading.Event, answered: list, failures: list, cli
             i += 1
 
 
-def test_every_endpoint_reload_under_load_and_replay(served_registry, tmp_path):
+def test_every_endpoint_reload_under_load_and_replay(served_registry, tmp_path, capsys):
     url, versions = copy_registry(served_registry, tmp_path)
     log = tmp_path / "requests.db"
     env = {"LABLINE_DB": url, "LABLINE_ADMIN_TOKEN": "t0ken"}
@@ -81,18 +81,18 @@ def test_every_endpoint_reload_under_load_and_replay(served_registry, tmp_path):
     assert set(a["request_id"] for a in answered) <= set(logged["request_id"])
     assert one.json()["request_id"] in set(logged["request_id"])
 
-    listed = run_cli("requests", "--log", str(log), "--format", "json", "--version", str(versions["train_torch"]))
-    assert listed.returncode == 0, listed.stderr
-    assert {r["model_version"] for r in json.loads(listed.stdout)} == {versions["train_torch"]}
+    # The commands run in-process (labline.cli.main): the same code path without paying an
+    # interpreter start per call on a shared machine.
+    assert main(["requests", "--log", str(log), "--format", "json", "--version", str(versions["train_torch"])]) == 0
+    assert {r["model_version"] for r in json.loads(capsys.readouterr().out)} == {versions["train_torch"]}
     for answer in (one.json(), batch.json()["answers"][100], answered[-1]):
-        replayed = run_cli("replay", answer["request_id"], "--log", str(log), "--json", env={"LABLINE_DB": url})
-        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
-        result = json.loads(replayed.stdout)
+        assert main(["replay", answer["request_id"], "--log", str(log), "--json", "--db", url]) == 0
+        result = json.loads(capsys.readouterr().out)
         assert result["identical"] is True
         assert result["replayed"]["probabilities"] == answer["probabilities"]
         assert result["deployment"]["lineage"]["run_id"]
-    shadow = run_cli("replay", one.json()["request_id"], "--shadow", "--log", str(log), env={"LABLINE_DB": url})
-    assert shadow.returncode == 0 and "bit for bit" in shadow.stdout
+    assert main(["replay", one.json()["request_id"], "--shadow", "--log", str(log), "--db", url]) == 0
+    assert "bit for bit" in capsys.readouterr().out
 
 
 def test_sigkill_under_load_loses_no_answered_request(iris_run, tmp_path):
@@ -116,7 +116,7 @@ def test_sigkill_under_load_loses_no_answered_request(iris_run, tmp_path):
         assert by_id.loc[answer["request_id"], "probabilities"] == answer["probabilities"]
 
 
-def test_replay_says_why_when_the_artifact_is_tampered_or_gone(iris_run, tmp_path):
+def test_replay_says_why_when_the_artifact_is_tampered_or_gone(iris_run, tmp_path, capsys):
     from fastapi.testclient import TestClient
 
     from labline.serve import ServeSettings, create_app
@@ -126,14 +126,14 @@ def test_replay_says_why_when_the_artifact_is_tampered_or_gone(iris_run, tmp_pat
     log = tmp_path / "requests.db"
     with TestClient(create_app(ServeSettings(model_dir=str(artifact), request_log=str(log)))) as client:
         request_id = client.post("/predict", json=iris_records()[0][120]).json()["request_id"]
-    fine = run_cli("replay", request_id, "--log", str(log))
-    assert fine.returncode == 0 and "bit for bit" in fine.stdout
+    assert main(["replay", request_id, "--log", str(log)]) == 0
+    assert "bit for bit" in capsys.readouterr().out
     with open(artifact / "pipeline.skops", "ab") as handle:
         handle.write(b"tampered")
-    tampered = run_cli("replay", request_id, "--log", str(log))
-    assert tampered.returncode == 1 and "does not match its recorded SHA-256" in tampered.stdout
+    assert main(["replay", request_id, "--log", str(log)]) == 1
+    assert "does not match its recorded SHA-256" in capsys.readouterr().out
     shutil.rmtree(artifact)
-    gone = run_cli("replay", request_id, "--log", str(log))
-    assert gone.returncode == 1 and "missing" in gone.stdout
-    unknown = run_cli("replay", "no-such-request", "--log", str(log))
-    assert unknown.returncode == 1 and "no request with id 'no-such-request'" in unknown.stderr
+    assert main(["replay", request_id, "--log", str(log)]) == 1
+    assert "missing" in capsys.readouterr().out
+    assert main(["replay", "no-such-request", "--log", str(log)]) == 1
+    assert "no request with id 'no-such-request'" in capsys.readouterr().err

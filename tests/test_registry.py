@@ -106,6 +106,9 @@ def test_register_refuses_failed_runs_and_changed_artifacts(iris_run, tmp_path):
     changed["steps"]["train_torch"]["scraps"]["artifact_sha256"] = "0" * 64
     with pytest.raises(RegistryError, match=r"manifest.json has SHA-256 .* changed after training"):
         reg.register_run(changed)
+    no_model = json.loads(json.dumps(iris_run.manifest))
+    no_model["steps"] = {"explore": no_model["steps"]["explore"]}  # `labline run --only explore`
+    assert reg.register_run(no_model) == []
     assert reg.versions() == []
 
 

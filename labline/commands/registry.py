@@ -110,6 +110,9 @@ def cmd_register(args: argparse.Namespace) -> int:
 
     record = find_run(args.runs or runs_root(), args.run)
     versions = _open(args).register_run(record.manifest)
+    if not versions:
+        print(f"run {record.run_id} has no trained model (no succeeded step glued model_dir and artifact_sha256)")
+        return 1
     for v in versions:
         print(f"registered {v.label} from run {v.run_id} step {v.step} (artifact {v.artifact_sha256[:12]})")
     return 0

@@ -118,7 +118,10 @@ def _artifact_manifest(model_dir: Path, expected_sha256: str, step: str) -> dict
 
 
 def versions_in_run(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows for `model_versions`, one per trained model of a succeeded run (artifacts checked)."""
+    """Rows for `model_versions`, one per trained model of a succeeded run (artifacts checked).
+
+    A succeeded run without a trained model (`labline run --only explore`) gives no rows.
+    """
     for key in ("run_id", "steps"):
         if key not in manifest:
             raise RegistryError(f"not a run manifest: no {key!r} field")
@@ -154,7 +157,4 @@ def versions_in_run(manifest: dict[str, Any]) -> list[dict[str, Any]]:
             "checks": {"validation": validation, "audit": audit},
             "reused": body.get("status") == "cached",  # not a column: the model came from an earlier run
         })
-    if not rows:
-        raise RegistryError(f"run {manifest['run_id']} has no trained model (no succeeded step glued model_dir "
-                            "and artifact_sha256)")
     return rows

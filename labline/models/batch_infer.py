@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from labline.models.artifact import LoadedModel
 from labline.models.parquet_rows import read_ahead
 
-DEFAULT_BATCH_ROWS = 1 << 18
+DEFAULT_BATCH_ROWS = 1 << 16  # 65,536 rows: measured as fast as larger batches, with less memory
 OUTPUT_SUFFIXES = (".parquet", ".csv")
 
 

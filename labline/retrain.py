@@ -10,7 +10,7 @@
 3. appends the batch to the accumulated raw data (the champion's training source at first,
    then the file the previous retrain wrote) and runs the pipeline on it;
 4. scores the new run's models (challengers) and the champion on the same rows, the new run's
-   held-out split (overall metric and the error per categorical slice), and passes the best
+   held-out split less any row the champion was trained on (overall metric and the error per categorical slice), and passes the best
    challenger through the registry's gate rules with those same-holdout figures; the alias
    moves only when every rule passes;
 5. prints and records the decision (`<state>/decisions.jsonl`, and a folder per retrain).
@@ -151,6 +151,17 @@ def _score(model, rows: pd.DataFrame, spec) -> dict:
     return {k: v for k, v in found.items() if k != "confusion_matrix"}
 
 
+def _row_keys(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """A hash per row of `columns` (features and target), to recognise the same listing twice."""
+    return pd.util.hash_pandas_object(frame[columns].astype(str), index=False)
+
+
+def _unseen(holdout: pd.DataFrame, seen: pd.DataFrame, spec) -> pd.DataFrame:
+    """Held-out rows the champion was not trained on: a fair holdout for both models."""
+    columns = [c for c in spec.columns if c in holdout.columns and c in seen.columns]
+    return holdout[~_row_keys(holdout, columns).isin(set(_row_keys(seen, columns)))]
+
+
 def _with_holdout(version, model, holdout: pd.DataFrame, spec):
     """`version` with its metrics and audit slices measured on `holdout`, so challenger and champion
     are judged on the very same rows (slices: each categorical value, at least 30 rows)."""
@@ -203,6 +214,7 @@ def retrain(batch: str | Path, dataset: str, pipeline: str | Path = "pipeline_ai
         rows = read_batch(batch, spec)
         report = validate(rows, spec)
         outcome.validation_report = str(report.save(folder / "validation.md"))
+        reference = None
         if champion is not None:
             from labline.monitor.sources import derive, reference_from_registry
 
@@ -240,6 +252,11 @@ def retrain(batch: str | Path, dataset: str, pipeline: str | Path = "pipeline_ai
         from labline.monitor.sources import reference_from_run
 
         holdout = reference_from_run(str(record.path), runs).test
+        if reference is not None:  # the accumulated data holds the champion's training rows
+            holdout = _unseen(holdout, reference.train, spec)
+        if len(holdout) < 30:
+            raise RetrainError(f"only {len(holdout)} held-out rows the champion has not seen; "
+                               "need 30 to compare challenger and champion (use a larger batch)")
         outcome.holdout_rows = len(holdout)
         challengers = registry.register_run(record.manifest)
         metric = default_metric(spec.task)

@@ -104,3 +104,12 @@ def test_lock_is_exclusive_and_released(tmp_path):
                 pass
     with retrain_lock(tmp_path):  # released after the block
         pass
+
+
+def test_the_shared_holdout_leaves_out_rows_the_champion_was_trained_on():
+    from labline.data.datasets import load_dataset
+    from labline.retrain import _unseen
+
+    frame, spec = load_dataset("airbnb")
+    trained_on, holdout = frame.iloc[:100], frame.iloc[50:150]
+    assert list(_unseen(holdout, trained_on, spec).index) == list(range(100, 150))

@@ -11,7 +11,7 @@ a small keep-alive HTTP/1.1 client drives them at concurrency 1, 16 and 64, then
 Prints both, their ratios, and writes benchmarks/results/serve_load.json.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads the baseline's body types from annotations.
 
 import argparse
 import asyncio
@@ -141,9 +141,9 @@ async def drive_batches(port: int, body: bytes, rows: int, seconds: float) -> di
     began, batches = time.perf_counter(), 0
     while time.perf_counter() - began < seconds or batches < 2:
         writer.write(_request("/predict/batch", body))
-        status, _ = await _read_response(reader)
+        status, answer = await _read_response(reader)
         if status != 200:
-            raise RuntimeError(f"batch answered {status}")
+            raise RuntimeError(f"port {port}: batch answered {status}: {answer[:300]!r}")
         batches += 1
     elapsed = time.perf_counter() - began
     writer.close()

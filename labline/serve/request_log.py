@@ -97,9 +97,13 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))  # built once: json.dumps with
+# options builds a new encoder per call, which dominated batch logging
+
+
 def dumps(value: Any) -> str:
     """JSON with Python's shortest round-trip float repr: probabilities read back bit for bit."""
-    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 class RequestLog:

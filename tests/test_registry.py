@@ -15,7 +15,7 @@ import pytest
 
 from labline.registry import Registry, RegistryError
 from labline.registry.db import SCHEMA_VERSION, make_engine, migrate
-from labline.registry.gate import GatePolicy, evaluate, higher_is_better
+from labline.registry.gate import Check, GatePolicy, evaluate, higher_is_better
 from labline.registry.model_version import ModelVersion
 from tests.conftest import run_cli
 
@@ -366,3 +366,16 @@ def test_concurrent_promotions_stay_consistent(iris_run, tmp_path):
         assert previous == holder
         holder = version if promoted else holder
     assert holder == high_v and reg.aliases() == {"champion": high_v}
+
+
+def test_apply_decision_moves_the_alias_only_from_the_expected_holder(iris_run, tmp_path):
+    reg, _, versions = _registered(iris_run, tmp_path, "run-external")
+    first, second = sorted(v.version for v in versions)
+    passed = [Check("metric", True, "better on the retraining holdout")]
+    assert reg.apply_decision("champion", first, passed, "macro_f1", expected_holder=None).promoted
+    stale = reg.apply_decision("champion", second, passed, "macro_f1", expected_holder=None)  # someone moved it
+    assert not stale.promoted and "moved from None to" in _failed_rules(stale)["holder"]
+    refused = reg.apply_decision("champion", second, [Check("slices", False, "worse slice")], "macro_f1", first)
+    assert not refused.promoted and reg.aliases() == {"champion": first}
+    history = rows(Path(reg.engine.url.database), "SELECT version, previous, promoted FROM decisions ORDER BY id")
+    assert history == [(first, None, 1), (second, first, 0), (second, first, 0)]

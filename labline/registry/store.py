@@ -171,6 +171,29 @@ class Registry:
                 reasons=[vars(c) for c in decision.checks]))
             return decision
 
+    def apply_decision(self, alias: str, version: int, checks: list[Check], metric: str,
+                       expected_holder: int | None) -> Decision:
+        """Record a decision reached outside `promote` (e.g. retraining judged on its own holdout rows)
+        and move the alias if every check passed, but only if the alias still points at
+        `expected_holder`: a decision taken against a holder that has since changed is refused.
+        """
+        _check_alias(alias)
+        with write_transaction(self.engine) as conn:
+            held = conn.execute(sa.select(aliases.c.version).where(aliases.c.alias == alias)).scalar()
+            candidate = self._get(conn, version)
+            incumbent = self._get(conn, held) if held is not None else None
+            checks = list(checks)
+            if held != expected_holder:
+                checks.append(Check("holder", False, f"{alias!r} moved from {expected_holder} to {held} while this "
+                                                     "decision was being made: decide again"))
+            decision = Decision(alias, metric, candidate, incumbent, checks)
+            if decision.promoted:
+                self._set_alias(conn, alias, candidate.version)
+            conn.execute(sa.insert(decisions).values(
+                created=_now(), alias=alias, version=candidate.version, previous=held, metric=metric,
+                promoted=decision.promoted, reasons=[vars(c) for c in checks]))
+            return decision
+
     @staticmethod
     def _decide(alias: str, policy: GatePolicy, candidates: list[ModelVersion], incumbent: ModelVersion | None,
                 explicit: bool) -> Decision:

@@ -201,12 +201,16 @@ def test_gate_refuses_disparities_out_of_bounds(iris_run, tmp_path):
              "value": 0.1, "reference_value": 0.3, "ratio": 0.3333, "passed": False, "group_size": 40},
             {"attribute": "race", "group": "Other", "reference_group": "White", "metric": "selection_rate",
              "value": 0.28, "reference_value": 0.3, "ratio": 0.9333, "passed": True, "group_size": 40},
+            # Out of bounds, but on a group the audit found too small to judge: reported, not held against it.
+            {"attribute": "race", "group": "Eskimo", "reference_group": "White", "metric": "selection_rate",
+             "value": 0.0, "reference_value": 0.3, "ratio": 0.0, "passed": False, "group_size": 4, "judged": False},
         ]
     reg, _, versions = _registered(iris_run, tmp_path, "run-unfair", edit)
     torch = next(v for v in versions if v.step == "train_torch")
     failed = _failed_rules(reg.promote(version=torch.version))
     assert set(failed) == {"disparities"}
-    assert "1 of 2 disparities out of bounds: sex=Female vs Male" in failed["disparities"]
+    assert "1 of 2 judged disparities out of bounds: sex=Female vs Male" in failed["disparities"]
+    assert "Eskimo" not in failed["disparities"]
 
 
 def test_gate_refuses_sensitive_data_without_disparities():

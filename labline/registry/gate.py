@@ -96,15 +96,19 @@ def _disparities(candidate: ModelVersion) -> Check:
             return Check("disparities", False, f"the data set has sensitive attributes {sensitive} but audit step "
                                                f"{audit['step']!r} recorded no disparities")
         return Check("disparities", True, "the data set has no sensitive attributes")
-    failing = [d for d in found if not d.get("passed")]
+    # Groups too small to judge (the audit marks them judged=False) are reported, not held against the model.
+    judged = [d for d in found if d.get("judged", True)]
+    failing = [d for d in judged if not d.get("passed")]
     if failing:
         text = "; ".join(
             f"{d.get('attribute')}={d.get('group')} vs {d.get('reference_group')}: {d.get('metric')} "
             f"{_fmt(d.get('value', float('nan')))} vs {_fmt(d.get('reference_value', float('nan')))} "
             f"(ratio {_fmt(d.get('ratio', float('nan')))})" for d in failing[:3])
         more = f" and {len(failing) - 3} more" if len(failing) > 3 else ""
-        return Check("disparities", False, f"{len(failing)} of {len(found)} disparities out of bounds: {text}{more}")
-    return Check("disparities", True, f"all {len(found)} disparities within bounds")
+        return Check("disparities", False, f"{len(failing)} of {len(judged)} judged disparities out of bounds: {text}{more}")
+    unjudged = len(found) - len(judged)
+    note = f" ({unjudged} on groups too small to judge)" if unjudged else ""
+    return Check("disparities", True, f"all {len(judged)} judged disparities within bounds{note}")
 
 
 def _slice_metric(rows: list[dict]) -> str:

@@ -116,8 +116,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
     @app.get("/ready")
     async def ready():
-        alive = log._thread.is_alive()
-        body = {"status": "ready" if alive else "request log writer stopped",
+        alive = not log.closed
+        body = {"status": "ready" if alive else "request log closed",
                 "models": {arm: d.label for arm, d in state["routes"].all().items()}}
         return JSONResponse(body, status_code=200 if alive else 503)
 

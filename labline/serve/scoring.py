@@ -129,6 +129,8 @@ class ShadowScorer:
                 for i, (request_id, client_key, payload, batch_id) in enumerate(items)
             ]
             self.log.submit(rows)
+        except Exception:  # the log refused the shadow rows (closing, disk full): shadow work is best effort
+            self.dropped += len(items)
         finally:
             with self._lock:
                 self.pending -= len(items)

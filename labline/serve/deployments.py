@@ -54,12 +54,24 @@ class Deployment:
         which is exactly what `LoadedModel.predict` does, at half the cost.
         """
         with self.lock:
+            if self.model.kind == "sklearn":
+                # `frame` holds exactly the spec's features in order (schemas.features_frame), so
+                # the fitted Pipeline is called directly, skipping LoadedModel's column selection
+                return self._score_pipeline(frame)
             if self.model.spec.task == "classification":
                 probabilities = np.asarray(self.model.predict_proba(frame), dtype=np.float64)
                 labels = np.asarray(self.model.labels, dtype=object)[probabilities.argmax(axis=1)]
                 return labels.tolist(), probabilities
             values = np.asarray(self.model.predict(frame), dtype=np.float64)
             return values.tolist(), None
+
+    def _score_pipeline(self, frame) -> tuple[list[Any], np.ndarray | None]:
+        pipeline = self.model._model
+        if self.model.spec.task == "classification":
+            probabilities = np.asarray(pipeline.predict_proba(frame), dtype=np.float64)
+            labels = np.asarray(self.model.labels, dtype=object)[probabilities.argmax(axis=1)]
+            return labels.tolist(), probabilities
+        return np.asarray(pipeline.predict(frame), dtype=np.float64).tolist(), None
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -110,7 +110,7 @@ def features_frame(spec: DatasetSpec, payloads: list[dict[str, Any]]) -> pd.Data
             columns[column] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
         else:
             columns[column] = np.array(values, dtype=object)
-    return pd.DataFrame(columns, columns=spec.features)
+    return pd.DataFrame(columns, columns=pd.Index(spec.features, dtype=object))
 
 
 def _title(name: str) -> str:

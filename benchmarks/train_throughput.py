@@ -87,7 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--target", type=float, default=0.95, help="test accuracy to reach")
-    parser.add_argument("--batch-size", type=int, default=8192, help="labline's batch size")
+    parser.add_argument("--batch-size", type=int, default=16384, help="labline's batch size")
     parser.add_argument("--epochs", type=int, default=3, help="labline's epochs for the throughput run")
     parser.add_argument("--tutorial-seconds", type=float, default=60.0, help="time limit of the tutorial loop")
     parser.add_argument("--wide", type=int, nargs="+", default=[512, 512], help="hidden sizes of the wide network run")

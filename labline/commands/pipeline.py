@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from labline.commands.progress import ProgressDisplay
 from labline.env import run_metadata
@@ -186,10 +187,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                               force=force_value(args), timeout=args.timeout, executor=args.executor)
     for step, body in record.manifest["steps"].items():
         if body.get("status") not in ("succeeded", "cached", "skipped"):
-            console.print(f"[red]{failure_message(step, body)}[/]", markup=True, highlight=False)
+            console.print(f"[red]{escape(failure_message(step, body))}[/]", highlight=False, soft_wrap=True)
     rows = comparison_rows([record.manifest], COMPARE_METRICS, label="model_name")
     print(render(_drop_empty(rows), args.format, title=f"run {record.run_id}"))
-    console.print(f"run {record.run_id}: {record.manifest['status']} ({record.path})")
+    console.print(f"run {record.run_id}: {record.manifest['status']} ({record.path})", soft_wrap=True)
     return exit_code(record.manifest)
 
 

@@ -277,12 +277,12 @@ def retrain(batch: str | Path, dataset: str, pipeline: str | Path = "pipeline_ai
             # MAE slices are in the target's unit: allow a tenth of the overall held-out error.
             slice_tolerance = 0.05 if spec.task == "classification" else 0.1 * best.metrics[metric]
         checks = evaluate(best, incumbent, "champion", GatePolicy(metric, margin, slice_tolerance))
-        outcome.reasons = [asdict(c) for c in checks]
-        if all(c.passed for c in checks):
-            registry.set_alias("champion", best.version)
-            outcome.status = "promoted"
-        else:
-            outcome.status = "kept"
+        # One transaction: move the alias only if every rule passed and the champion is still the one
+        # judged against, and record the decision (promoted or refused) in the registry's history.
+        decision = registry.apply_decision("champion", best.version, checks, metric,
+                                           expected_holder=champion.version if champion is not None else None)
+        outcome.reasons = [asdict(c) for c in decision.checks]
+        outcome.status = "promoted" if decision.promoted else "kept"
         return _record(outcome, state)
 
 

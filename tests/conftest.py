@@ -14,6 +14,22 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST_OVERRIDES = ["train_torch.epochs=60", "train_sklearn.cv_folds=3"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_state(tmp_path_factory):
+    """Registry, request log and runs of the suite live in a temporary folder, never in the checkout."""
+    state = tmp_path_factory.mktemp("labline-state")
+    defaults = {"LABLINE_DB": f"sqlite:///{state / 'labline.db'}", "LABLINE_REQUEST_LOG": str(state / "requests.db"),
+                "LABLINE_RUNS": str(state / "runs")}
+    saved = {k: os.environ.get(k) for k in defaults}
+    os.environ.update({k: v for k, v in defaults.items() if not saved[k]})
+    yield state
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

@@ -102,3 +102,28 @@ def test_plain_papermill_runs_a_notebook_with_nothing_else(tmp_path):
     assert scraps["epochs"].data == 50
     assert scraps["test_accuracy"].data >= 0.9
     assert (tmp_path / "torch" / "model" / "manifest.json").exists()
+
+
+def test_command_line_starts_without_the_heavy_libraries():
+    """`labline --help` and no-change reruns stay fast: nothing imports ML libraries at start."""
+    code = ("import sys, labline.cli; labline.cli.build_parser(); "
+            "print(sorted(m for m in ('pandas', 'sklearn', 'torch', 'sqlalchemy', 'scipy', 'fastapi') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+    from labline.commands.data_batches import PERIOD_NAMES
+    from labline.data.batches import PERIODS
+
+    assert set(PERIOD_NAMES) == set(PERIODS)
+
+
+def test_run_registers_its_trained_models(tmp_path):
+    db = f"sqlite:///{tmp_path / 'registry.db'}"
+    result = run_cli("run", "--only", "train_sklearn", "-p", "train_sklearn.cv_folds=2", "--db", db,
+                     env={"LABLINE_RUNS": str(tmp_path / "runs")})
+    assert result.returncode == 0, result.stderr
+    from labline.registry import Registry
+
+    versions = Registry(db).versions()
+    assert [v.step for v in versions] == ["train_sklearn"]
+    run_id = json.loads(next((tmp_path / "runs").glob("*/manifest.json")).read_text())["run_id"]
+    assert versions[0].run_id == run_id and f"as version {versions[0].version}" in result.stderr

@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from labline.cli import CommandError
-from labline.data.batches import PERIODS, write_batches
 from labline.data.datasets import DatasetError, read_table
-from labline.data.perturb import PerturbError, perturb
+
+# The batch and perturbation modules need pandas: they load when their command runs, so the CLI starts fast.
+PERIOD_NAMES = ("day", "week", "month")  # the keys of labline.data.batches.PERIODS
 
 
 def register_data(subparsers) -> None:
     batches = subparsers.add_parser("batches", help="split a data file into dated batches (one CSV per period)")
     batches.add_argument("file", help="CSV/Parquet file of raw rows")
-    batches.add_argument("--by", choices=sorted(PERIODS), default="week", help="period of one batch (default: week)")
+    batches.add_argument("--by", choices=PERIOD_NAMES, default="week", help="period of one batch (default: week)")
     batches.add_argument("--date-column", default="last_review",
                          help="the column that dates a row (default: last_review, the Airbnb data's only date)")
     batches.add_argument("--since", default=None,
@@ -41,6 +42,8 @@ def _read(path: str):
 def run_batches(args) -> int:
     frame = _read(args.file)
     try:
+        from labline.data.batches import write_batches
+
         paths = write_batches(frame, args.out, args.date_column, args.by, args.since)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
@@ -51,6 +54,8 @@ def run_batches(args) -> int:
 
 
 def run_perturb(args) -> int:
+    from labline.data.perturb import PerturbError, perturb
+
     frame = _read(args.file)
     try:
         changed = perturb(frame, args.shift, seed=args.seed)

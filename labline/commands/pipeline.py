@@ -55,6 +55,8 @@ def register(subparsers) -> None:
     run.add_argument("--only", action="append", default=None, metavar="STEP", help="run only this step and what it needs")
     add_force_option(run)
     run.add_argument("--format", choices=FORMATS, default="table", help="format of the final table")
+    run.add_argument("--db", default=None, help="registry URL for the trained models (default: $LABLINE_DB or .labline/labline.db)")
+    run.add_argument("--no-register", action="store_true", help="do not register the trained models in the registry")
     run.set_defaults(handler=cmd_run)
 
     status = subparsers.add_parser("status", help="say, step by step, what `labline run` would execute and why")
@@ -191,7 +193,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     rows = comparison_rows([record.manifest], COMPARE_METRICS, label="model_name")
     print(render(_drop_empty(rows), args.format, title=f"run {record.run_id}"))
     console.print(f"run {record.run_id}: {record.manifest['status']} ({record.path})", soft_wrap=True)
+    if record.manifest["status"] == "succeeded" and not args.no_register and _trained_fresh(record.manifest):
+        return register_models(record.manifest, args.db, console) or exit_code(record.manifest)
     return exit_code(record.manifest)
+
+
+def _trained_fresh(manifest: dict[str, Any]) -> bool:
+    """Whether a step of this run trained a model (a cached step's model is registered already)."""
+    return any(body.get("status") == "succeeded" and "model_dir" in (body.get("scraps") or {})
+               for body in manifest["steps"].values())
+
+
+def register_models(manifest: dict[str, Any], db: str | None, console: Console) -> int:
+    """Register every trained model of a succeeded run; 0, or 1 with the reason when the registry refuses."""
+    from labline.registry import Registry, RegistryError
+
+    try:
+        versions = Registry(db).register_run(manifest)
+    except RegistryError as exc:
+        console.print(f"[red]registering the models of run {manifest['run_id']} failed: {escape(str(exc))}[/]")
+        return 1
+    for version in versions:
+        console.print(f"registered {version.name} as version {version.version} (step {version.step})", highlight=False)
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -6,7 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from labline.registry import Decision, Registry, RegistryError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # SQLAlchemy loads when a registry command runs, so the CLI starts fast
+    from labline.registry import Decision, Registry
 
 FORMATS = ["table", "csv", "json", "markdown"]
 SHOWN_METRICS = ["test_accuracy", "macro_f1", "cv_score", "test_mae", "test_r2"]
@@ -74,6 +77,7 @@ def register(subparsers) -> None:
 
 def _open(args: argparse.Namespace) -> Registry:
     from labline.cli import CommandError
+    from labline.registry import Registry, RegistryError
 
     try:
         return Registry(args.db)
@@ -87,6 +91,7 @@ def _guard(func):
     """Turn a RegistryError into the CLI's clear one-line error (exit 1)."""
     def wrapped(args: argparse.Namespace) -> int:
         from labline.cli import CommandError
+        from labline.registry import RegistryError
 
         try:
             return func(args)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas loads when data does, so the CLI starts fast
+    import pandas as pd
 
 from labline.data.spec import DatasetSpec, infer_spec
 
@@ -22,7 +24,7 @@ BUILTIN: dict[str, str] = {
     "airbnb": "labline.data.airbnb",
 }
 
-READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
+READERS = {".csv": "read_csv", ".parquet": "read_parquet", ".pq": "read_parquet"}  # pandas functions
 
 
 class DatasetError(ValueError):
@@ -53,8 +55,10 @@ def read_table(path: str | Path) -> pd.DataFrame:
     reader = READERS.get(suffixes[-1] if suffixes else "")
     if reader is None:
         raise DatasetError(f"cannot read {str(path)!r}: expected a .csv, .csv.gz or .parquet file")
+    import pandas as pd
+
     try:
-        frame = reader(path)
+        frame = getattr(pd, reader)(path)
     except Exception as exc:  # the reader's own message says what is wrong with the bytes
         raise DatasetError(f"cannot read {str(path)!r}: {type(exc).__name__}: {exc}") from exc
     if frame.empty:
@@ -64,6 +68,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 def clean(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     """Apply the declared cleaning: strip text, turn missing markers into NA, coerce numerics."""
+    import pandas as pd
+
     frame = frame.copy()
     for col in frame.columns:
         if frame[col].dtype == object or pd.api.types.is_string_dtype(frame[col]):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import pandas as pd
-from sklearn.datasets import load_iris
+from typing import TYPE_CHECKING
 
 from labline.data.spec import DatasetSpec
+
+if TYPE_CHECKING:  # scikit-learn and pandas load only when the data does (the CLI starts fast)
+    import pandas as pd
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 LABELS = ["setosa", "versicolor", "virginica"]
@@ -28,6 +30,8 @@ SPEC = DatasetSpec(
 
 
 def load(arg: str | None = None) -> pd.DataFrame:
+    from sklearn.datasets import load_iris
+
     raw = load_iris(as_frame=True)
     frame = raw.data.copy()
     frame.columns = FEATURES

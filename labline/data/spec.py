@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 TASKS = ("classification", "regression")
 
@@ -90,6 +91,8 @@ def infer_spec(frame: pd.DataFrame, target: str, name: str = "custom") -> Datase
 
     The task is classification when the target is non-numeric or has few distinct values.
     """
+    import pandas as pd
+
     if target not in frame.columns:
         raise KeyError(
             f"target column {target!r} not found; the file has columns {list(frame.columns)}"

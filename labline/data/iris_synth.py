@@ -7,9 +7,11 @@ rows; beyond that, write a file with `labline data synth` and train from it with
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 
-from labline.data.iris import FEATURES, LABELS
+from labline.data import iris
 from labline.data.spec import DatasetSpec
 from labline.data.synth import synth_frame
 
@@ -29,19 +31,11 @@ def _rows(arg: str | None) -> int:
 
 
 def SPEC(arg: str | None = None) -> DatasetSpec:  # noqa: N802 - the registry's name for a spec
-    rows = _rows(arg)
-    return DatasetSpec(
+    """Iris's own declaration (same columns, labels and bounds), named and described for N rows."""
+    return replace(
+        iris.SPEC,
         name="iris_synth",
-        target="species",
-        numeric=FEATURES,
-        task="classification",
-        labels=LABELS,
-        dtypes={**{f: "float" for f in FEATURES}, "species": "category"},
-        ranges={f: [0.0, 30.0] for f in FEATURES},
-        categories={"species": LABELS},
-        max_missing_rate=0.0,
-        min_rows=30,
-        description=f"{rows} synthetic Iris rows from per-class Gaussians fitted to the real measurements.",
+        description=f"{_rows(arg)} synthetic Iris rows from per-class Gaussians fitted to the real measurements.",
         source="labline.data.synth (seed 0), fitted to scikit-learn's Iris",
     )
 

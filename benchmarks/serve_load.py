@@ -4,7 +4,8 @@ load generator, same run.
 The baseline is written the way the course does it: a pydantic body, `pd.DataFrame([...])`,
 `pipeline.predict`, no logging. labline serves the same artifact with its request log on
 (every answer committed before it is sent). Both run in their own uvicorn process on loopback;
-a small keep-alive HTTP/1.1 client drives them at concurrency 1, 16 and 64, then scores batches.
+a small keep-alive HTTP/1.1 client drives them at concurrency 1, 16 and 64 in alternating
+slices (so a change in the shared machine's load hits both alike), then scores batches.
 
     python benchmarks/serve_load.py [--model-dir DIR] [--seconds 4] [--batch-rows 10000]
 
@@ -150,13 +151,34 @@ async def drive_batches(port: int, body: bytes, rows: int, seconds: float) -> di
     return {"batches": batches, "rows_per_batch": rows, "rows_per_s": batches * rows / elapsed}
 
 
-def measure(port: int, seconds: float, records: list[dict], batch_rows: int) -> dict:
+def merge(runs: list[dict]) -> dict:
+    """Combine alternating rounds of one service at one level."""
+    total = sum(r["requests"] for r in runs)
+    seconds = sum(r["requests"] / r["requests_per_s"] for r in runs if r["requests_per_s"])
+    return {"requests": total, "errors": sum(r["errors"] for r in runs),
+            "requests_per_s": total / seconds if seconds else 0.0,
+            "p50_ms": sorted(r["p50_ms"] for r in runs)[len(runs) // 2],  # median of rounds
+            "p99_ms": max(r["p99_ms"] for r in runs)}
+
+
+def measure(ports: dict[str, int], seconds: float, records: list[dict], batch_rows: int, rounds: int) -> dict:
+    """Each level runs in `rounds` alternating slices (baseline, labline, baseline, ...), so a
+    change in the machine's load during the run affects both services alike."""
     bodies = [json.dumps(r).encode() for r in records]
-    asyncio.run(drive(port, 4, 1.0, bodies))  # warm-up
-    result = {f"c{c}": asyncio.run(drive(port, c, seconds, bodies)) for c in CONCURRENCY}
-    batch = [records[i % len(records)] for i in range(batch_rows)]
-    result["batch"] = asyncio.run(drive_batches(port, json.dumps({"records": batch}).encode(), batch_rows, seconds))
-    return result
+    for port in ports.values():
+        asyncio.run(drive(port, 4, 1.0, bodies))  # warm-up
+    results: dict = {name: {} for name in ports}
+    for c in CONCURRENCY:
+        runs: dict[str, list] = {name: [] for name in ports}
+        for _ in range(rounds):
+            for name, port in ports.items():
+                runs[name].append(asyncio.run(drive(port, c, seconds / rounds, bodies)))
+        for name in ports:
+            results[name][f"c{c}"] = merge(runs[name])
+    batch = json.dumps({"records": [records[i % len(records)] for i in range(batch_rows)]}).encode()
+    for name, port in ports.items():
+        results[name]["batch"] = asyncio.run(drive_batches(port, batch, batch_rows, seconds))
+    return results
 
 
 def default_model_dir() -> str:
@@ -171,6 +193,7 @@ def main() -> int:
     parser.add_argument("--model-dir", default=None)
     parser.add_argument("--seconds", type=float, default=4.0, help="per concurrency level")
     parser.add_argument("--batch-rows", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=4, help="alternating slices per level")
     parser.add_argument("--synchronous", default="NORMAL", choices=["NORMAL", "FULL"])
     parser.add_argument("--serve-baseline", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -185,7 +208,6 @@ def main() -> int:
 
     names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
     records = [dict(zip(names, map(float, row))) for row in load_iris().data]
-    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "requests.db"
         services = {
@@ -193,14 +215,17 @@ def main() -> int:
             "labline": [sys.executable, "-m", "labline.cli", "serve", "--model-dir", model_dir, "--log", str(log),
                         "--synchronous", args.synchronous, "--port"],
         }
-        for name, command in services.items():
-            port = free_port()
-            proc = start([*command, str(port)], port)
-            try:
-                results[name] = measure(port, args.seconds, records, args.batch_rows)
-            finally:
+        ports = {name: free_port() for name in services}
+        procs = {}
+        try:
+            for name, command in services.items():
+                procs[name] = start([*command, str(ports[name])], ports[name])
+            results = measure(ports, args.seconds, records, args.batch_rows, args.rounds)
+        finally:
+            for proc in procs.values():
                 proc.terminate()
                 proc.wait(timeout=30)
+        for name in services:
             print(f"{name}: " + ", ".join(f"{k} {v['requests_per_s']:.0f} req/s p50 {v['p50_ms']:.2f} ms "
                                            f"p99 {v['p99_ms']:.2f} ms" for k, v in results[name].items() if k != "batch")
                   + f"; batch {results[name]['batch']['rows_per_s']:.0f} rows/s")
@@ -218,7 +243,7 @@ def main() -> int:
     for key, value in ratios.items():
         print(f"ratio {key}: {value if isinstance(value, dict) else round(value, 2)}")
     report = {
-        "model_dir": model_dir, "seconds_per_level": args.seconds, "request_log_synchronous": args.synchronous,
+        "model_dir": model_dir, "seconds_per_level": args.seconds, "rounds": args.rounds, "request_log_synchronous": args.synchronous,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "results": results, "ratios": ratios,
         "labline_log_rows": logged, "labline_answers_counted_by_client": answered,

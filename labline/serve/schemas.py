@@ -105,7 +105,10 @@ def features_frame(spec: DatasetSpec, payloads: list[dict[str, Any]]) -> pd.Data
     """
     columns: dict[str, Any] = {}
     for column in spec.features:
-        values = [p.get(column) for p in payloads]
+        try:
+            values = [p[column] for p in payloads]
+        except KeyError:  # a model for another schema (a shadow, a replay): refuse, never fill NaN
+            raise ValueError(f"input is missing feature column {column!r}; the model expects {spec.features}") from None
         if column in spec.numeric:
             columns[column] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
         else:

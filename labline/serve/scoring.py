@@ -21,7 +21,7 @@ import numpy as np
 from labline.serve.deployments import Deployment
 from labline.serve.request_log import RequestLog, dumps, utc_now
 from labline.serve.routing import SHADOW
-from labline.serve.schemas import RecordSchema
+from labline.serve.schemas import RecordSchema, features_frame
 
 
 class UnscorableRecord(ValueError):
@@ -31,7 +31,8 @@ class UnscorableRecord(ValueError):
 
 def score_payloads(deployment: Deployment, schema: RecordSchema, payloads: list[dict]) -> tuple[list, list | None, set[int]]:
     """Predictions, per-row probability dicts (label -> float), and the rows whose output is not finite."""
-    predictions, probabilities = deployment.score(schema.frame(payloads))
+    # the deployment's own spec: a shadow built for another schema fails here instead of guessing
+    predictions, probabilities = deployment.score(features_frame(deployment.model.spec, payloads))
     if probabilities is None:
         values = np.asarray(predictions, dtype=np.float64)
         return predictions, None, set(np.flatnonzero(~np.isfinite(values)).tolist())

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from labline.serve.deployments import DeploymentError, check_same_inputs, load_deployment
@@ -158,7 +159,14 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         body = dumps(answer(request_id, prediction, probabilities, deployment, arm))
         return Response(body, media_type=JSON, headers={"X-Model-Version": deployment.label})
 
-    async def predict_batch(batch: schema.batch_model, request: Request):  # type: ignore[name-defined]
+    async def predict_batch(request: Request):
+        # The raw body is parsed and validated by pydantic-core in one pass (`model_validate_json`):
+        # about 10x faster on a large batch than FastAPI's parse-then-validate in Python mode.
+        # Its errors are re-raised under the body's location, so the 422s read as for /predict.
+        try:
+            batch = schema.batch_model.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
         start = time.perf_counter()
         current = state["routes"]
         batch_id = uuid.uuid4().hex
@@ -203,7 +211,10 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.post("/predict", response_model=PredictAnswer, summary="Score one record",
              responses={422: {"description": "a field is missing, extra, of the wrong type, not finite, or not an allowed category"},
                         413: {"description": "body over the size limit"}})(predict)
+    batch_schema = schema.batch_model.model_json_schema(ref_template="#/components/schemas/{model}")
+    batch_schema.pop("$defs", None)  # its record schema is in the components already, from /predict
     app.post("/predict/batch", response_model=BatchAnswer, summary="Score many records, one answer and log row each",
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": batch_schema}}}},
              responses={422: {"description": "an invalid record (the field names its index), an empty batch, or too many records"},
                         413: {"description": "body over the size limit"}})(predict_batch)
 

@@ -156,14 +156,10 @@ def numeric_drift(reference: pd.Series, current: pd.Series, name: str, config: D
         return _missing_rate_drift(result, len(current), config, n_tests)
     result.effect = rank_wasserstein(ref, cur)
     if len(cur) >= config.large_sample:
-        result.method, result.statistic, result.threshold = "wasserstein", result.effect, config.numeric_threshold
-        drifted = result.effect > config.numeric_threshold
+        drifted = _beyond_threshold(result, "wasserstein", config.numeric_threshold)
     else:
         test = ks_2samp(ref, cur)
-        level = config.alpha / max(1, n_tests)
-        result.method, result.statistic, result.p_value = "ks", float(test.statistic), float(test.pvalue)
-        result.threshold = level
-        drifted = result.p_value < level and result.effect >= config.numeric_floor
+        drifted = _significant(result, "ks", test.statistic, test.pvalue, config, n_tests, config.numeric_floor)
     result.status = DRIFT if drifted else OK
     return _missing_rate_drift(result, len(current), config, n_tests)
 
@@ -186,19 +182,29 @@ def categorical_drift(reference: pd.Series, current: pd.Series, name: str, confi
     if unseen:
         result.detail = f"categories not in the reference: {unseen[:5]}"
     if result.current_rows >= config.large_sample:
-        result.method, result.statistic, result.threshold = "jensen_shannon", result.effect, config.categorical_threshold
-        drifted = result.effect > config.categorical_threshold
+        drifted = _beyond_threshold(result, "jensen_shannon", config.categorical_threshold)
     elif len(categories) < 2:
         result.method, result.statistic, result.p_value = "chi2", 0.0, 1.0
         drifted = False
     else:
         test = chi2_contingency(np.vstack([ref_counts, cur_counts]))
-        level = config.alpha / max(1, n_tests)
-        result.method, result.statistic, result.p_value = "chi2", float(test.statistic), float(test.pvalue)
-        result.threshold = level
-        drifted = result.p_value < level and result.effect >= config.categorical_floor
+        drifted = _significant(result, "chi2", test.statistic, test.pvalue, config, n_tests, config.categorical_floor)
     result.status = DRIFT if drifted else OK
     return _missing_rate_drift(result, len(current), config, n_tests)
+
+
+def _beyond_threshold(result: FeatureDrift, method: str, threshold: float) -> bool:
+    """Large windows: p-values flag everything, so the effect size itself is held to a threshold."""
+    result.method, result.statistic, result.threshold = method, result.effect, threshold
+    return result.effect > threshold
+
+
+def _significant(result: FeatureDrift, method: str, statistic: float, p_value: float, config: DriftConfig,
+                 n_tests: int, floor: float) -> bool:
+    """Small windows: a test at alpha corrected for the features tested (Bonferroni), and an effect floor."""
+    level = config.alpha / max(1, n_tests)
+    result.method, result.statistic, result.p_value, result.threshold = method, float(statistic), float(p_value), level
+    return result.p_value < level and result.effect >= floor
 
 
 def _string_counts(series: pd.Series) -> pd.Series:

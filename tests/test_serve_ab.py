@@ -69,6 +69,31 @@ def test_same_client_same_arm_and_ratio_over_the_service(ab_service):
     assert {v for a, v in first.values() if a == "champion"} == {versions["train_sklearn"]}
 
 
+def test_a_batch_takes_its_clients_arm_whole(ab_service):
+    """A batch is one client's request: all its records reach one arm, the client's (or, without
+    X-Client-Id, the batch id's), and each record can be replayed by its own request id."""
+    client, settings, versions, _ = ab_service
+    records, _ = iris_records()
+    arms = []
+    for i in range(40):
+        body = client.post("/predict/batch", json={"records": records[i:i + 4]}).json()
+        assert len({a["arm"] for a in body["answers"]}) == 1
+        assert [a["request_id"] for a in body["answers"]] == [f"{body['batch_id']}-{j}" for j in range(4)]
+        assert body["answers"][0]["arm"] == choose_arm(body["batch_id"], 0.3)
+        arms.append(body["answers"][0]["arm"])
+    assert set(arms) == {"champion", "challenger"}
+    for key in ("user-1", "user-2", "user-3", "user-4"):
+        single = client.post("/predict", json=records[0], headers={"X-Client-Id": key}).json()
+        batch = client.post("/predict/batch", json={"records": records[:3]}, headers={"X-Client-Id": key}).json()
+        assert {a["arm"] for a in batch["answers"]} == {single["arm"]}
+    logged = read_requests(settings.request_log)
+    assert len(logged) == 40 * 4 + 4 * 4
+    keyed = logged[logged["batch_id"].notna() & logged["client_key"].str.startswith("user-")]
+    assert len(keyed) == 12
+    unkeyed = logged[logged["batch_id"].notna() & ~logged["client_key"].str.startswith("user-")]
+    assert (unkeyed["client_key"] == unkeyed["batch_id"]).all()
+
+
 def test_shadow_is_logged_never_returned(served_registry, tmp_path):
     client, settings, versions, url = _service(served_registry, tmp_path, shadow="challenger")
     _, shadow_model = Registry(url=url).load_model("challenger")

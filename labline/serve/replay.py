@@ -15,7 +15,7 @@ from typing import Any
 
 from labline.models.artifact import ArtifactError, LoadedModel, load_model
 from labline.serve.deployments import Deployment
-from labline.serve.request_log import query, request_rows
+from labline.serve.request_log import find_requests, query, request_rows
 from labline.serve.schemas import features_frame
 
 
@@ -80,7 +80,7 @@ def load_answering_model(log: str | Path, model_version: int | None, artifact_sh
 
 def replay(request_id: str, log: str | Path, registry_url: str | None = None, shadow: bool = False) -> Replay:
     """Reproduce one logged answer (or its shadow answer)."""
-    rows = request_rows(log, "request_id = ? AND shadow = ?", (request_id, int(shadow)))
+    rows = find_requests(log, [request_id], shadow=shadow)
     if rows.empty:
         kind = "shadow answer" if shadow else "request"
         raise ReplayError(f"no {kind} with id {request_id!r} in the request log {log}")

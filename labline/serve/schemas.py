@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from typing_extensions import TypedDict
 
 from labline.data.spec import DatasetSpec
 
@@ -89,10 +90,32 @@ class RecordSchema:
             __config__=batch_config,
             records=(Annotated[list[self.record_model], Field(min_length=1, max_length=max_batch_records)], ...),
         )
+        # The same fields as plain dicts keyed by the spec's names: pydantic-core validates a
+        # batch straight into the payloads the service scores and logs, with no model objects.
+        forbid = ConfigDict(extra="forbid")
+        payload_type = TypedDict(f"{_title(spec.name)}Payload", {c: _field_type(spec, c) for c in spec.features})
+        payload_type.__pydantic_config__ = forbid  # type: ignore[attr-defined]
+        batch_type = TypedDict(f"{_title(spec.name)}Payloads", {
+            "records": Annotated[list[payload_type], Field(min_length=1, max_length=max_batch_records)]})
+        batch_type.__pydantic_config__ = forbid  # type: ignore[attr-defined]
+        self._batch_payloads = TypeAdapter(batch_type)
 
     def payload(self, record: BaseModel) -> dict[str, Any]:
         """The record as the client sent it, under the original column names (for the log)."""
         return {c: getattr(record, n) for c, n in self.names.items()}
+
+    def batch_payloads(self, body: bytes) -> list[dict[str, Any]]:
+        """A batch body's records as payloads, parsed and validated by pydantic-core in one pass.
+
+        A body the fast path refuses is validated again by `batch_model`, which also accepts
+        the Python-style names of hyphenated columns and whose errors are the ones clients see,
+        the same as `/predict`'s. Raises pydantic's ValidationError.
+        """
+        try:
+            return self._batch_payloads.validate_json(body)["records"]
+        except ValidationError:
+            batch = self.batch_model.model_validate_json(body)
+            return [self.payload(record) for record in batch.records]
 
     def frame(self, payloads: list[dict[str, Any]]) -> pd.DataFrame:
         return features_frame(self.spec, payloads)

@@ -14,14 +14,15 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from labline.serve.deployments import Deployment
-from labline.serve.request_log import RequestLog, dumps, utc_now
+from labline.serve.request_log import RequestLog, Scoring, dumps, utc_now
 from labline.serve.routing import SHADOW
-from labline.serve.schemas import RecordSchema, features_frame
+from labline.serve.schemas import features_frame
 
 
 class UnscorableRecord(ValueError):
@@ -29,16 +30,51 @@ class UnscorableRecord(ValueError):
     it was trained on); the client gets a 422, never a NaN."""
 
 
-def score_payloads(deployment: Deployment, schema: RecordSchema, payloads: list[dict]) -> tuple[list, list | None, set[int]]:
-    """Predictions, per-row probability dicts (label -> float), and the rows whose output is not finite."""
-    # the deployment's own spec: a shadow built for another schema fails here instead of guessing
-    predictions, probabilities = deployment.score(features_frame(deployment.model.spec, payloads))
+@dataclass
+class Scored:
+    """One model call's outputs for a group of payloads, in their order."""
+
+    predictions: list
+    probabilities: np.ndarray | None  # rows in `labels` order; None for regression
+    labels: list
+    bad: set[int] = field(default_factory=set)  # rows whose output is not a finite number
+
+    def probability_dicts(self) -> list[dict] | None:
+        if self.probabilities is None:
+            return None
+        labels = self.labels
+        return [dict(zip(labels, row)) for row in self.probabilities.tolist()]
+
+    def texts(self) -> tuple[list[str], list[str | None]]:
+        """Each row's prediction and probabilities as the JSON text the log stores and a batch
+        answer embeds: encoded once, used twice. The probability matrix goes through orjson in
+        one call and is cut into rows, which for a 10,000-row batch is several times cheaper
+        than a dict and an encoder call per row."""
+        n = len(self.predictions)
+        if self.probabilities is None:
+            return [dumps(p) for p in self.predictions], [None] * n
+        label_text = {label: dumps(label) for label in self.labels}
+        keys = [dumps({label: 0})[1:-3] for label in self.labels]  # a label as a JSON object key: '"1"' for 1
+        template = "{{" + ",".join(key.replace("{", "{{").replace("}", "}}") + ":{}" for key in keys) + "}}"
+        matrix = dumps(np.ascontiguousarray(self.probabilities, dtype=np.float64))  # "[[a,b,c],[d,e,f]]"
+        rows = matrix[2:-2].split("],[") if n else []
+        return [label_text[p] for p in self.predictions], [template.format(*row.split(",")) for row in rows]
+
+
+def score_frame(deployment: Deployment, frame) -> Scored:
+    """Score a features frame and find the rows the model cannot answer."""
+    predictions, probabilities = deployment.score(frame)
     if probabilities is None:
         values = np.asarray(predictions, dtype=np.float64)
-        return predictions, None, set(np.flatnonzero(~np.isfinite(values)).tolist())
-    bad = set(np.flatnonzero(~np.isfinite(probabilities).all(axis=1)).tolist())
-    labels = deployment.model.labels
-    return predictions, [dict(zip(labels, row)) for row in probabilities.tolist()], bad
+        bad = set(np.flatnonzero(~np.isfinite(values)).tolist())
+    else:
+        bad = set(np.flatnonzero(~np.isfinite(probabilities).all(axis=1)).tolist())
+    return Scored(predictions, probabilities, list(deployment.model.labels or []), bad)
+
+
+def score_payloads(deployment: Deployment, payloads: list[dict]) -> Scored:
+    # the deployment's own spec: a shadow built for another schema fails here instead of guessing
+    return score_frame(deployment, features_frame(deployment.model.spec, payloads))
 
 
 def unscorable_message(field: str = "record") -> str:
@@ -46,14 +82,13 @@ def unscorable_message(field: str = "record") -> str:
 
 
 class MicroBatcher:
-    """`await batcher.score(deployment, payload)` -> (prediction, probabilities, score_batch, index)."""
+    """`await batcher.score(deployment, payload)` -> (prediction, probabilities, score_batch, index, time)."""
 
-    def __init__(self, schema: RecordSchema):
-        self.schema = schema
+    def __init__(self):
         self._pending: dict[int, tuple[Deployment, list]] = {}
         self._scheduled = False
 
-    async def score(self, deployment: Deployment, payload: dict) -> tuple[Any, dict | None, str, int]:
+    async def score(self, deployment: Deployment, payload: dict) -> tuple[Any, dict | None, str, int, str]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._pending.setdefault(id(deployment), (deployment, []))[1].append((payload, future))
@@ -65,20 +100,21 @@ class MicroBatcher:
     def _flush(self) -> None:
         pending, self._pending, self._scheduled = self._pending, {}, False
         for deployment, items in pending.values():
-            score_batch = uuid.uuid4().hex
+            score_batch, scored_at = uuid.uuid4().hex, utc_now()
             try:
-                predictions, probabilities, bad = score_payloads(deployment, self.schema, [p for p, _ in items])
+                scored = score_payloads(deployment, [p for p, _ in items])
+                probabilities = scored.probability_dicts()
             except Exception as exc:  # every request in the group learns why
                 for _, future in items:
                     if not future.done():
                         future.set_exception(exc)
                 continue
             for index, (_, future) in enumerate(items):
-                if index in bad and not future.done():
+                if index in scored.bad and not future.done():
                     future.set_exception(UnscorableRecord(unscorable_message()))
                 elif not future.done():
-                    future.set_result((predictions[index], probabilities[index] if probabilities else None,
-                                       score_batch, index))
+                    future.set_result((scored.predictions[index], probabilities[index] if probabilities else None,
+                                       score_batch, index, scored_at))
 
 
 class ShadowScorer:
@@ -89,8 +125,7 @@ class ShadowScorer:
     than slowing the service down.
     """
 
-    def __init__(self, schema: RecordSchema, log: RequestLog, max_pending_records: int = 100_000, metrics=None):
-        self.schema = schema
+    def __init__(self, log: RequestLog, max_pending_records: int = 100_000, metrics=None):
         self.log = log
         self.metrics = metrics
         self.max_pending = max_pending_records
@@ -100,7 +135,7 @@ class ShadowScorer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labline-shadow")
 
     def submit(self, deployment: Deployment, items: list[tuple[str, str, dict, str | None]]) -> None:
-        """items: (request_id, client_key, payload, batch_id)."""
+        """items: (request_id, client_key, payload, batch_id), from one request or one batch."""
         with self._lock:
             if self.pending + len(items) > self.max_pending:
                 self.dropped += len(items)
@@ -110,26 +145,26 @@ class ShadowScorer:
 
     def _run(self, deployment: Deployment, items: list) -> None:
         start = time.perf_counter()
-        score_batch = uuid.uuid4().hex
         try:
             try:
-                predictions, probabilities, bad = score_payloads(deployment, self.schema, [i[2] for i in items])
-                errors = [unscorable_message() if i in bad else None for i in range(len(items))]
+                scored = score_payloads(deployment, [i[2] for i in items])
+                predictions, probabilities = scored.texts()
+                errors = [unscorable_message() if i in scored.bad else None for i in range(len(items))]
             except Exception as exc:  # a broken shadow must never reach the client
-                predictions, probabilities = [None] * len(items), None
+                predictions = probabilities = [None] * len(items)
                 errors = [f"{type(exc).__name__}: {exc}"] * len(items)
             if self.metrics is not None and any(errors):
                 self.metrics.shadow_errors.labels(deployment.label).inc(sum(1 for e in errors if e))
             latency_ms = (time.perf_counter() - start) * 1000
-            now = utc_now()
-            rows = [
-                (request_id, now, client_key, dumps(payload),
-                 None if errors[i] else dumps(predictions[i]),
-                 dumps(probabilities[i]) if probabilities and not errors[i] else None,
-                 deployment.version, deployment.sha256, SHADOW, latency_ms, 1, errors[i], batch_id, score_batch, i)
-                for i, (request_id, client_key, payload, batch_id) in enumerate(items)
+            answers = [
+                (request_id, i, None if client_key == request_id else client_key, dumps(payload),
+                 None if errors[i] else predictions[i], None if errors[i] else probabilities[i],
+                 latency_ms, 1, errors[i])
+                for i, (request_id, client_key, payload, _) in enumerate(items)
             ]
-            self.log.submit(rows)
+            batch_id = items[0][3]  # one submission is one request or one batch
+            self.log.submit([Scoring.by(deployment, SHADOW, uuid.uuid4().hex, utc_now(), answers=answers,
+                                        batch_id=batch_id)])
         except Exception:  # the log refused the shadow rows (closing, disk full): shadow work is best effort
             self.dropped += len(items)
         finally:

@@ -128,6 +128,7 @@ _INSERT_SCORING = ("INSERT INTO scorings (score_batch, time, model_version, arti
                    "ON CONFLICT (score_batch) DO NOTHING RETURNING id")
 _INSERT_DEPLOYMENT = "INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?)"
 THREAD_COMMIT_ROWS = 256  # a write this large goes to the writer thread at once, not to the group
+CHECKPOINT_ROWS = 5_000  # rows committed between two background checkpoints (about 1 MiB of log)
 _BATCH_REQUEST_ID = re.compile(r"^([0-9a-f]{32})-(\d+)$")
 
 
@@ -254,6 +255,12 @@ class RequestLog:
         self._pending: list = []
         self._scheduled = False
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="labline-request-log")
+        # Checkpoints (copying the write-ahead log into the database file, with its fsyncs) run
+        # in a thread of their own, off the commits that answers wait for.
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="labline-request-log-checkpoint")
+        self._unchecked_rows = 0
+        self._checkpoint_queued = False
         self.closed = False
         self.commits = 0  # how many transactions; rows / commits is the grouping achieved
         self.rows = 0
@@ -327,13 +334,33 @@ class RequestLog:
                     raise
                 return exc
             self.commits += 1
-            self.rows += sum(len(s) for s in scorings)
+            written = sum(len(s) for s in scorings) + len(deployments)
+            self.rows += written
+            self._unchecked_rows += written
+            if self._unchecked_rows >= CHECKPOINT_ROWS and not self._checkpoint_queued and not self.closed:
+                self._checkpoint_queued, self._unchecked_rows = True, 0
+                self._checkpointer.submit(self._checkpoint)
         return None
+
+    def _checkpoint(self, mode: str = "PASSIVE") -> None:
+        """Move committed pages into the database file; PASSIVE never waits for readers or writers."""
+        try:
+            conn = sqlite3.connect(self.path, timeout=30)
+            try:
+                conn.execute(f"PRAGMA wal_checkpoint({mode})")
+            finally:
+                conn.close()
+        except sqlite3.Error:  # the next checkpoint will catch up; commits never depend on it
+            pass
+        finally:
+            self._checkpoint_queued = False
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self._executor.shutdown(wait=True)
+            self._checkpointer.shutdown(wait=True)
+            self._checkpoint()
             with self._lock:
                 self._conn.close()
 

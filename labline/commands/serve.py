@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from datetime import datetime, timedelta, timezone
@@ -84,10 +83,9 @@ def register(subparsers) -> None:
 
 
 def cmd_serve(args) -> int:
-    import uvicorn
-
-    from labline.serve.deployments import DeploymentError
-    from labline.serve.settings import SETTINGS_ENV, ServeSettings
+    if args.workers < 1:
+        raise CommandError(f"--workers must be at least 1, got {args.workers}")
+    from labline.serve.settings import ServeSettings
 
     try:
         settings = ServeSettings(alias=args.alias, model_dir=args.model_dir, challenger=args.challenger,
@@ -97,11 +95,19 @@ def cmd_serve(args) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     if args.workers > 1:
-        os.environ[SETTINGS_ENV] = settings.to_json()
-        uvicorn.run("labline.serve.app:app_from_env", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level="warning")
+        # The parent loads no model: each worker does, and a worker that cannot stops the server.
+        from labline.serve.workers import serve_workers
+
+        print(f"labline serve: http://{args.host}:{args.port} (request log {settings.request_log}, "
+              f"{args.workers} workers)", file=sys.stderr)
+        failure = serve_workers(settings, args.host, args.port, args.workers)
+        if failure:
+            raise CommandError(f"the workers could not start: {failure}", exit_code=1)
         return 0
+    import uvicorn
+
     from labline.serve.app import create_app
+    from labline.serve.deployments import DeploymentError
 
     try:
         app = create_app(settings)

@@ -1,32 +1,60 @@
-"""Prometheus metrics for the service, in a registry of the app's own.
+"""Prometheus metrics for the service.
 
-A registry per app (not the process-global default) lets tests build many apps in one process.
-With `--workers N` each worker counts its own requests; scrape each or run one worker per
-container, as Prometheus's multiprocess caveats describe.
+One process (the default, and every test that builds apps in-process): each app gets a registry
+of its own rather than the process-global default, so a test can build many apps in one process
+without their metric names colliding or their counts mixing.
+
+Several processes (`labline serve --workers N`): each worker answers only the connections it
+accepts, so per-process counters would make `GET /metrics` report whichever worker took the
+scrape's connection. When `PROMETHEUS_MULTIPROC_DIR` is set, prometheus_client keeps every
+value in a memory-mapped file per process in that folder, and `render` merges all the files
+with `MultiProcessCollector`: any worker answers with the totals of all workers. `labline
+serve` creates a fresh private folder for this and removes it at exit; a folder reused across
+runs would add the old runs' counts. In this mode all `ServiceMetrics` of one process share its
+files (counts of apps built in the same process add up), and `_created` samples are not exported.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The folder of the multiprocess metric files, or None for single-process metrics."""
+    return os.environ.get(MULTIPROC_ENV) or None
 
 
 class ServiceMetrics:
     """Request counts and latency by endpoint and status; predictions by label, version and arm."""
 
     def __init__(self) -> None:
+        folder = multiprocess_dir()
+        self.multiprocess = folder is not None
         self.registry = CollectorRegistry()
+        if self.multiprocess:
+            _check_multiprocess(folder)
+            # The values live in the folder's files, not in a registry: the metrics register
+            # nowhere, and this registry only holds the collector that merges every process.
+            MultiProcessCollector(self.registry, path=folder)
+            owner = None
+        else:
+            owner = self.registry
         self.requests = Counter("labline_requests", "HTTP requests answered", ["endpoint", "status"],
-                                registry=self.registry)
+                                registry=owner)
         self.latency = Histogram("labline_request_latency_seconds", "Time from request to answer",
-                                 ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry)
+                                 ["endpoint"], buckets=LATENCY_BUCKETS, registry=owner)
         self.predictions = Counter("labline_predictions", "Records scored",
-                                   ["model_version", "arm", "label"], registry=self.registry)
+                                   ["model_version", "arm", "label"], registry=owner)
         self.shadow_errors = Counter("labline_shadow_errors", "Shadow scorings that failed",
-                                     ["model_version"], registry=self.registry)
+                                     ["model_version"], registry=owner)
         self.log_rows = Counter("labline_request_log_rows", "Rows committed to the request log",
-                                registry=self.registry)
+                                registry=owner)
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, str(status)).inc()
@@ -41,4 +69,18 @@ class ServiceMetrics:
             self.predictions.labels(model_version, arm, label).inc(n)
 
     def render(self) -> bytes:
+        """Prometheus text format; in multiprocess mode, the sums over every process's files."""
         return generate_latest(self.registry)
+
+
+def _check_multiprocess(folder: str) -> None:
+    """Refuse a setup that would silently export nothing from this process."""
+    if not os.path.isdir(folder):
+        raise RuntimeError(f"{MULTIPROC_ENV}={folder!r} is not a folder; create an empty folder for the "
+                           f"metric files before the service starts, or unset {MULTIPROC_ENV} for "
+                           "single-process metrics")
+    # prometheus_client picks its value storage once, when it is first imported.
+    if values.ValueClass is values.MutexValue:
+        raise RuntimeError(f"{MULTIPROC_ENV} was set after prometheus_client was imported in this process, "
+                           "so its metrics are kept in memory and no other process could see them; set "
+                           f"{MULTIPROC_ENV} before anything imports prometheus_client")

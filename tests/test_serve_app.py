@@ -77,6 +77,10 @@ def test_batch_gives_one_answer_and_one_row_per_record(service):
     assert list(logged["payload"]) == records
     assert set(logged["batch_id"]) == {response.json()["batch_id"]}
     assert list(logged["request_id"]) == [a["request_id"] for a in answers]
+    body = response.json()  # one model answered the whole batch: said once, logged on every row
+    assert (body["model_version"], body["arm"], body["artifact_sha256"]) == (versions["train_sklearn"], "champion", model.sha256)
+    assert set(logged["artifact_sha256"]) == {model.sha256} and set(logged["arm"]) == {"champion"}
+    assert response.headers["X-Model-Version"] == str(versions["train_sklearn"])
 
 
 def test_metrics_count_predictions_by_label_version_and_arm(service):

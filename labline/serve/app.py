@@ -27,11 +27,10 @@ import orjson
 from labline.serve.request_log import RequestLog, Scoring, dumps, utc_now
 from labline.serve.routing import Routes
 from labline.serve.schemas import BatchAnswer, PredictAnswer, RecordSchema
-from labline.serve.scoring import MicroBatcher, ShadowScorer, UnscorableRecord, score_payloads, unscorable_message
+from labline.serve.scoring import MicroBatcher, ShadowScorer, UnscorableRecord, score_and_encode, unscorable_message
 from labline.serve.settings import ServeSettings
 
 JSON = "application/json"
-THREAD_SCORING_ROWS = 256  # batches this large are scored off the event loop
 
 
 def load_routes(settings: ServeSettings) -> Routes:
@@ -175,31 +174,29 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         client_key = request.headers.get("x-client-id") or batch_id
         arm = current.arm_for(client_key)
         deployment = current.deployment(arm)
-        if len(payloads) >= THREAD_SCORING_ROWS:
-            scored = await asyncio.to_thread(score_payloads, deployment, payloads)
-        else:
-            scored = score_payloads(deployment, payloads)
+        # the model scores (and its outputs are encoded) in a thread while the payloads are encoded here
+        scoring = asyncio.get_running_loop().run_in_executor(None, score_and_encode, deployment, payloads)
+        encode = orjson.dumps  # payloads are plain dicts of str, float and None
+        payload_texts = [encode(p).decode() for p in payloads]
+        scored, predictions, probabilities = await scoring
         if scored.bad:
             return JSONResponse({"error": unscorable_message(f"records[{min(scored.bad)}]")}, status_code=422)
-        predictions, probabilities = scored.texts()
-        encode = orjson.dumps  # payloads are plain dicts of str, float and None
-        records = [(encode(p).decode(), predictions[i], probabilities[i]) for i, p in enumerate(payloads)]
+        records = list(zip(payload_texts, predictions, probabilities))
         latency_ms = (time.perf_counter() - start) * 1000
         committed = log.append([Scoring.by(deployment, arm, uuid.uuid4().hex, utc_now(), records=records,
                                            batch_id=batch_id, client_key=client_key, latency_ms=latency_ms)])
         # a large batch is being written in the log's thread now; the answer is encoded meanwhile
-        request_ids = [f"{batch_id}-{i}" for i in range(len(payloads))]
-        common = {"model_version": deployment.version, "artifact_sha256": deployment.sha256, "arm": arm}
         fragment = orjson.Fragment
-        answers = [{"request_id": request_id, "prediction": fragment(prediction),
-                    "probabilities": None if probs is None else fragment(probs), **common}
-                   for request_id, prediction, probs in zip(request_ids, predictions, probabilities)]
-        body = orjson.dumps({"batch_id": batch_id, "answers": answers})
+        answers = [{"request_id": f"{batch_id}-{i}", "prediction": fragment(prediction),
+                    "probabilities": None if probs is None else fragment(probs)}
+                   for i, (prediction, probs) in enumerate(zip(predictions, probabilities))]
+        body = orjson.dumps({"batch_id": batch_id, "model_version": deployment.version,
+                             "artifact_sha256": deployment.sha256, "arm": arm, "answers": answers})
         await committed
         metrics.log_rows.inc(len(payloads))
         metrics.count_predictions(deployment.label, arm, scored.predictions)
         if current.shadow is not None:
-            shadow.submit(current.shadow, [(r, client_key, p, batch_id) for r, p in zip(request_ids, payloads)])
+            shadow.submit(current.shadow, [(f"{batch_id}-{i}", client_key, p, batch_id) for i, p in enumerate(payloads)])
         return Response(body, media_type=JSON, headers={"X-Model-Version": deployment.label})
 
     app.post("/predict", response_model=PredictAnswer, summary="Score one record",

@@ -16,6 +16,8 @@ files (counts of apps built in the same process add up), and `_created` samples 
 
 from __future__ import annotations
 
+import collections
+
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
@@ -61,12 +63,11 @@ class ServiceMetrics:
         self.latency.labels(endpoint).observe(seconds)
 
     def count_predictions(self, model_version: str, arm: str, labels: list) -> None:
-        counts: dict[str, int] = {}
-        for label in labels:
-            key = str(label) if not isinstance(label, float) else "value"
-            counts[key] = counts.get(key, 0) + 1
-        for label, n in counts.items():
-            self.predictions.labels(model_version, arm, label).inc(n)
+        """Count by label (a regression's values all count as `value`); Counter does the
+        tallying in C, which matters for a 10,000-record batch."""
+        for label, n in collections.Counter(labels).items():
+            key = "value" if isinstance(label, float) else str(label)
+            self.predictions.labels(model_version, arm, key).inc(n)
 
     def render(self) -> bytes:
         """Prometheus text format; in multiprocess mode, the sums over every process's files."""

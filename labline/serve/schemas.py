@@ -154,6 +154,19 @@ class PredictAnswer(BaseModel):
     arm: str
 
 
+class RecordAnswer(BaseModel):
+    """One record's answer in a batch: its request id (`<batch_id>-<i>`) and prediction."""
+
+    request_id: str
+    prediction: Any
+    probabilities: Optional[dict[str, float]] = None
+
+
 class BatchAnswer(BaseModel):
+    """A batch is one client's request, answered by one model: who answered is said once."""
+
     batch_id: str
-    answers: list[PredictAnswer]
+    model_version: Optional[int] = None
+    artifact_sha256: str
+    arm: str
+    answers: list[RecordAnswer]

@@ -77,6 +77,12 @@ def score_payloads(deployment: Deployment, payloads: list[dict]) -> Scored:
     return score_frame(deployment, features_frame(deployment.model.spec, payloads))
 
 
+def score_and_encode(deployment: Deployment, payloads: list[dict]) -> tuple[Scored, list[str], list[str | None]]:
+    """A batch's scoring and its answer texts, in one call for a worker thread."""
+    scored = score_payloads(deployment, payloads)
+    return (scored, *scored.texts())
+
+
 def unscorable_message(field: str = "record") -> str:
     return f"{field}: the model's output for this input is not a finite number; check the values are plausible"
 

@@ -185,3 +185,24 @@ def test_the_fast_batch_path_accepts_exactly_what_the_batch_model_accepts(census
     assert fast_payloads == model_payloads
     if fast_payloads:
         assert all(type(v) in (float, str, type(None)) for v in fast_payloads[0].values())
+
+
+def test_windows_and_lookups_read_through_indexes_not_the_whole_log(tmp_path):
+    """A monitoring window, a replay group and a request id lookup must not scan the answers
+    table: on a log of millions of records that is the difference between milliseconds and minutes."""
+    from labline.serve.request_log import _BATCH_RECORDS, _ONE_BY_ONE
+
+    path = tmp_path / "requests.db"
+    connect(path).close()
+    conn = sqlite3.connect(path)
+    columns = ", ".join(COLUMNS)
+    queries = [
+        f"SELECT {columns} FROM requests WHERE shadow = 0 AND time >= '2026-11-23' ORDER BY id",
+        f"SELECT {columns} FROM requests WHERE score_batch = 'x' AND shadow = 0 AND artifact_sha256 = 'y' ORDER BY id",
+        f"{_ONE_BY_ONE} AND a.request_id IN ('a', 'b') AND a.shadow = 0",
+        f"{_BATCH_RECORDS} AND s.batch_id = 'x' AND a.score_index IN (1, 2)",
+    ]
+    for sql in queries:
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)]
+        assert not [step for step in plan if step.startswith("SCAN a") or "AUTOMATIC" in step], (sql, plan)
+        assert not [step for step in plan if step.startswith("SCAN s")], (sql, plan)

@@ -37,9 +37,26 @@ import pandas as pd
 
 SCHEMA_VERSION = 2
 
+# The two halves of the `requests` view, also queried on their own by request id. Requests
+# answered one by one (and shadow copies) store their id; a batch record's rows are found from
+# its scoring's row range (scorings first, the CROSS JOIN says so: the planner cannot know the
+# ranges are short). Batch records are live answers that scored, hence shadow 0 and no error.
+_ONE_BY_ONE = """SELECT a.id, a.request_id, s.time, coalesce(a.client_key, a.request_id) AS client_key,
+           a.payload, a.prediction, a.probabilities, s.model_version, s.artifact_sha256, s.arm,
+           a.latency_ms, a.shadow, a.error, s.batch_id, s.score_batch, a.score_index
+    FROM answers AS a JOIN scorings AS s ON s.id = a.scoring
+    WHERE a.request_id IS NOT NULL"""
+_BATCH_RECORDS = """SELECT a.id, s.batch_id || '-' || a.score_index, s.time,
+           coalesce(s.client_key, s.batch_id || '-' || a.score_index),
+           a.payload, a.prediction, a.probabilities, s.model_version, s.artifact_sha256, s.arm,
+           s.latency_ms, 0, NULL, s.batch_id, s.score_batch, a.score_index
+    FROM scorings AS s CROSS JOIN answers AS a ON a.id >= s.first_answer AND a.id < s.first_answer + s.records
+    WHERE s.first_answer IS NOT NULL"""
+
 SCHEMA = (
     # One row per model call. `client_key` and `latency_ms` are set when every record of the call
     # shares them (a batch); requests micro-batched together keep their own on their answers.
+    # A batch's records are answers rows first_answer .. first_answer + records - 1.
     """CREATE TABLE IF NOT EXISTS scorings (
         id INTEGER PRIMARY KEY,
         score_batch TEXT UNIQUE,
@@ -49,12 +66,15 @@ SCHEMA = (
         arm TEXT NOT NULL,
         batch_id TEXT,
         client_key TEXT,
-        latency_ms REAL
+        latency_ms REAL,
+        first_answer INTEGER,
+        records INTEGER
     )""",
     "CREATE INDEX IF NOT EXISTS scorings_time ON scorings (time)",
     "CREATE INDEX IF NOT EXISTS scorings_batch ON scorings (batch_id) WHERE batch_id IS NOT NULL",
-    # One row per record answered. A batch record's request id is `<batch_id>-<score_index>`
-    # and is not stored (NULL), nor its client key and latency, which the scoring holds.
+    # One row per record answered. A batch record stores only what is its own (payload and
+    # answer): its request id `<batch_id>-<score_index>`, client key and latency are the
+    # scoring's, and it is found through the scoring's row range, so it adds no index entry.
     """CREATE TABLE IF NOT EXISTS answers (
         id INTEGER PRIMARY KEY,
         scoring INTEGER NOT NULL REFERENCES scorings (id),
@@ -69,17 +89,9 @@ SCHEMA = (
         error TEXT
     )""",
     "CREATE UNIQUE INDEX IF NOT EXISTS answers_request ON answers (request_id, shadow) WHERE request_id IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS answers_scoring ON answers (scoring, score_index)",
+    "CREATE INDEX IF NOT EXISTS answers_scoring ON answers (scoring) WHERE request_id IS NOT NULL",
     # One row per answered request, as every reader sees it.
-    """CREATE VIEW IF NOT EXISTS requests AS
-        SELECT a.id,
-               coalesce(a.request_id, s.batch_id || '-' || a.score_index) AS request_id,
-               s.time,
-               coalesce(a.client_key, s.client_key, a.request_id, s.batch_id || '-' || a.score_index) AS client_key,
-               a.payload, a.prediction, a.probabilities, s.model_version, s.artifact_sha256, s.arm,
-               coalesce(a.latency_ms, s.latency_ms) AS latency_ms, a.shadow, a.error, s.batch_id,
-               s.score_batch, a.score_index
-        FROM answers AS a JOIN scorings AS s ON s.id = a.scoring""",
+    f"CREATE VIEW IF NOT EXISTS requests AS {_ONE_BY_ONE} UNION ALL {_BATCH_RECORDS}",
     # Rows inserted in the view's shape (a log being upgraded, a test writing history) land in
     # the two tables: a row joins the scoring with its score_batch, or starts one of its own.
     """CREATE TRIGGER IF NOT EXISTS requests_insert INSTEAD OF INSERT ON requests
@@ -112,6 +124,17 @@ SCHEMA = (
     )""",
 )
 
+# The log's shape as the query planner should assume it from the first request on (many answers,
+# fewer model calls, a handful of answers per call and per instant), so a time window is read
+# through scorings_time rather than by scanning answers. Real statistics replace these once
+# `ANALYZE` (or `PRAGMA optimize`) runs on the log.
+PLANNER_STATS = (
+    ("answers", None, "10000000"), ("answers", "answers_request", "1000000 1 1"),
+    ("answers", "answers_scoring", "1000000 10"), ("scorings", None, "100000"),
+    ("scorings", "scorings_time", "100000 10"), ("scorings", "scorings_batch", "10000 1"),
+    ("scorings", "sqlite_autoindex_scorings_1", "100000 1"),
+)
+
 COLUMNS = ("request_id", "time", "client_key", "payload", "prediction", "probabilities", "model_version",
            "artifact_sha256", "arm", "latency_ms", "shadow", "error", "batch_id", "score_batch", "score_index")
 INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
@@ -121,10 +144,10 @@ ANSWER_COLUMNS = ("request_id", "score_index", "client_key", "payload", "predict
                   "latency_ms", "shadow", "error")
 _INSERT_ANSWERS = (f"INSERT INTO answers (scoring, {', '.join(ANSWER_COLUMNS)}) "
                    f"VALUES ({', '.join('?' * (len(ANSWER_COLUMNS) + 1))})")
-_INSERT_RECORDS = ("INSERT INTO answers (scoring, score_index, payload, prediction, probabilities) "
-                   "VALUES (?, ?, ?, ?, ?)")
+_INSERT_RECORDS = ("INSERT INTO answers (id, scoring, score_index, payload, prediction, probabilities) "
+                   "VALUES (?, ?, ?, ?, ?, ?)")
 _INSERT_SCORING = ("INSERT INTO scorings (score_batch, time, model_version, artifact_sha256, arm, batch_id, "
-                   "client_key, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                   "client_key, latency_ms, first_answer, records) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                    "ON CONFLICT (score_batch) DO NOTHING RETURNING id")
 _INSERT_DEPLOYMENT = "INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?)"
 THREAD_COMMIT_ROWS = 256  # a write this large goes to the writer thread at once, not to the group
@@ -205,6 +228,9 @@ def _create_or_upgrade(conn: sqlite3.Connection) -> None:
             conn.execute("DROP INDEX IF EXISTS requests_score_batch")
         for statement in SCHEMA:
             conn.execute(statement)
+        conn.execute("ANALYZE sqlite_schema")  # creates sqlite_stat1, which the planner reads
+        conn.execute("DELETE FROM sqlite_stat1 WHERE tbl IN ('answers', 'scorings')")
+        conn.executemany("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)", PLANNER_STATS)
         if legacy:
             conn.execute(f"INSERT INTO requests ({', '.join(COLUMNS)}) "
                          f"SELECT {', '.join(COLUMNS)} FROM requests_v1 ORDER BY id")
@@ -312,15 +338,19 @@ class RequestLog:
                 ids: dict[str, int] = {}
                 for s in scorings:
                     scoring_id = ids.get(s.score_batch)
+                    first = None
+                    if s.records:  # the batch's rows get the next ids, stated explicitly so the range holds
+                        first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM answers").fetchone()[0]
                     if scoring_id is None:
                         row = conn.execute(_INSERT_SCORING, (s.score_batch, s.time, s.model_version, s.artifact_sha256,
-                                                             s.arm, s.batch_id, s.client_key, s.latency_ms)).fetchone()
+                                                             s.arm, s.batch_id, s.client_key, s.latency_ms, first,
+                                                             len(s.records) if s.records else None)).fetchone()
                         if row is None:  # an earlier commit wrote this model call already
                             row = conn.execute("SELECT id FROM scorings WHERE score_batch = ?", (s.score_batch,)).fetchone()
                         scoring_id = ids[s.score_batch] = row[0]
+                    if s.records:  # six values per record: the rest is the scoring's
+                        conn.executemany(_INSERT_RECORDS, ((first + i, scoring_id, i, *r) for i, r in enumerate(s.records)))
                     answers.extend((scoring_id, *a) for a in s.answers)
-                    if s.records:  # five values per record: the rest is the scoring's
-                        conn.executemany(_INSERT_RECORDS, ((scoring_id, i, *r) for i, r in enumerate(s.records)))
                 conn.executemany(_INSERT_ANSWERS, answers)
                 if deployments:
                     conn.executemany(_INSERT_DEPLOYMENT, deployments)
@@ -464,28 +494,26 @@ def _chunks(items: list, size: int = 500):
 
 
 def _rows_for(conn: sqlite3.Connection, request_ids: list[str], shadow: bool | None) -> list[tuple]:
-    """`requests` rows of these request ids, found through the indexes: a stored id directly, a
-    batch record's `<batch_id>-<i>` through its batch's scoring (the view computes such ids, so
-    a WHERE on the view's request_id would read the whole log)."""
-    only = "" if shadow is None else f" AND shadow = {int(bool(shadow))}"
-    found: list[int] = []
+    """`requests` rows of these request ids, oldest first, found through the indexes: a stored id
+    directly, a batch record's `<batch_id>-<i>` through its batch's scoring (the view computes
+    such ids, so a WHERE on the view's request_id would read the whole log)."""
+    only = "" if shadow is None else f" AND a.shadow = {int(bool(shadow))}"
+    rows: list[tuple] = []
     for chunk in _chunks(request_ids):
         marks = ",".join("?" * len(chunk))
-        found += [r[0] for r in conn.execute(f"SELECT id FROM answers WHERE request_id IN ({marks}){only}", chunk)]
-    wanted: dict[str, set[int]] = {}
+        rows += conn.execute(f"{_ONE_BY_ONE} AND a.request_id IN ({marks}){only}", chunk).fetchall()
+    wanted: dict[str, list[int]] = {}
     for request_id in request_ids:
         match = _BATCH_REQUEST_ID.match(request_id)
         if match:
-            wanted.setdefault(match.group(1), set()).add(int(match.group(2)))
-    for batch_id, indexes in wanted.items():
-        found += [answer for answer, index in conn.execute(
-            "SELECT a.id, a.score_index FROM scorings AS s JOIN answers AS a ON a.scoring = s.id "
-            f"WHERE s.batch_id = ? AND a.request_id IS NULL{only}", (batch_id,)) if index in indexes]
-    rows: list[tuple] = []
-    for chunk in _chunks(sorted(found)):
-        marks = ",".join("?" * len(chunk))
-        rows += conn.execute(f"SELECT {', '.join(COLUMNS)} FROM requests WHERE id IN ({marks}) ORDER BY id", chunk).fetchall()
-    return rows
+            wanted.setdefault(match.group(1), []).append(int(match.group(2)))
+    if not shadow:  # batch records are live answers; their shadow copies store their ids
+        for batch_id, indexes in wanted.items():
+            for chunk in _chunks(indexes):
+                marks = ",".join("?" * len(chunk))
+                rows += conn.execute(f"{_BATCH_RECORDS} AND s.batch_id = ? AND a.score_index IN ({marks})",
+                                     (batch_id, *chunk)).fetchall()
+    return [row[1:] for row in sorted(rows)]  # sorted by id, which is then dropped
 
 
 def find_requests(db_url_or_path: str | Path, request_ids: list[str], shadow: bool | None = None) -> pd.DataFrame:

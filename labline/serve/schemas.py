@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import keyword
 import re
+from operator import itemgetter
 from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
@@ -129,11 +130,11 @@ def features_frame(spec: DatasetSpec, payloads: list[dict[str, Any]]) -> pd.Data
     columns: dict[str, Any] = {}
     for column in spec.features:
         try:
-            values = [p[column] for p in payloads]
+            values = list(map(itemgetter(column), payloads))
         except KeyError:  # a model for another schema (a shadow, a replay): refuse, never fill NaN
             raise ValueError(f"input is missing feature column {column!r}; the model expects {spec.features}") from None
         if column in spec.numeric:
-            columns[column] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            columns[column] = np.array(values, dtype=np.float64)  # None becomes NaN
         else:
             columns[column] = np.array(values, dtype=object)
     return pd.DataFrame(columns, columns=pd.Index(spec.features, dtype=object))

@@ -200,7 +200,7 @@ def test_windows_and_lookups_read_through_indexes_not_the_whole_log(tmp_path):
         f"SELECT {columns} FROM requests WHERE shadow = 0 AND time >= '2026-11-23' ORDER BY id",
         f"SELECT {columns} FROM requests WHERE score_batch = 'x' AND shadow = 0 AND artifact_sha256 = 'y' ORDER BY id",
         f"{_ONE_BY_ONE} AND a.request_id IN ('a', 'b') AND a.shadow = 0",
-        f"{_BATCH_RECORDS} AND s.batch_id = 'x' AND a.score_index IN (1, 2)",
+        f"{_BATCH_RECORDS} AND s.batch_id = 'x' AND a.id IN (1, 2)",
     ]
     for sql in queries:
         plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)]

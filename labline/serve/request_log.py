@@ -46,10 +46,10 @@ _ONE_BY_ONE = """SELECT a.id, a.request_id, s.time, coalesce(a.client_key, a.req
            a.latency_ms, a.shadow, a.error, s.batch_id, s.score_batch, a.score_index
     FROM answers AS a JOIN scorings AS s ON s.id = a.scoring
     WHERE a.request_id IS NOT NULL"""
-_BATCH_RECORDS = """SELECT a.id, s.batch_id || '-' || a.score_index, s.time,
-           coalesce(s.client_key, s.batch_id || '-' || a.score_index),
+_BATCH_RECORDS = """SELECT a.id, s.batch_id || '-' || (a.id - s.first_answer), s.time,
+           coalesce(s.client_key, s.batch_id || '-' || (a.id - s.first_answer)),
            a.payload, a.prediction, a.probabilities, s.model_version, s.artifact_sha256, s.arm,
-           s.latency_ms, 0, NULL, s.batch_id, s.score_batch, a.score_index
+           s.latency_ms, 0, NULL, s.batch_id, s.score_batch, a.id - s.first_answer
     FROM scorings AS s CROSS JOIN answers AS a ON a.id >= s.first_answer AND a.id < s.first_answer + s.records
     WHERE s.first_answer IS NOT NULL"""
 
@@ -73,12 +73,13 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS scorings_time ON scorings (time)",
     "CREATE INDEX IF NOT EXISTS scorings_batch ON scorings (batch_id) WHERE batch_id IS NOT NULL",
     # One row per record answered. A batch record stores only what is its own (payload and
-    # answer): its request id `<batch_id>-<score_index>`, client key and latency are the
-    # scoring's, and it is found through the scoring's row range, so it adds no index entry.
+    # answer); everything else follows from its place in its scoring's row range: the scoring,
+    # its index, its request id `<batch_id>-<index>`, client key and latency. So it adds no
+    # index entry either.
     """CREATE TABLE IF NOT EXISTS answers (
         id INTEGER PRIMARY KEY,
-        scoring INTEGER NOT NULL REFERENCES scorings (id),
-        score_index INTEGER NOT NULL,
+        scoring INTEGER REFERENCES scorings (id),
+        score_index INTEGER,
         request_id TEXT,
         client_key TEXT,
         payload TEXT NOT NULL,
@@ -144,14 +145,13 @@ ANSWER_COLUMNS = ("request_id", "score_index", "client_key", "payload", "predict
                   "latency_ms", "shadow", "error")
 _INSERT_ANSWERS = (f"INSERT INTO answers (scoring, {', '.join(ANSWER_COLUMNS)}) "
                    f"VALUES ({', '.join('?' * (len(ANSWER_COLUMNS) + 1))})")
-_INSERT_RECORDS = ("INSERT INTO answers (id, scoring, score_index, payload, prediction, probabilities) "
-                   "VALUES (?, ?, ?, ?, ?, ?)")
+_INSERT_RECORDS = "INSERT INTO answers (id, payload, prediction, probabilities) VALUES (?, ?, ?, ?)"
 _INSERT_SCORING = ("INSERT INTO scorings (score_batch, time, model_version, artifact_sha256, arm, batch_id, "
                    "client_key, latency_ms, first_answer, records) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                    "ON CONFLICT (score_batch) DO NOTHING RETURNING id")
 _INSERT_DEPLOYMENT = "INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?)"
 THREAD_COMMIT_ROWS = 256  # a write this large goes to the writer thread at once, not to the group
-CHECKPOINT_ROWS = 5_000  # rows committed between two background checkpoints (about 1 MiB of log)
+CHECKPOINT_ROWS = 20_000  # rows between two background checkpoints: about the 4 MiB SQLite would wait for
 _BATCH_REQUEST_ID = re.compile(r"^([0-9a-f]{32})-(\d+)$")
 
 
@@ -348,8 +348,8 @@ class RequestLog:
                         if row is None:  # an earlier commit wrote this model call already
                             row = conn.execute("SELECT id FROM scorings WHERE score_batch = ?", (s.score_batch,)).fetchone()
                         scoring_id = ids[s.score_batch] = row[0]
-                    if s.records:  # six values per record: the rest is the scoring's
-                        conn.executemany(_INSERT_RECORDS, ((first + i, scoring_id, i, *r) for i, r in enumerate(s.records)))
+                    if s.records:  # four values per record: the rest is the scoring's
+                        conn.executemany(_INSERT_RECORDS, ((first + i, *r) for i, r in enumerate(s.records)))
                     answers.extend((scoring_id, *a) for a in s.answers)
                 conn.executemany(_INSERT_ANSWERS, answers)
                 if deployments:
@@ -509,10 +509,13 @@ def _rows_for(conn: sqlite3.Connection, request_ids: list[str], shadow: bool | N
             wanted.setdefault(match.group(1), []).append(int(match.group(2)))
     if not shadow:  # batch records are live answers; their shadow copies store their ids
         for batch_id, indexes in wanted.items():
-            for chunk in _chunks(indexes):
-                marks = ",".join("?" * len(chunk))
-                rows += conn.execute(f"{_BATCH_RECORDS} AND s.batch_id = ? AND a.score_index IN ({marks})",
-                                     (batch_id, *chunk)).fetchall()
+            for first, count in conn.execute("SELECT first_answer, records FROM scorings "
+                                             "WHERE batch_id = ? AND first_answer IS NOT NULL", (batch_id,)):
+                ids = [first + index for index in indexes if index < count]
+                for chunk in _chunks(ids):
+                    marks = ",".join("?" * len(chunk))
+                    rows += conn.execute(f"{_BATCH_RECORDS} AND s.batch_id = ? AND a.id IN ({marks})",
+                                         (batch_id, *chunk)).fetchall()
     return [row[1:] for row in sorted(rows)]  # sorted by id, which is then dropped
 
 

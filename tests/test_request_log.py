@@ -32,7 +32,8 @@ def test_a_batch_is_one_row_per_record_with_ids_it_does_not_store(tmp_path):
     path = tmp_path / "requests.db"
     log = RequestLog(path)
     payloads = [{"x": float(i), "name": f"rec {i}"} for i in range(300)]
-    records = [(dumps(p), dumps("yes" if i % 3 else "no"), dumps({"no": 0.25, "yes": 0.75})) for i, p in enumerate(payloads)]
+    records = ([dumps(p) for p in payloads], [dumps("yes" if i % 3 else "no") for i in range(300)],
+               [dumps({"no": 0.25, "yes": 0.75})] * 300)
     single = ("r-single", 0, "client-7", dumps({"x": 1.5, "name": "one"}), dumps("no"), None, 1.25, 0, None)
     _append(log, [Scoring("s-batch", "2026-11-23T10:00:00+00:00", 3, SHA, "challenger", records=records,
                           batch_id=BATCH, client_key="client-9", latency_ms=12.5),

@@ -181,10 +181,10 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         scored, predictions, probabilities = await scoring
         if scored.bad:
             return JSONResponse({"error": unscorable_message(f"records[{min(scored.bad)}]")}, status_code=422)
-        records = list(zip(payload_texts, predictions, probabilities))
         latency_ms = (time.perf_counter() - start) * 1000
-        committed = log.append([Scoring.by(deployment, arm, uuid.uuid4().hex, utc_now(), records=records,
-                                           batch_id=batch_id, client_key=client_key, latency_ms=latency_ms)])
+        committed = log.append([Scoring.by(deployment, arm, uuid.uuid4().hex, utc_now(), batch_id=batch_id,
+                                           client_key=client_key, latency_ms=latency_ms,
+                                           records=(payload_texts, predictions, probabilities))])
         # a large batch is being written in the log's thread now; the answer is written meanwhile,
         # from texts that are JSON already (the batch id is hex, the index a number)
         answers = ",".join(f'{{"request_id":"{batch_id}-{i}","prediction":{prediction},"probabilities":{probs or "null"}}}'

@@ -5,7 +5,8 @@ The baseline is written the way the course does it: a pydantic body, `pd.DataFra
 `pipeline.predict`, no logging. labline serves the same artifact with its request log on
 (every answer committed before it is sent). Both run in their own uvicorn process on loopback;
 a small keep-alive HTTP/1.1 client drives them at concurrency 1, 16 and 64 in alternating
-slices (so a change in the shared machine's load hits both alike), then scores batches.
+slices (so a change in the shared machine's load hits both alike), then sends 10,000-record batches
+from one client and from four, also in alternating slices.
 
     python benchmarks/serve_load.py [--model-dir DIR] [--seconds 4] [--batch-rows 10000]
 
@@ -29,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "serve_load.json"
 CONCURRENCY = (1, 16, 64)
+BATCH_CONCURRENCY = (1, 4)  # one client waiting for each answer; several keeping the service busy
 
 
 def baseline_app(model_dir: str):
@@ -137,18 +139,26 @@ async def drive(port: int, concurrency: int, seconds: float, bodies: list[bytes]
             "p50_ms": pick(0.50), "p99_ms": pick(0.99)}
 
 
-async def drive_batches(port: int, body: bytes, rows: int, seconds: float) -> dict:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    began, batches = time.perf_counter(), 0
-    while time.perf_counter() - began < seconds or batches < 2:
-        writer.write(_request("/predict/batch", body))
-        status, answer = await _read_response(reader)
-        if status != 200:
-            raise RuntimeError(f"port {port}: batch answered {status}: {answer[:300]!r}")
-        batches += 1
+async def drive_batches(port: int, body: bytes, rows: int, seconds: float, concurrency: int = 1) -> dict:
+    """`concurrency` keep-alive connections, each sending the batch again as soon as it is answered."""
+    stop_at = time.perf_counter() + seconds
+
+    async def worker() -> int:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        batches = 0
+        while time.perf_counter() < stop_at or batches < 2:
+            writer.write(_request("/predict/batch", body))
+            status, answer = await _read_response(reader)
+            if status != 200:
+                raise RuntimeError(f"port {port}: batch answered {status}: {answer[:300]!r}")
+            batches += 1
+        writer.close()
+        return batches
+
+    began = time.perf_counter()
+    batches = sum(await asyncio.gather(*(worker() for _ in range(concurrency))))
     elapsed = time.perf_counter() - began
-    writer.close()
-    return {"batches": batches, "rows_per_batch": rows, "rows_per_s": batches * rows / elapsed}
+    return {"batches": batches, "rows_per_batch": rows, "rows_per_s": batches * rows / elapsed, "seconds": elapsed}
 
 
 def merge(runs: list[dict]) -> dict:
@@ -176,8 +186,15 @@ def measure(ports: dict[str, int], seconds: float, records: list[dict], batch_ro
         for name in ports:
             results[name][f"c{c}"] = merge(runs[name])
     batch = json.dumps({"records": [records[i % len(records)] for i in range(batch_rows)]}).encode()
-    for name, port in ports.items():
-        results[name]["batch"] = asyncio.run(drive_batches(port, batch, batch_rows, seconds))
+    for c in BATCH_CONCURRENCY:
+        runs = {name: [] for name in ports}
+        for _ in range(rounds):
+            for name, port in ports.items():
+                runs[name].append(asyncio.run(drive_batches(port, batch, batch_rows, seconds / rounds, c)))
+        for name in ports:
+            batches, elapsed = sum(r["batches"] for r in runs[name]), sum(r["seconds"] for r in runs[name])
+            results[name][f"batch_c{c}"] = {"batches": batches, "rows_per_batch": batch_rows,
+                                            "rows_per_s": batches * batch_rows / elapsed}
     return results
 
 
@@ -227,26 +244,30 @@ def main() -> int:
                 proc.wait(timeout=30)
         for name in services:
             print(f"{name}: " + ", ".join(f"{k} {v['requests_per_s']:.0f} req/s p50 {v['p50_ms']:.2f} ms "
-                                           f"p99 {v['p99_ms']:.2f} ms" for k, v in results[name].items() if k != "batch")
-                  + f"; batch {results[name]['batch']['rows_per_s']:.0f} rows/s")
-        from labline.serve.request_log import read_requests
+                                           f"p99 {v['p99_ms']:.2f} ms" for k, v in results[name].items()
+                                           if not k.startswith("batch"))
+                  + "".join(f"; batch at concurrency {c} {results[name][f'batch_c{c}']['rows_per_s']:.0f} rows/s"
+                            for c in BATCH_CONCURRENCY))
+        from labline.serve.request_log import query
 
-        logged = len(read_requests(log))
-    answered = sum(results["labline"][f"c{c}"]["requests"] for c in CONCURRENCY)
+        logged = query(log, "SELECT count(*) FROM requests WHERE shadow = 0")[0][0]
+    answered = (sum(results["labline"][f"c{c}"]["requests"] for c in CONCURRENCY)
+                + sum(results["labline"][f"batch_c{c}"]["batches"] * args.batch_rows for c in BATCH_CONCURRENCY))
     ratios = {}
     for c in CONCURRENCY:
         base, ours = results["baseline"][f"c{c}"], results["labline"][f"c{c}"]
         ratios[f"c{c}"] = {"throughput_labline_over_baseline": ours["requests_per_s"] / base["requests_per_s"],
                            "p99_labline_over_baseline": ours["p99_ms"] / base["p99_ms"]}
-    ratios["batch_rows_per_s_labline_over_baseline"] = (results["labline"]["batch"]["rows_per_s"]
-                                                        / results["baseline"]["batch"]["rows_per_s"])
+    for c in BATCH_CONCURRENCY:
+        ratios[f"batch_c{c}_rows_per_s_labline_over_baseline"] = (results["labline"][f"batch_c{c}"]["rows_per_s"]
+                                                                  / results["baseline"][f"batch_c{c}"]["rows_per_s"])
     for key, value in ratios.items():
         print(f"ratio {key}: {value if isinstance(value, dict) else round(value, 2)}")
     report = {
         "model_dir": model_dir, "seconds_per_level": args.seconds, "rounds": args.rounds, "request_log_synchronous": args.synchronous,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "results": results, "ratios": ratios,
-        "labline_log_rows": logged, "labline_answers_counted_by_client": answered,
+        "labline_log_rows": logged, "labline_answers_counted_by_client": answered,  # warm-up requests are logged too
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

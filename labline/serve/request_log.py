@@ -2,10 +2,10 @@
 
 Layout (schema version 2, documented in docs/serving.md): a `scorings` row per model call
 holds what every record of that call shares (time, model version, artifact hash, arm, batch),
-an `answers` row per record holds what is its own (request id, client key, payload,
-prediction, probabilities, latency), and the `requests` view joins them back into one row per
-answered request, the shape every reader uses. Writing a call's shared facts once keeps a
-10,000-record batch's log write to the bytes that differ per record.
+an `answers` row per record holds what is its own (payload, prediction, probabilities, and for
+a request answered on its own its id, client key and latency), and the `requests` view joins
+them back into one row per answered request, the shape every reader uses. Writing a call's
+shared facts once keeps a 10,000-record batch's log write to the bytes that differ per record.
 
 Requests hand their scorings to the log and wait; the scorings of every request that reached
 this point in the same turn of the event loop are written in one transaction (group commit),

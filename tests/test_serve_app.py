@@ -152,3 +152,35 @@ def test_model_dir_is_served_and_hash_checked(iris_run, tmp_path):
         handle.write(b"\0")
     with pytest.raises(DeploymentError, match="SHA-256"):
         create_app(settings)
+
+
+def test_a_regression_model_answers_values_without_probabilities(tmp_path):
+    """Airbnb prices: numbers, categories, free text with commas and quotes, missing values; the
+    batch answers and the log carry values and null probabilities, and replay reproduces them."""
+    from labline.cli import main
+    from labline.data.datasets import load_dataset
+    from labline.models.artifact import save_sklearn_model
+    from labline.models.sklearn_models import make_pipeline
+
+    frame, spec = load_dataset("airbnb")
+    train = frame.iloc[:1500]
+    model = make_pipeline(spec, "ridge").fit(train[spec.features], train[spec.target])
+    save_sklearn_model(tmp_path / "model", model, spec)
+    rows = frame.iloc[1500:1540][spec.features]
+    records = [{c: (None if isinstance(v, float) and np.isnan(v) else v) for c, v in r.items()}
+               for r in rows.to_dict("records")]
+    assert any(None in r.values() for r in records) and any("," in r["name"] for r in records)
+    log = tmp_path / "requests.db"
+    with TestClient(create_app(ServeSettings(model_dir=str(tmp_path / "model"), request_log=str(log)))) as client:
+        batch = client.post("/predict/batch", json={"records": records})
+        single = client.post("/predict", json=records[0])
+    assert batch.status_code == 200 and single.status_code == 200
+    answers = batch.json()["answers"]
+    expected = model.predict(rows)
+    assert [a["prediction"] for a in answers] == pytest.approx(list(expected), rel=1e-12)
+    assert all(a["probabilities"] is None for a in answers) and single.json()["probabilities"] is None
+    logged = read_requests(log)
+    assert list(logged["payload"][:40]) == records
+    assert logged["probabilities"].isna().all()
+    assert list(logged["prediction"][:40]) == [a["prediction"] for a in answers]  # the same text, read back
+    assert main(["replay", answers[7]["request_id"], "--log", str(log)]) == 0

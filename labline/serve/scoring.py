@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,18 +48,27 @@ class Scored:
 
     def texts(self) -> tuple[list[str], list[str | None]]:
         """Each row's prediction and probabilities as the JSON text the log stores and a batch
-        answer embeds: encoded once, used twice. The probability matrix goes through orjson in
-        one call and is cut into rows, which for a 10,000-row batch is several times cheaper
-        than a dict and an encoder call per row."""
+        answer embeds: encoded once, used twice.
+
+        Each probability column goes through orjson in one call and is cut into numbers; the
+        rows are then joined by `map`/`zip` in C (`{"a":` p0 `,"b":` p1 `}`), which for a
+        10,000-row batch is several times cheaper than a dict and an encoder call per row.
+        """
         n = len(self.predictions)
         if self.probabilities is None:
             return [dumps(p) for p in self.predictions], [None] * n
         label_text = {label: dumps(label) for label in self.labels}
-        keys = [dumps({label: 0})[1:-3] for label in self.labels]  # a label as a JSON object key: '"1"' for 1
-        template = "{{" + ",".join(key.replace("{", "{{").replace("}", "}}") + ":{}" for key in keys) + "}}"
-        matrix = dumps(np.ascontiguousarray(self.probabilities, dtype=np.float64))  # "[[a,b,c],[d,e,f]]"
-        rows = matrix[2:-2].split("],[") if n else []
-        return [label_text[p] for p in self.predictions], [template.format(*row.split(",")) for row in rows]
+        predictions = list(map(label_text.__getitem__, self.predictions))
+        if not n:
+            return predictions, []
+        matrix = np.asarray(self.probabilities, dtype=np.float64)
+        pieces: list = []
+        for j, label in enumerate(self.labels):
+            key = dumps({label: 0})[1:-3]  # the label as a JSON object key: '"1"' for 1
+            pieces.append(repeat(("{" if j == 0 else ",") + key + ":"))
+            pieces.append(dumps(np.ascontiguousarray(matrix[:, j]))[1:-1].split(","))  # "[a,d,...]" -> numbers
+        pieces.append(repeat("}"))
+        return predictions, list(map("".join, zip(*pieces)))
 
 
 def score_frame(deployment: Deployment, frame) -> Scored:

@@ -138,13 +138,17 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         return {"request_id": request_id, "prediction": prediction, "probabilities": probabilities,
                 "model_version": deployment.version, "artifact_sha256": deployment.sha256, "arm": arm}
 
-    async def predict(record: schema.record_model, request: Request):  # type: ignore[name-defined]
-        start = time.perf_counter()
+    def route(request: Request, request_id: str):
+        """Who answers: the routes now, the client key (X-Client-Id, else the request's id), its arm."""
         current = state["routes"]
-        request_id = uuid.uuid4().hex
         client_key = request.headers.get("x-client-id") or request_id
         arm = current.arm_for(client_key)
-        deployment = current.deployment(arm)
+        return current, client_key, arm, current.deployment(arm)
+
+    async def predict(record: schema.record_model, request: Request):  # type: ignore[name-defined]
+        start = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        current, client_key, arm, deployment = route(request, request_id)
         payload = schema.payload(record)
         try:
             prediction, probabilities, score_batch, index, scored_at = await batcher.score(deployment, payload)
@@ -167,14 +171,11 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         except ValidationError as exc:  # re-raised under the body's location: the 422s read as for /predict
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
         start = time.perf_counter()
-        current = state["routes"]
         batch_id = uuid.uuid4().hex
         # A batch is one request from one client: the whole batch takes the client's arm (by
         # X-Client-Id, else by the batch id), so it is scored in one model call and record i is
         # answered as request `<batch_id>-<i>`.
-        client_key = request.headers.get("x-client-id") or batch_id
-        arm = current.arm_for(client_key)
-        deployment = current.deployment(arm)
+        current, client_key, arm, deployment = route(request, batch_id)
         # the model scores (and its outputs are encoded) in a thread while the payloads are encoded here
         scoring = asyncio.get_running_loop().run_in_executor(None, score_and_encode, deployment, payloads)
         payload_texts = list(map(bytes.decode, map(orjson.dumps, payloads)))  # plain dicts of str, float, None

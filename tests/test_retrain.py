@@ -6,9 +6,9 @@ Small data (sampled accumulated rows) and the explore -> train_sklearn -> audit 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -54,16 +54,15 @@ def test_clean_batch_promotes_when_better_and_a_concurrent_retrain_is_locked_out
     base, paths, env, first = setup
     before = Registry(env["db"]).resolve("champion")
     args = ["--data", str(paths["2019-06-24"]), *sum((["-p", p] for p in [*FAST, "explore.sample_rows=1500"]), [])]
-    running = subprocess.Popen(_cli(env, *args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lock = env["state"] / "retrain.lock"
-    deadline = time.time() + 120
-    while not (lock.exists() and f"pid {running.pid}" in lock.read_text()):
-        assert running.poll() is None and time.time() < deadline, running.communicate()
-        time.sleep(0.2)
-    second = subprocess.run(_cli(env, *args), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # This process holds the retrain lock exactly as a running retrain does, for as long as the
+    # second retrain needs to find it: a real retrain in the background could finish before the
+    # second process has started, and the test would then race.
+    with retrain_lock(env["state"]):
+        second = subprocess.run(_cli(env, *args), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert second.returncode == 4, second.stderr
-    assert "another retrain is running" in second.stderr and f"pid {running.pid}" in second.stderr
-    out, err = running.communicate(timeout=900)
+    assert "another retrain is running" in second.stderr and f"pid {os.getpid()}" in second.stderr
+    running = subprocess.run(_cli(env, *args), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    out, err = running.stdout, running.stderr
     assert running.returncode == 0, out + err
 
     decision = json.loads((env["state"] / "decisions.jsonl").read_text().splitlines()[-1])

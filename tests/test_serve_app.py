@@ -3,6 +3,8 @@ every answer in the request log, metrics, the admin token and reload."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -184,3 +186,13 @@ def test_a_regression_model_answers_values_without_probabilities(tmp_path):
     assert logged["probabilities"].isna().all()
     assert list(logged["prediction"][:40]) == [a["prediction"] for a in answers]  # the same text, read back
     assert main(["replay", answers[7]["request_id"], "--log", str(log)]) == 0
+
+
+def test_a_registry_without_a_champion_says_how_to_get_one(iris_run, tmp_path):
+    """`labline run` registers versions but promotes none: serving the champion then names the way out."""
+    from labline.serve.deployments import DeploymentError
+
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    Registry(url=url).register_run(copy.deepcopy(iris_run.manifest))
+    with pytest.raises(DeploymentError, match=r"aliases are none yet\. Promote a registered version first \(`labline promote`"):
+        create_app(ServeSettings(registry_url=url, request_log=str(tmp_path / "r.db")))

@@ -109,7 +109,11 @@ def load_deployment(ref: str, registry_url: str | None = None, folder: bool | No
     try:
         version, model = _registry(registry_url).load_model(ref)
     except (RegistryError, ArtifactError) as exc:
-        raise DeploymentError(f"cannot deploy {ref!r}: {exc}") from exc
+        hint = ""
+        if "neither a version number nor an alias" in str(exc):  # e.g. `labline run` registered, nobody promoted
+            hint = (". Promote a registered version first (`labline promote`, through the gate), "
+                    "or serve one directly with `--alias VERSION` or `--model-dir DIR`")
+        raise DeploymentError(f"cannot deploy {ref!r}: {exc}{hint}") from exc
     lineage = {
         "name": version.name, "source": "registry", "run_id": version.run_id, "step": version.step,
         "dataset": version.dataset, "data_fingerprint": version.data_fingerprint,

@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 from labline.data.synth import write_synth_parquet
 from labline.models.artifact import load_model
 from labline.models.batch_infer import DEFAULT_BATCH_ROWS, predict_file
-from labline.models.torch_train import configure_device, peak_memory_mb
+from labline.models.torch_net import select_device
+from labline.models.torch_train import peak_memory_mb
 from labline.models.train_parquet import train_parquet
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -40,7 +41,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "batch_inference.json")
     args = parser.parse_args()
 
-    configure_device("cpu")  # the thread rule training uses; the model runs on CPU here
+    select_device("cpu")  # the thread rule training uses; the model runs on CPU here
     with tempfile.TemporaryDirectory(dir=args.workdir) as folder:
         folder = Path(folder)
         train = write_synth_parquet(folder / "train.parquet", rows=50_000, seed=1)

@@ -28,9 +28,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from labline.data.synth import FEATURES, TARGET, synth_frame
-from labline.models.torch_net import Net
+from labline.models.torch_net import Net, select_device
 from labline.models.torch_train import (
-    FitConfig, TargetEncoder, TensorData, build_model, configure_device, fit, peak_memory_mb, scaled_lr,
+    FitConfig, NetworkTargets, TensorData, build_model, fit, peak_memory_mb, scaled_lr,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -97,12 +97,12 @@ def main() -> None:
     args = parser.parse_args()
 
     load_at_start = os.getloadavg()[0]
-    device = configure_device(args.device)
+    device = select_device(args.device)
     frame = synth_frame(args.rows, seed=args.seed)
     cut = int(len(frame) * 0.8)
     scaler = StandardScaler().fit(frame[FEATURES].iloc[:cut])
     features = scaler.transform(frame[FEATURES]).astype(np.float32)
-    targets = TargetEncoder.fit("classification", frame[TARGET]).encode(frame[TARGET])
+    targets = NetworkTargets.fit("classification", frame[TARGET]).encode(frame[TARGET])
     x, y = torch.from_numpy(features[:cut]), torch.from_numpy(targets[:cut])
     x_test, y_test = torch.from_numpy(features[cut:]), torch.from_numpy(targets[cut:])
     del frame

@@ -9,14 +9,14 @@ import pytest
 from labline.data import load_dataset
 from labline.data.snapshot import assign_split, split_frames
 from labline.models.artifact import ArtifactError, load_model, save_sklearn_model
-from labline.models.sklearn_models import make_pipeline
+from labline.models.sklearn_models import build_training_pipeline
 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     frame, spec = load_dataset("iris")
     train, test = split_frames(assign_split(frame, spec, 0.2, 0))
-    pipeline = make_pipeline(spec, "logreg").fit(train[spec.features], train[spec.target])
+    pipeline = build_training_pipeline(spec, "logreg").fit(train[spec.features], train[spec.target])
     out = tmp_path_factory.mktemp("model") / "m"
     sha = save_sklearn_model(out, pipeline, spec, metadata={"seed": 0})
     return out, sha, pipeline, test

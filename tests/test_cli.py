@@ -73,7 +73,7 @@ def test_failing_step_names_cell_line_and_notebook_and_skips_downstream(tmp_path
     assert result.returncode == 1, result.stderr
     assert "step 'train_sklearn' failed at cell" in result.stderr
     assert "ValueError: unknown estimator 'nope'" in result.stderr
-    assert "pipeline = make_pipeline(spec, estimator, seed)" in result.stderr
+    assert "pipeline = build_training_pipeline(spec, estimator, seed)" in result.stderr
     manifest = json.loads(next(runs.glob("*/manifest.json")).read_text())
     steps = manifest["steps"]
     assert manifest["status"] == "failed"

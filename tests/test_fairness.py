@@ -175,7 +175,7 @@ def test_audit_notebook_on_a_regression_model(tmp_path, root):
     from labline.data.datasets import load_dataset
     from labline.data.snapshot import assign_split, write_snapshot
     from labline.models.artifact import save_sklearn_model
-    from labline.models.sklearn_models import make_pipeline
+    from labline.models.sklearn_models import build_training_pipeline
     from runner.execute import execute_step
 
     frame, spec = load_dataset("airbnb")
@@ -184,7 +184,7 @@ def test_audit_notebook_on_a_regression_model(tmp_path, root):
     write_snapshot(snapshot, tmp_path / "snapshot.parquet")
     (tmp_path / "spec.json").write_text(spec.to_json())
     train = snapshot[snapshot["split"] == "train"]
-    model = make_pipeline(spec, "ridge").fit(train[spec.features], train[spec.target])
+    model = build_training_pipeline(spec, "ridge").fit(train[spec.features], train[spec.target])
     sha = save_sklearn_model(tmp_path / "model", model, spec)
     outcome = execute_step(
         root / "notebooks" / "audit.ipynb", tmp_path / "audit.ipynb",

@@ -18,7 +18,7 @@ from labline.data.datasets import load_dataset, read_table
 from labline.data.perturb import perturb
 from labline.data.snapshot import assign_split, split_frames, write_snapshot
 from labline.models.artifact import load_model, save_sklearn_model
-from labline.models.sklearn_models import make_pipeline
+from labline.models.sklearn_models import build_training_pipeline
 from labline.monitor.alerts import read_alerts
 from labline.monitor.run import monitor_once
 from tests.conftest import ROOT, run_cli
@@ -36,7 +36,7 @@ def world(tmp_path_factory):
     write_snapshot(snapshot, run / "explore" / "snapshot.parquet")
     (run / "explore" / "spec.json").write_text(spec.to_json())
     train, test = split_frames(snapshot)
-    model = make_pipeline(spec, "ridge").fit(train[spec.features], train[spec.target])
+    model = build_training_pipeline(spec, "ridge").fit(train[spec.features], train[spec.target])
     save_sklearn_model(run / "train_sklearn" / "model", model, spec)
     mae = float(np.mean(np.abs(model.predict(test[spec.features]) - test[spec.target])))
     manifest = {"run_id": "run-1", "status": "succeeded", "steps": {

@@ -162,11 +162,11 @@ def test_a_regression_model_answers_values_without_probabilities(tmp_path):
     from labline.cli import main
     from labline.data.datasets import load_dataset
     from labline.models.artifact import save_sklearn_model
-    from labline.models.sklearn_models import make_pipeline
+    from labline.models.sklearn_models import build_training_pipeline
 
     frame, spec = load_dataset("airbnb")
     train = frame.iloc[:1500]
-    model = make_pipeline(spec, "ridge").fit(train[spec.features], train[spec.target])
+    model = build_training_pipeline(spec, "ridge").fit(train[spec.features], train[spec.target])
     save_sklearn_model(tmp_path / "model", model, spec)
     rows = frame.iloc[1500:1540][spec.features]
     records = [{c: (None if isinstance(v, float) and np.isnan(v) else v) for c, v in r.items()}

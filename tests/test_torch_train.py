@@ -12,8 +12,9 @@ from labline.data.spec import infer_spec
 from labline.data.synth import write_synth_parquet
 from labline.models.artifact import load_model
 from labline.models.parquet_rows import ParquetRows
+from labline.models.torch_net import select_device
 from labline.models.torch_train import (
-    FitConfig, TargetEncoder, TensorData, build_model, configure_device, fit, scaled_lr,
+    FitConfig, NetworkTargets, TensorData, build_model, fit, scaled_lr,
 )
 from labline.models.train_parquet import train_parquet
 from runner.execute import execute_step
@@ -25,17 +26,17 @@ def test_learning_rate_grows_with_the_square_root_of_the_batch():
     with pytest.raises(ValueError, match="batch sizes must be positive"):
         scaled_lr(0.01, 0, 16)
     with pytest.raises(ValueError, match="device must be"):
-        configure_device("tpu")
+        select_device("tpu")
 
 
-def test_target_encoder_round_trips_and_names_unknown_labels():
+def test_network_targets_round_trip_and_names_unknown_labels():
     values = pd.Series([10.0, 12.0, 14.0])
-    regression = TargetEncoder.fit("regression", values)
+    regression = NetworkTargets.fit("regression", values)
     encoded = regression.encode(values)
     assert encoded.shape == (3, 1) and abs(float(encoded.mean())) < 1e-6
     np.testing.assert_allclose(regression.decode(encoded), values, rtol=1e-6)
     assert regression.metadata() == {"target_mean": 12.0, "target_scale": pytest.approx(np.std([10, 12, 14]))}
-    classes = TargetEncoder.fit("classification", pd.Series(["b", "a", "b"]))
+    classes = NetworkTargets.fit("classification", pd.Series(["b", "a", "b"]))
     assert classes.labels == ["a", "b"] and list(classes.encode(pd.Series(["b", "a"]))) == [1, 0]
     with pytest.raises(ValueError, match=r"\['c'\] are not among the labels"):
         classes.encode(pd.Series(["c"]))

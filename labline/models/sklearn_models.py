@@ -43,7 +43,7 @@ def make_estimator(name: str, task: str = "classification", seed: int = 0) -> Ba
     return choices[name](seed)
 
 
-def make_pipeline(spec: DatasetSpec, estimator: str, seed: int = 0) -> Pipeline:
+def build_training_pipeline(spec: DatasetSpec, estimator: str, seed: int = 0) -> Pipeline:
     """Preprocessing + estimator as one Pipeline, so grid search refits preprocessing per fold."""
     return Pipeline([("preprocess", build_preprocessor(spec)), ("model", make_estimator(estimator, spec.task, seed))])
 

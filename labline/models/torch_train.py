@@ -31,41 +31,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from labline.models.torch_net import Net, pick_device
+from labline.models.torch_net import Net, select_device
 
 EVAL_BATCH = 1 << 16
-
-
-def available_cores() -> int:
-    """Cores this process may run on (its affinity), not the machine's total."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def cpu_threads(processes_per_machine: int = 1) -> int:
-    """Threads for torch on CPU: `OMP_NUM_THREADS` when set, else the cores not already busy.
-
-    Cores already busy with other work are left out (from the 1-minute load average): OpenMP
-    threads that wait on each other across oversubscribed cores make small steps 20x slower.
-    """
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    cores = available_cores()
-    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    idle = max(1, min(cores, int(cores - busy + 0.5)))
-    return max(1, idle // processes_per_machine)
-
-
-def configure_device(requested: str = "auto", processes_per_machine: int = 1) -> torch.device:
-    """`auto`: CUDA when present; on CPU, torch's thread count set from the idle cores."""
-    if requested not in ("auto", "cpu", "cuda") and not requested.startswith("cuda:"):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {requested!r}")
-    device = pick_device(requested)
-    if device.type == "cpu":
-        torch.set_num_threads(cpu_threads(processes_per_machine))
-    return device
 
 
 @dataclass(frozen=True)
@@ -87,12 +55,12 @@ def init_distributed(requested_device: str = "auto") -> tuple[Distributed, torch
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
-        return Distributed(), configure_device(requested_device)
+        return Distributed(), select_device(requested_device)
     import torch.distributed as dist
 
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)))
-    device = configure_device(requested_device, processes_per_machine=local_world)
+    device = select_device(requested_device, processes_per_machine=local_world)
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
@@ -133,7 +101,7 @@ def to_tensors(features: np.ndarray, targets: np.ndarray, device: torch.device) 
 
 
 @dataclass
-class TargetEncoder:
+class NetworkTargets:
     """Targets as the network sees them: class indices, or a standardized value for regression."""
 
     task: str
@@ -142,7 +110,7 @@ class TargetEncoder:
     scale: float = 1.0
 
     @classmethod
-    def fit(cls, task: str, values: pd.Series, labels: list[str] | None = None) -> "TargetEncoder":
+    def fit(cls, task: str, values: pd.Series, labels: list[str] | None = None) -> "NetworkTargets":
         if task == "classification":
             return cls(task, labels=list(labels) if labels else sorted(values.astype(str).unique()))
         values = pd.to_numeric(values, errors="raise").astype(float)

@@ -24,7 +24,7 @@ from labline.models.metrics import classification_metrics, regression_metrics
 from labline.models.parquet_rows import ParquetRows
 from labline.models.preprocess import build_preprocessor
 from labline.models.torch_train import (
-    FitConfig, TargetEncoder, TensorData, build_model, fit, init_distributed, peak_memory_mb, predict_outputs,
+    FitConfig, NetworkTargets, TensorData, build_model, fit, init_distributed, peak_memory_mb, predict_outputs,
     scaled_lr, to_tensors,
 )
 
@@ -56,7 +56,7 @@ def train_parquet(data_path: str | Path, out: str | Path, target: str | None = N
     train_rows = ParquetRows(data_path, spec, "train", **parts)
     sample = pd.concat(list(train_rows.frames(fit_sample_rows)), ignore_index=True)
     preprocess = build_preprocessor(spec).fit(sample[spec.features])
-    targets = TargetEncoder.fit(spec.task, sample[spec.target], spec.labels or None)
+    targets = NetworkTargets.fit(spec.task, sample[spec.target], spec.labels or None)
 
     def encode(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         features = np.asarray(preprocess.transform(frame[spec.features]), dtype=np.float32)

@@ -1,4 +1,4 @@
-"""The scalable training loop: in memory and streamed from Parquet, and train_torch's regression path."""
+"""The scalable training loop (in memory, streamed from Parquet, the scale notebook) and the teaching notebook."""
 
 from __future__ import annotations
 
@@ -105,14 +105,34 @@ def test_train_torch_notebook_does_regression(root, tmp_path):
     assert np.abs(predicted - frame["y"].to_numpy()).mean() < 1.0  # in the target's units, not standardized
 
 
-def test_train_torch_notebook_uses_the_labline_loop_for_large_data(root, tmp_path):
-    outcome = execute_step(root / "notebooks" / "train_torch.ipynb", tmp_path / "out.ipynb",
+def test_train_torch_scale_notebook_trains_large_data_with_the_library_loop(root, tmp_path):
+    outcome = execute_step(root / "notebooks" / "train_torch_scale.ipynb", tmp_path / "out.ipynb",
                            {"dataset": "iris_synth:80000", "epochs": 2, "batch_size": 2048,
                             "output_dir": str(tmp_path / "run")}, cwd=root)
     assert outcome.status == "succeeded", outcome.error
     scraps = outcome.scraps
-    assert scraps["trainer"] == "labline" and scraps["epochs"] == 2
-    assert scraps["test_accuracy"] >= 0.95
+    assert scraps["trainer"] == "labline" and scraps["epochs"] == 2 and scraps["model_name"] == "torch-mlp"
+    assert scraps["test_accuracy"] >= 0.95 and scraps["streamed"] is False
     assert scraps["time_to_target"]["val_accuracy"] >= scraps["target_accuracy"] == 0.95
     assert scraps["samples_per_second"] > 0 and scraps["peak_memory_mb"] > 0
     assert len(scraps["loss_curve"]["val_accuracy"]) == 2
+    model = load_model(scraps["model_dir"])
+    assert model.sha256 == scraps["artifact_sha256"]
+    rows = pd.read_parquet(tmp_path / "run" / "snapshot.parquet").head(400)
+    assert (model.predict(rows) == rows["species"].to_numpy()).mean() >= 0.93
+
+
+def test_train_torch_notebook_is_one_readable_loop(root, tmp_path):
+    """The teaching notebook trains with its own loop on Iris, with no trainer switch left."""
+    from runner.params import read_parameters
+
+    declared = read_parameters(root / "notebooks" / "train_torch.ipynb")
+    assert "trainer" not in declared and {"epochs", "batch_size", "lr", "hidden_sizes"} <= set(declared)
+    outcome = execute_step(root / "notebooks" / "train_torch.ipynb", tmp_path / "out.ipynb",
+                           {"epochs": 30, "output_dir": str(tmp_path / "run")}, cwd=root)
+    assert outcome.status == "succeeded", outcome.error
+    scraps = outcome.scraps
+    assert "trainer" not in scraps and scraps["epochs"] == 30 and scraps["device"] == select_device("auto").type
+    assert len(scraps["loss_curve"]["train_loss"]) == 30
+    assert scraps["loss_curve"]["train_loss"][-1] < scraps["loss_curve"]["train_loss"][0]
+    assert scraps["test_accuracy"] >= 0.9

@@ -33,8 +33,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The project folder as root, so notebooks/, exercises/ and solutions/ are all at hand; opens notebooks/.
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks
 
 serve: $(STAMP)
 	$(BIN)/labline serve

@@ -19,13 +19,7 @@ import pandas as pd
 import pytest
 
 from labline.exercises.template import STUB_EXCEPTION, STUB_PREFIX
-from tests.fixtures.lab_server import (
-    NOTEBOOK_FOLDERS,
-    ROOT,
-    fresh_copy,
-    lab_server,
-    run_notebook,
-)
+from tests.fixtures.lab_server import NOTEBOOK_FOLDERS, ROOT, fresh_copy, lab_server, run_notebook
 
 KERNEL = {"name": "labline", "display_name": "Python (labline)", "language": "python"}
 NOTEBOOKS = sorted(str(p.relative_to(ROOT)) for folder in NOTEBOOK_FOLDERS for p in (ROOT / folder).glob("*.ipynb"))
@@ -33,18 +27,8 @@ MISSING_KERNEL_MESSAGE = "This notebook needs the `Python (labline)` kernel: run
 # Glued under a condition (a task, a loop over metrics): what the default run must still produce.
 CONDITIONAL_SCRAPS = {
     "notebooks/train_sklearn.ipynb": {"test_accuracy", "macro_f1", "confusion_matrix"},
-    "notebooks/train_torch.ipynb": {
-        "test_accuracy",
-        "macro_f1",
-        "confusion_matrix",
-        "val_accuracy",
-    },
-    "notebooks/train_torch_scale.ipynb": {
-        "test_accuracy",
-        "macro_f1",
-        "confusion_matrix",
-        "val_accuracy",
-    },
+    "notebooks/train_torch.ipynb": {"test_accuracy", "macro_f1", "confusion_matrix", "val_accuracy"},
+    "notebooks/train_torch_scale.ipynb": {"test_accuracy", "macro_f1", "confusion_matrix", "val_accuracy"},
 }
 
 
@@ -98,10 +82,7 @@ def test_the_kernel_check_says_what_to_do_on_a_python_without_labline(tmp_path):
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    root, state = (
-        tmp_path_factory.mktemp("lab-root"),
-        tmp_path_factory.mktemp("lab-state"),
-    )
+    root, state = (tmp_path_factory.mktemp("lab-root"), tmp_path_factory.mktemp("lab-state"))
     with lab_server(root, state) as server:
         kernels = server.get("/api/kernelspecs")["kernelspecs"]
         assert "labline" in kernels, f"the server offers {sorted(kernels)}: run `make install` to register the kernel"
@@ -113,11 +94,7 @@ def check_values(path: str, scraps: dict) -> None:
     """The figures a default run computes, beyond their presence."""
     if path == "notebooks/explore.ipynb":
         assert scraps["row_count"] == 150 and scraps["checks_passed"] is True
-        assert scraps["class_counts"] == {
-            "setosa": 50,
-            "versicolor": 50,
-            "virginica": 50,
-        }
+        assert scraps["class_counts"] == {"setosa": 50, "versicolor": 50, "virginica": 50}
     elif path in CONDITIONAL_SCRAPS:
         assert 0.8 <= scraps["test_accuracy"] <= 1.0 and 0.8 <= scraps["macro_f1"] <= 1.0
     if path == "notebooks/train_torch.ipynb":

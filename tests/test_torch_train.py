@@ -7,15 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from labline.data.iris import FEATURES
 from labline.data.spec import infer_spec
 from labline.data.synth import write_synth_parquet
 from labline.models.artifact import load_model
 from labline.models.parquet_rows import ParquetRows
 from labline.models.torch_net import select_device
-from labline.models.torch_train import (
-    FitConfig, NetworkTargets, TensorData, build_model, fit, scaled_lr,
-)
+from labline.models.torch_train import FitConfig, NetworkTargets, TensorData, build_model, fit, scaled_lr
 from labline.models.train_parquet import train_parquet
 from runner.execute import execute_step
 
@@ -50,7 +47,7 @@ def synth_file(tmp_path_factory):
 
 def test_streamed_and_in_memory_training_see_the_same_split_and_both_learn(synth_file, tmp_path):
     spec = infer_spec(pd.read_parquet(synth_file).head(1000), "species", name="iris")
-    common = dict(seed=1, test_size=0.2, val_size=0.1)
+    common = {"seed": 1, "test_size": 0.2, "val_size": 0.1}
     sizes = {part: len(pd.concat(list(ParquetRows(synth_file, spec, part, **common).frames()))) for part in
              ("train", "val", "test")}
     assert sum(sizes.values()) == 12_000 and 0.17 < sizes["test"] / 12_000 < 0.23

@@ -110,7 +110,7 @@ class NetworkTargets:
     scale: float = 1.0
 
     @classmethod
-    def fit(cls, task: str, values: pd.Series, labels: list[str] | None = None) -> "NetworkTargets":
+    def fit(cls, task: str, values: pd.Series, labels: list[str] | None = None) -> NetworkTargets:
         if task == "classification":
             return cls(task, labels=list(labels) if labels else sorted(values.astype(str).unique()))
         values = pd.to_numeric(values, errors="raise").astype(float)
@@ -237,7 +237,7 @@ def fit(model: nn.Module, data, val: tuple[torch.Tensor, torch.Tensor], task: st
     criterion = loss_function(task)
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)  # the same order in every process
-    autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda")
+    autocast = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": config.amp and device.type == "cuda"}
     history: dict[str, list[float]] = {"epoch": [], "train_loss": [], "val_loss": [], "seconds": []}
     if task == "classification":
         history["val_accuracy"] = []

@@ -1,8 +1,15 @@
-"""Execute one notebook in its own kernel and report what happened, whatever happened.
+"""Execute one notebook with papermill, in a kernel started ahead of time, whatever happens.
+
+Every notebook the project runs headless goes through `execute_step` (pipeline steps, the
+exercise checker and grader, the monitor notebook): one `papermill.execute_notebook` call with
+labline's engine (`runner.engine`) and a warm kernel from `runner.kernels` passed in. So the
+executed notebook carries papermill's full metadata, and `papermill.PapermillExecutionError`'s
+error markers when a cell raised.
 
 `execute_step` never raises for a notebook's own failure: it returns a StepOutcome that says
-which cell failed, on which source line, with which exception, and where the partly executed
-notebook is (written after every cell). The scraps glued before the failure are read back too.
+which cell failed, on which source line, with which exception (`outcome.failure`, a
+`NotebookExecutionError`), and where the partly executed notebook is (written after every
+cell). The scraps glued before the failure are read back too.
 
 Failure kinds: `failed` (a cell raised), `timeout` (a cell or the whole notebook ran out of
 time), `dead_kernel` (the kernel process exited: `os._exit`, a signal, out of memory; found
@@ -12,9 +19,9 @@ within about a second), `interrupted` (the run was stopped).
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 import shutil
+import threading
 import time
 import traceback as tb
 from collections.abc import Callable
@@ -22,13 +29,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.kernels import KernelLoop
-from runner.notebook import imported_modules, prepare, write_atomic
-from runner.scraps import scraps_of
+from runner.errors import KernelMissing, NotebookExecutionError
+from runner.kernels import KernelLoop, declared_kernel, require_kernel
+from runner.notebook import imported_modules, read_json
+from runner.scraps import read_scraps
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CELL_LINE = re.compile(r"Cell In\[(\d+)\], line (\d+)")
-DEFAULT_KERNEL = "python3"
+ENGINE = "labline"
+# Steps start from several threads at once; two threads importing jupyter_client (through papermill)
+# for the first time see each other's half-initialized modules, so the first import is serialized.
+_IMPORT_LOCK = threading.Lock()
 
 CellProgress = Callable[[int, int], None]  # (code cells done, code cells in all)
 
@@ -50,33 +61,20 @@ class StepOutcome:
     def seconds(self) -> float:
         return round(self.finished - self.started, 3)
 
+    @property
+    def failure(self) -> NotebookExecutionError | None:
+        """The error as an exception object (None when the notebook succeeded)."""
+        if not self.error:
+            return None
+        e = self.error
+        return NotebookExecutionError(self.status, e.get("ename", "Error"), e.get("evalue", ""), e.get("cell_index"),
+                                      e.get("cell"), e.get("source", ""), str(e.get("traceback", "")).splitlines(),
+                                      e.get("line"))
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["seconds"] = self.seconds
         return data
-
-
-class NotebookTimeout(Exception):
-    """The whole notebook ran past its `timeout:`."""
-
-
-def _error_details(cell: Any, execution_count: int | None) -> dict[str, Any]:
-    """Cell number, failing source line, exception name and value, and the traceback text."""
-    details: dict[str, Any] = {"ename": "Error", "evalue": "", "cell": execution_count}
-    errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-    source_lines = cell.source.splitlines()
-    if errors:
-        err = errors[-1]
-        text = _ANSI.sub("", "\n".join(err.get("traceback", [])))
-        details.update(ename=err.get("ename", "Error"), evalue=err.get("evalue", ""), traceback=text)
-        matches = _CELL_LINE.findall(text)
-        line_no = int(matches[-1][1]) if matches else None
-        if line_no and line_no <= len(source_lines):
-            details.update(line=line_no, source_line=source_lines[line_no - 1].strip())
-            return details
-    if source_lines:
-        details["source_line"] = source_lines[0].strip()
-    return details
 
 
 def classify_failure(exc: BaseException) -> str:
@@ -85,95 +83,51 @@ def classify_failure(exc: BaseException) -> str:
         return "dead_kernel"
     if name in ("CellTimeoutError", "TimeoutError", "NotebookTimeout"):
         return "timeout"
-    if isinstance(exc, asyncio.CancelledError):
+    if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
         return "interrupted"
     return "failed"
 
 
-async def execute_async(
-    notebook: str | Path,
-    output_notebook: str | Path,
-    parameters: dict[str, Any],
-    cwd: str | Path,
-    kernel_name: str | None = None,
-    cell_timeout: float | None = None,
-    timeout: float | None = None,
-    on_cell: CellProgress | None = None,
-) -> StepOutcome:
-    """The coroutine behind `execute_step`; runs on the KernelLoop."""
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+def _details(ename: str, evalue: str, source: str, cell_index: int | None, exec_count: int | None,
+             traceback: str) -> dict[str, Any]:
+    """The manifest's `error`: cell index and number, line, source line, exception, traceback."""
+    text = _ANSI.sub("", traceback)
+    details: dict[str, Any] = {"ename": ename, "evalue": evalue, "cell": exec_count, "cell_index": cell_index,
+                               "traceback": text[-4000:]}
+    lines = source.splitlines()
+    matches = _CELL_LINE.findall(text)
+    line_no = int(matches[-1][1]) if matches else None
+    if line_no and line_no <= len(lines):
+        details.update(line=line_no, source_line=lines[line_no - 1].strip())
+    elif lines:
+        details["source_line"] = next((s.strip() for s in lines if s.strip()), "")
+    return details
 
-    started = time.time()
-    deadline = None  # set once the kernel is ready: kernel start-up has its own limit
-    output_notebook = Path(output_notebook)
-    output_notebook.parent.mkdir(parents=True, exist_ok=True)
-    nb = prepare(notebook, parameters, output_notebook)
-    write_atomic(nb, output_notebook)
-    code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
-    outcome = StepOutcome("succeeded", str(output_notebook), started=started, cells_total=len(code_cells))
-    kernel_name = kernel_name or nb.metadata.get("kernelspec", {}).get("name") or DEFAULT_KERNEL
-    pool = KernelLoop.get().pool
-    kernel = None
-    current = None
+
+def _running_cell(output_notebook: Path) -> tuple[int | None, dict[str, Any] | None]:
+    """The cell papermill marked as failed (or still running) in the written notebook."""
     try:
-        kernel = await pool.acquire(kernel_name, str(cwd), tuple(imported_modules(nb)))
-        deadline = time.time() + timeout if timeout else None
-        client = NotebookClient(nb, km=kernel.km, kernel_name=kernel_name, allow_errors=False,
-                                resources={"metadata": {"path": str(cwd)}}, record_timing=True,
-                                shutdown_kernel="immediate")
-        client.kc = kernel.kc
-        reply = await client.async_wait_for_reply(await _maybe_await(kernel.kc.kernel_info()))
-        if reply and "language_info" in reply["content"]:
-            nb.metadata["language_info"] = reply["content"]["language_info"]
-        for done, index in enumerate(code_cells):
-            current = index
-            client.timeout = _cell_budget(cell_timeout, deadline)
-            await client.async_execute_cell(nb.cells[index], index, execution_count=done + 1)
-            outcome.cells_done = done + 1
-            write_atomic(nb, output_notebook)
-            if on_cell:
-                on_cell(done + 1, len(code_cells))
-        current = None
-    except CellExecutionError:
-        outcome.status = "failed"
-        outcome.error = _error_details(nb.cells[current], nb.cells[current].get("execution_count"))
-    except BaseException as exc:  # every other ending is data for the manifest, not a crash
-        status = classify_failure(exc)
-        if status == "timeout" and deadline and time.time() >= deadline - 1:
-            exc = NotebookTimeout(f"the notebook ran past its timeout of {timeout:g} s")
-        outcome.status = status
-        outcome.error = {"ename": type(exc).__name__, "evalue": str(exc) or status,
-                         "traceback": "".join(tb.format_exception(exc))[-4000:]}
-        if current is not None:
-            outcome.error.update(cell=outcome.cells_done + 1, source_line=(nb.cells[current].source.splitlines() or [""])[0].strip())
-        if status == "dead_kernel" and kernel is not None:
-            outcome.error["kernel_log"] = kernel.log_tail()
-            _keep_log(kernel.log_path, output_notebook.parent / "kernel.log")
-        if status == "interrupted":
-            raise
-    finally:
-        if kernel is not None:
-            await asyncio.shield(pool.stop(kernel))
-        try:
-            write_atomic(nb, output_notebook)
-        except Exception:
-            pass
-        outcome.scraps = scraps_of(nb)
-        outcome.finished = time.time()
-    return outcome
+        cells = read_json(output_notebook)["cells"]
+    except (OSError, ValueError, KeyError):
+        return None, None
+    for index, cell in enumerate(cells):
+        status = (cell.get("metadata", {}).get("papermill") or {}).get("status")
+        if status in ("failed", "running"):
+            return index, cell
+    return None, None
 
 
-async def _maybe_await(value: Any) -> Any:
-    return await value if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future) else value
+def _error_from(exc: BaseException, output_notebook: Path) -> dict[str, Any]:
+    """The error of an execution that did not finish, from papermill's error or the written notebook."""
+    from papermill.exceptions import PapermillExecutionError
 
-
-def _cell_budget(cell_timeout: float | None, deadline: float | None) -> int | None:
-    """nbclient's per-cell timeout (whole seconds): the cell's own, cut to what the notebook has left."""
-    budgets = [cell_timeout] if cell_timeout else []
-    if deadline:
-        budgets.append(max(deadline - time.time(), 0.001))
-    return max(1, math.ceil(min(budgets))) if budgets else None
+    if isinstance(exc, PapermillExecutionError):
+        return _details(exc.ename, exc.evalue, exc.source, exc.cell_index, exc.exec_count, "\n".join(exc.traceback))
+    index, cell = _running_cell(output_notebook)
+    source = "".join(cell.get("source", "")) if cell else ""
+    count = cell.get("execution_count") if cell else None
+    return _details(type(exc).__name__, str(exc) or classify_failure(exc), source, index, count,
+                    "".join(tb.format_exception(exc)))
 
 
 def _keep_log(source: Path, target: Path) -> None:
@@ -184,8 +138,27 @@ def _keep_log(source: Path, target: Path) -> None:
         pass
 
 
+def load_papermill() -> Any:
+    """papermill, labline's engine and jupyter_client, imported once per process, whichever thread asks."""
+    with _IMPORT_LOCK:
+        import jupyter_client.kernelspec  # noqa: F401
+        import papermill
+
+        import runner.engine  # noqa: F401  (registers the translator for the project's kernel)
+    return papermill
+
+
+def _papermill(notebook, output_notebook: Path, parameters, kernel, kernel_name, cell_timeout, timeout, on_cell,
+               allow_errors) -> None:
+    pm = load_papermill()
+    pm.execute_notebook(notebook, str(output_notebook), parameters=parameters, engine_name=ENGINE,
+                        kernel_name=kernel_name, progress_bar=False, log_output=False, km=kernel.km, kc=kernel.kc,
+                        execution_timeout=cell_timeout, notebook_timeout=timeout, on_cell=on_cell,
+                        allow_errors=allow_errors)
+
+
 def execute_step(
-    notebook: str | Path,
+    notebook: str | Path | Any,
     output_notebook: str | Path,
     parameters: dict[str, Any],
     cwd: str | Path,
@@ -193,20 +166,56 @@ def execute_step(
     cell_timeout: float | None = None,
     timeout: float | None = None,
     on_cell: CellProgress | None = None,
+    allow_errors: bool = False,
 ) -> StepOutcome:
-    """Run `notebook` with `parameters` into `output_notebook`, its kernel working in `cwd`.
+    """Run `notebook` (a path or an nbformat node) with `parameters` into `output_notebook`, its
+    kernel working in `cwd`, through `papermill.execute_notebook` on labline's engine.
 
-    `cell_timeout` bounds each cell, `timeout` all the cells together (the kernel's start-up
-    has its own limit, `runner.kernels.STARTUP_TIMEOUT`).
+    The kernel is the one the notebook declares unless `kernel_name` is given. `cell_timeout`
+    bounds each cell, `timeout` all the cells together (the kernel's start-up has its own limit,
+    `runner.kernels.STARTUP_TIMEOUT`). `allow_errors` runs on past failing cells (the grader).
     Returns a StepOutcome; the executed (or partly executed) notebook is always written.
     Safe to call from many threads at once: kernels are driven by one loop per process.
     """
-    loop = KernelLoop.get()
-    future = asyncio.run_coroutine_threadsafe(
-        execute_async(notebook, output_notebook, parameters, cwd, kernel_name, cell_timeout, timeout, on_cell),
-        loop.loop)
+    started = time.time()
+    output_notebook = Path(output_notebook)
+    output_notebook.parent.mkdir(parents=True, exist_ok=True)
+    nb = read_json(notebook) if isinstance(notebook, (str, Path)) else notebook
+    if not isinstance(notebook, (str, Path)):
+        import copy
+
+        notebook = copy.deepcopy(notebook)  # papermill changes the node it is given
+    total = sum(1 for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip())
+    outcome = StepOutcome("succeeded", str(output_notebook), started=started, cells_total=total)
+
+    def progress(done: int, all_cells: int) -> None:
+        outcome.cells_done, outcome.cells_total = done, all_cells
+        if on_cell:
+            on_cell(done, all_cells)
+
+    kernel = None
+    pool = KernelLoop.get().pool
     try:
-        return future.result()
-    except BaseException:
-        future.cancel()
-        raise
+        load_papermill()
+        kernel_name = kernel_name or declared_kernel(nb)
+        require_kernel(kernel_name)
+        loop = KernelLoop.get()
+        kernel = loop.run(pool.acquire(kernel_name, str(cwd), tuple(imported_modules(nb))))
+        _papermill(notebook if not isinstance(notebook, Path) else str(notebook), output_notebook, parameters, kernel,
+                   kernel_name, cell_timeout, timeout, progress, allow_errors)
+    except KernelMissing as exc:
+        outcome.status, outcome.error = "failed", {"ename": "KernelMissing", "evalue": str(exc), "cell": None}
+    except BaseException as exc:  # every ending is data for the manifest, not a crash
+        outcome.status = classify_failure(exc)
+        outcome.error = _error_from(exc, output_notebook)
+        if outcome.status == "dead_kernel" and kernel is not None:
+            outcome.error["kernel_log"] = kernel.log_tail()
+            _keep_log(kernel.log_path, output_notebook.parent / "kernel.log")
+        if outcome.status == "interrupted":
+            raise
+    finally:
+        if kernel is not None:
+            KernelLoop.get().run(pool.stop(kernel))
+        outcome.scraps = read_scraps(output_notebook)
+        outcome.finished = time.time()
+    return outcome

@@ -45,6 +45,8 @@ for _runner_module in {modules!r}:
 del _runner_module
 """
 DEFAULT_PRELOAD = ("scrapbook",)
+DEFAULT_KERNEL = "python3"  # for a notebook that declares no kernel at all
+_known_kernels: set[str] = set()
 STARTUP_TIMEOUT = 120.0  # kernel process up and answering; imports not included
 
 
@@ -67,6 +69,27 @@ class Kernel:
 
 
 Key = tuple[str, str, tuple[str, ...]]  # kernel name, working directory, modules to preload
+
+
+def declared_kernel(nb: dict[str, Any]) -> str:
+    """The kernel a notebook declares in its metadata (`python3` when it declares none)."""
+    return ((nb.get("metadata") or {}).get("kernelspec") or {}).get("name") or DEFAULT_KERNEL
+
+
+def require_kernel(name: str) -> None:
+    """Raise KernelMissing, naming the kernel and the fix, when no kernelspec `name` is installed."""
+    if name in _known_kernels:
+        return
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    from runner.errors import KernelMissing
+
+    installed = KernelSpecManager().find_kernel_specs()
+    if name not in installed:
+        raise KernelMissing(f"the notebook declares the kernel {name!r}, which is not installed here "
+                            f"(installed: {', '.join(sorted(installed)) or 'none'}); run `make install` to "
+                            f"register the project's kernel, or open the notebook and pick an installed one")
+    _known_kernels.update(installed)
 
 
 class KernelPool:
@@ -193,6 +216,7 @@ class KernelLoop:
 
     def __init__(self) -> None:
         defer_slow_imports()
+        import jupyter_client.manager  # noqa: F401  (before the loop's thread and step threads race to import it)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="runner-kernels", daemon=True)
         self.thread.start()

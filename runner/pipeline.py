@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,43 @@ def forced_steps(spec: PipelineSpec, force: bool | list[str] | None) -> set[str]
     return set(force or [])
 
 
+@dataclass
+class Plan:
+    """What a run (or `plan_status`) knows before executing: checked parameters, cache, forced steps."""
+
+    spec: PipelineSpec
+    declared: dict[str, dict[str, Any]]
+    params: dict[str, dict[str, Any]]
+    order: list[str]
+    forced: set[str]
+    history: RunHistory | None
+    requirements: str | None
+    scraps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def make(cls, spec, runs_root, overrides=None, only=None, force=None, cache=True) -> "Plan":
+        declared = declared_parameters(spec)
+        params = step_parameters(spec, overrides, declared)  # raises before any folder or kernel exists
+        return cls(spec, declared, params, select_steps(spec, only), forced_steps(spec, force),
+                   RunHistory(runs_root) if cache else None, requirements_sha256(spec.root))
+
+    def fingerprint(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Resolve a ready step's references and fingerprint it: (resolved parameters, fingerprint)."""
+        step = self.spec.steps[name]
+        resolved = resolve_references(self.params[name], self.scraps)
+        upstream = {need: self.digests[need] for need in step.needs}
+        fp = fingerprint(step.notebook, self.params[name], resolved, self.spec.root, upstream, self.requirements)
+        self.digests[name] = fp["digest"]
+        return resolved, fp
+
+    def reusable(self, name: str) -> tuple[str, dict[str, Any]] | None:
+        """(run id, entry) of an earlier run this fingerprinted step can reuse, unless forced."""
+        if self.history is None or name in self.forced:
+            return None
+        return self.history.reusable(name, self.digests[name])
+
+
 def run_pipeline(
     spec: PipelineSpec,
     runs_root: str | Path,
@@ -99,124 +136,153 @@ def run_pipeline(
     `only` restricts the run to these steps and what they need; `force` (True or step names)
     executes steps even when cached; `timeout` bounds each notebook (overrides `timeout:`);
     `executor` is 'local', 'dask', 'dask://HOST:PORT' or a StepExecutor shared between runs.
+    `kernel_name` overrides the kernel every notebook declares.
     Ctrl-C stops every kernel, marks the run interrupted and re-raises KeyboardInterrupt.
     """
-    global _active_runs
-    declared = declared_parameters(spec)
-    params = step_parameters(spec, overrides, declared)  # raises before any folder or kernel exists
-    order = select_steps(spec, only)
-    forced = forced_steps(spec, force)
+    plan = Plan.make(spec, runs_root, overrides, only, force, cache)
     if timeout is not None and timeout <= 0:
         raise UsageError(f"timeout must be a positive number of seconds, got {timeout}")
-    notify = on_event or (lambda *_: None)
-    history = RunHistory(runs_root) if cache else None
-    requirements = requirements_sha256(spec.root)
     owned = not isinstance(executor, StepExecutor)
     steps_executor = make_executor(executor, workers) if owned else executor
     record = RunRecord.create(runs_root, spec.name, metadata, run_id)
-    for name in order:
-        record.manifest["steps"][name] = {
-            "status": "pending", "notebook": str(spec.steps[name].notebook), "needs": spec.steps[name].needs,
-        }
+    for name in plan.order:
+        step = spec.steps[name]
+        record.manifest["steps"][name] = {"status": "pending", "notebook": str(step.notebook), "needs": step.needs}
     record.save()
-    with _active_lock:
-        _active_runs += 1
-
-    scraps: dict[str, dict[str, Any]] = {}
-    digests: dict[str, str] = {}
-    pending = list(order)
-    running: dict[Future, tuple[str, StepTask, int]] = {}
-    failed: set[str] = set()
+    scheduler = Scheduler(plan, record, steps_executor, on_event or (lambda *_: None),
+                          TaskOptions(kernel_name, cell_timeout, timeout))
+    _enter_run()
     try:
-        while pending or running:
-            for name in list(pending):
-                step = spec.steps[name]
-                if any(need in failed for need in step.needs):
-                    pending.remove(name)
-                    failed.add(name)
-                    blocked = [n for n in step.needs if n in failed]
-                    record.update_step(name, status="skipped", reason=f"upstream step(s) {blocked} did not succeed")
-                    notify(name, "skipped", {"needs": blocked})
-                elif all(need in scraps for need in step.needs):
-                    pending.remove(name)
-                    if "run_id" in declared[name]:
-                        params[name]["run_id"] = record.run_id
-                    task = _prepare(spec, record, name, params[name], scraps, digests, requirements,
-                                    kernel_name, cell_timeout, timeout)
-                    reused = None if (history is None or name in forced) else history.reusable(name, digests[name])
-                    if reused:
-                        source_run, body = reused
-                        scraps[name] = body.get("scraps") or {}
-                        entry = {k: body.get(k) for k in ("scraps", "output_notebook", "parameters")}
-                        record.update_step(name, status="cached", cached_from=source_run,
-                                           original_seconds=body.get("seconds", body.get("original_seconds")),
-                                           seconds=0.0, **entry)
-                        notify(name, "cached", {"cached_from": source_run})
-                        continue
-                    record.update_step(name, status="running", attempts=[], started=time.time())
-                    notify(name, "running", {"parameters": task.parameters})
-                    running[_submit(steps_executor, task, notify)] = (name, task, 1)
-            _prestart(spec, steps_executor, pending, running, scraps, kernel_name)
-            if not running:
-                continue
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in done:
-                name, task, attempt = running.pop(future)
-                outcome = future.result()
-                result = outcome.to_dict()
-                attempts = record.manifest["steps"][name].get("attempts", [])
-                attempts.append({"attempt": attempt, "status": outcome.status, "seconds": outcome.seconds,
-                                 "output_notebook": outcome.output_notebook,
-                                 "error": {k: v for k, v in (outcome.error or {}).items() if k != "traceback"} or None})
-                retries = spec.steps[name].retries
-                if outcome.status != "succeeded" and outcome.status != "interrupted" and attempt <= retries:
-                    kept = _keep_attempt(Path(outcome.output_notebook), attempt)
-                    attempts[-1]["output_notebook"] = kept
-                    record.update_step(name, status="retrying", attempts=attempts)
-                    notify(name, "retrying", {"attempt": attempt + 1, "error": outcome.error})
-                    running[_submit(steps_executor, task, notify)] = (name, task, attempt + 1)
-                    continue
-                record.update_step(name, **result, attempts=attempts)
-                notify(name, outcome.status, result)
-                if outcome.status == "succeeded":
-                    scraps[name] = outcome.scraps
-                else:
-                    failed.add(name)
+        scheduler.run()
     except BaseException:
-        _stop_kernels(steps_executor)
-        for future, (name, _, _) in running.items():
-            future.cancel()
-            record.update_step(name, status="interrupted")
-            notify(name, "interrupted", {})
-        for name in pending:
-            record.update_step(name, status="skipped", reason="the run was interrupted")
-        record.finish("interrupted")
+        scheduler.interrupt()
         raise
     finally:
-        with _active_lock:
-            _active_runs -= 1
-            last = _active_runs == 0
-        if owned:
-            steps_executor.close(wait=False)
-        if last:
-            _stop_spare_kernels()
-    record.finish("failed" if failed else "succeeded")
+        _leave_run(steps_executor if owned else None)
+    record.finish("failed" if scheduler.failed else "succeeded")
     return record
 
 
-def _prepare(spec, record, name, params, scraps, digests, requirements, kernel_name, cell_timeout, timeout) -> StepTask:
-    """Resolve references, fingerprint the step and build its task."""
-    step = spec.steps[name]
-    step_dir = record.step_dir(name)
-    resolved = resolve_references(params, scraps)
-    upstream = {need: digests[need] for need in step.needs}
-    fp = fingerprint(step.notebook, params, resolved, spec.root, upstream, requirements)
-    digests[name] = fp["digest"]
-    resolved["output_dir"] = str(step_dir / "artifacts")
-    record.update_step(name, parameters=resolved, fingerprint=fp)
-    return StepTask(step=name, notebook=str(step.notebook), output_notebook=str(step_dir / step.notebook.name),
-                    parameters=resolved, cwd=str(spec.root), kernel_name=kernel_name,
-                    cell_timeout=cell_timeout, timeout=timeout or step.timeout)
+def _enter_run() -> None:
+    global _active_runs
+    with _active_lock:
+        _active_runs += 1
+
+
+def _leave_run(owned_executor: StepExecutor | None) -> None:
+    """Close what this run owns; the last run of the process also stops the spare kernels."""
+    global _active_runs
+    with _active_lock:
+        _active_runs -= 1
+        last = _active_runs == 0
+    if owned_executor is not None:
+        owned_executor.close(wait=False)
+    if last:
+        _stop_spare_kernels()
+
+
+@dataclass
+class TaskOptions:
+    kernel_name: str | None
+    cell_timeout: float | None
+    timeout: float | None
+
+
+class Scheduler:
+    """Starts each step once what it needs has finished; records every outcome as it arrives."""
+
+    def __init__(self, plan: Plan, record: RunRecord, executor: StepExecutor, notify: Event, options: TaskOptions):
+        self.plan, self.record, self.executor, self.notify, self.options = plan, record, executor, notify, options
+        self.pending = list(plan.order)
+        self.running: dict[Future, tuple[str, StepTask, int]] = {}
+        self.failed: set[str] = set()
+
+    def run(self) -> None:
+        while self.pending or self.running:
+            self.start_ready()
+            _prestart(self.plan.spec, self.executor, self.pending, self.running, self.plan.scraps,
+                      self.options.kernel_name)
+            if self.running:
+                done, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    self.finish(future)
+
+    def start_ready(self) -> None:
+        """Skip, reuse or submit every pending step whose needs are settled."""
+        for name in list(self.pending):
+            needs = self.plan.spec.steps[name].needs
+            blocked = [n for n in needs if n in self.failed]
+            if blocked:
+                self.pending.remove(name)
+                self.failed.add(name)
+                self.record.update_step(name, status="skipped", reason=f"upstream step(s) {blocked} did not succeed")
+                self.notify(name, "skipped", {"needs": blocked})
+            elif all(need in self.plan.scraps for need in needs):
+                self.pending.remove(name)
+                self.start(name)
+
+    def start(self, name: str) -> None:
+        if "run_id" in self.plan.declared[name]:
+            self.plan.params[name]["run_id"] = self.record.run_id
+        task = self.task(name)
+        reused = self.plan.reusable(name)
+        if reused:
+            self.reuse(name, *reused)
+            return
+        self.record.update_step(name, status="running", attempts=[], started=time.time())
+        self.notify(name, "running", {"parameters": task.parameters})
+        self.running[_submit(self.executor, task, self.notify)] = (name, task, 1)
+
+    def task(self, name: str) -> StepTask:
+        """Fingerprint the step, record its parameters and build its task."""
+        step = self.plan.spec.steps[name]
+        step_dir = self.record.step_dir(name)
+        resolved, fp = self.plan.fingerprint(name)
+        resolved["output_dir"] = str(step_dir / "artifacts")
+        self.record.update_step(name, parameters=resolved, fingerprint=fp)
+        return StepTask(step=name, notebook=str(step.notebook), output_notebook=str(step_dir / step.notebook.name),
+                        parameters=resolved, cwd=str(self.plan.spec.root), kernel_name=self.options.kernel_name,
+                        cell_timeout=self.options.cell_timeout, timeout=self.options.timeout or step.timeout)
+
+    def reuse(self, name: str, source_run: str, body: dict[str, Any]) -> None:
+        self.plan.scraps[name] = body.get("scraps") or {}
+        entry = {k: body.get(k) for k in ("scraps", "output_notebook", "parameters")}
+        self.record.update_step(name, status="cached", cached_from=source_run, seconds=0.0,
+                                original_seconds=body.get("seconds", body.get("original_seconds")), **entry)
+        self.notify(name, "cached", {"cached_from": source_run})
+
+    def finish(self, future: Future) -> None:
+        """Record an attempt's outcome; retry it when the step allows another attempt."""
+        name, task, attempt = self.running.pop(future)
+        outcome = future.result()
+        attempts = self.record.manifest["steps"][name].get("attempts", [])
+        error = {k: v for k, v in (outcome.error or {}).items() if k != "traceback"} or None
+        attempts.append({"attempt": attempt, "status": outcome.status, "seconds": outcome.seconds,
+                         "output_notebook": outcome.output_notebook, "error": error})
+        if outcome.status not in ("succeeded", "interrupted") and attempt <= self.plan.spec.steps[name].retries:
+            attempts[-1]["output_notebook"] = _keep_attempt(Path(outcome.output_notebook), attempt)
+            self.record.update_step(name, status="retrying", attempts=attempts)
+            self.notify(name, "retrying", {"attempt": attempt + 1, "error": outcome.error})
+            self.running[_submit(self.executor, task, self.notify)] = (name, task, attempt + 1)
+            return
+        result = outcome.to_dict()
+        self.record.update_step(name, **result, attempts=attempts)
+        self.notify(name, outcome.status, result)
+        if outcome.status == "succeeded":
+            self.plan.scraps[name] = outcome.scraps
+        else:
+            self.failed.add(name)
+
+    def interrupt(self) -> None:
+        """Ctrl-C (or any crash of the scheduler): stop every kernel, mark what had not finished."""
+        _stop_kernels()
+        for future, (name, _, _) in self.running.items():
+            future.cancel()
+            self.record.update_step(name, status="interrupted")
+            self.notify(name, "interrupted", {})
+        for name in self.pending:
+            self.record.update_step(name, status="skipped", reason="the run was interrupted")
+        self.record.finish("interrupted")
 
 
 def _submit(steps_executor: StepExecutor, task: StepTask, notify: Event) -> Future:
@@ -245,22 +311,20 @@ def _prestart(spec, steps_executor, pending, running, scraps, kernel_name) -> No
     upcoming = [n for n in pending if all(need in scraps or need in in_flight for need in spec.steps[n].needs)]
     if not upcoming:
         return
-    from runner.execute import DEFAULT_KERNEL
-    from runner.kernels import KernelLoop
+    from runner.kernels import KernelLoop, declared_kernel
     from runner.notebook import imported_modules, read_json
 
     counts: dict[tuple, int] = {}
     for name in upcoming[: steps_executor.workers]:
         nb = read_json(spec.steps[name].notebook)
-        nb_kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name")
-        key = (kernel_name or nb_kernel or DEFAULT_KERNEL, tuple(imported_modules(nb)))
+        key = (kernel_name or declared_kernel(nb), tuple(imported_modules(nb)))
         counts[key] = counts.get(key, 0) + 1
     loop = KernelLoop.get()
     for (name, modules), count in counts.items():
         loop.call(loop.pool.prestart, name, str(spec.root), modules, count)
 
 
-def _stop_kernels(steps_executor: StepExecutor) -> None:
+def _stop_kernels() -> None:
     from runner.kernels import KernelLoop
 
     loop = KernelLoop.running()
@@ -282,33 +346,22 @@ def _stop_spare_kernels() -> None:
 def plan_status(spec: PipelineSpec, runs_root: str | Path, overrides=None, only=None, force=None) -> list[dict[str, Any]]:
     """What `run_pipeline` would do, step by step, without executing anything.
 
-    Each row: step, action ('cached' | 'run' | 'run after upstream'), from_run, reasons.
+    Each row: step, action ('cached' | 'run'), from_run, reasons.
     """
-    declared = declared_parameters(spec)
-    params = step_parameters(spec, overrides, declared)
-    forced = forced_steps(spec, force)
-    history = RunHistory(runs_root)
-    requirements = requirements_sha256(spec.root)
-    scraps: dict[str, dict[str, Any]] = {}
-    digests: dict[str, str] = {}
-    rows = []
-    for name in select_steps(spec, only):
-        step = spec.steps[name]
-        waiting = [n for n in step.needs if n not in scraps]
-        if waiting:
-            rows.append({"step": name, "action": "run", "from_run": None,
-                         "reasons": [f"upstream step {n} will run" for n in waiting]})
-            continue
-        resolved = resolve_references(params[name], scraps)
-        fp = fingerprint(step.notebook, params[name], resolved, spec.root,
-                         {n: digests[n] for n in step.needs}, requirements)
-        digests[name] = fp["digest"]
-        reused = history.reusable(name, fp["digest"])
-        if reused and name not in forced:
-            scraps[name] = reused[1].get("scraps") or {}
-            rows.append({"step": name, "action": "cached", "from_run": reused[0], "reasons": ["nothing changed"]})
-            continue
-        latest = history.latest(name)
-        reasons = ["forced"] if name in forced else explain(fp, (latest[1].get("fingerprint") if latest else None))
-        rows.append({"step": name, "action": "run", "from_run": latest[0] if latest else None, "reasons": reasons})
-    return rows
+    plan = Plan.make(spec, runs_root, overrides, only, force)
+    return [_status_row(plan, name) for name in plan.order]
+
+
+def _status_row(plan: Plan, name: str) -> dict[str, Any]:
+    waiting = [n for n in plan.spec.steps[name].needs if n not in plan.scraps]
+    if waiting:
+        return {"step": name, "action": "run", "from_run": None,
+                "reasons": [f"upstream step {n} will run" for n in waiting]}
+    _, fp = plan.fingerprint(name)
+    reused = plan.reusable(name)
+    if reused:
+        plan.scraps[name] = reused[1].get("scraps") or {}
+        return {"step": name, "action": "cached", "from_run": reused[0], "reasons": ["nothing changed"]}
+    latest = plan.history.latest(name)
+    reasons = ["forced"] if name in plan.forced else explain(fp, (latest[1].get("fingerprint") if latest else None))
+    return {"step": name, "action": "run", "from_run": latest[0] if latest else None, "reasons": reasons}

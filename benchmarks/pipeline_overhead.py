@@ -2,9 +2,13 @@
 
     python benchmarks/pipeline_overhead.py [--quick] [--no-dask]
 
-1. `papermill` (the command line), one notebook after the other: what users do today.
-2. `labline run`, cold (empty runs folder): parallel steps, prestarted and warmed kernels.
-3. `labline run` again with nothing changed (the command, and `run_pipeline` in this process).
+1. `papermill` (the command line), one notebook after the other: what users do without labline.
+2. `labline run`, cold (empty runs folder): every step still one `papermill.execute_notebook`,
+   in parallel, on prestarted and warmed kernels.
+   1 and 2 alternate (ABAB, `--rounds` of each, 3 by default) so that a change of load on a
+   shared machine falls on both; the medians and their ratio are reported.
+3. `labline run` again with nothing changed (the command, median of `--rounds`, and
+   `run_pipeline` in this process).
 4. The floor: the same code cells as one plain Python script (no kernels, no notebooks).
 5. A sweep of 8 `train_torch` runs on a Dask LocalCluster with 1 worker, then with 2.
 
@@ -18,6 +22,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,7 +70,7 @@ def sequential_papermill(spec, overrides, folder: Path) -> float:
         output = folder / name / step.notebook.name
         output.parent.mkdir(parents=True, exist_ok=True)
         command = [str(BIN / "papermill"), str(step.notebook), str(output), "-f", str(params_file),
-                   "--cwd", str(spec.root), "-k", "python3", "--no-progress-bar"]
+                   "--cwd", str(spec.root), "--no-progress-bar"]  # the kernel each notebook declares
         seconds, result = timed(lambda: subprocess.run(command, capture_output=True, text=True))
         check(result, f"papermill {name}")
         total += seconds
@@ -116,10 +121,33 @@ def dask_sweep(spec, runs: Path, seed_run: Path, workers: int, overrides) -> flo
     return seconds
 
 
+def alternate(spec, overrides, set_params, work: Path, runs: Path, rounds: int, results: dict):
+    """Baseline and labline in turn (ABAB...), each on fresh folders; medians into `results`."""
+    times: dict[str, list[float]] = {"papermill_sequential": [], "labline_run_cold": []}
+    manifest, run_id = {}, ""
+    for number in range(1, rounds + 1):
+        print(f"round {number}/{rounds}: sequential papermill ...", flush=True)
+        times["papermill_sequential"].append(sequential_papermill(spec, overrides, work / f"papermill{number}"))
+        print(f"round {number}/{rounds}: labline run (cold) ...", flush=True)
+        cold_runs = runs if number == rounds else work / f"runs{number}"
+        took, result = timed(lambda: labline("run", "--runs", str(cold_runs), *set_params))
+        check(result, "labline run")
+        times["labline_run_cold"].append(took)
+        run_id = json.loads(labline("runs", "--runs", str(cold_runs), "--format", "json").stdout)[-1]["run_id"]
+        manifest = json.loads((cold_runs / run_id / "manifest.json").read_text())
+        results.setdefault("labline_step_seconds", []).append(
+            {n: b.get("seconds") for n, b in manifest["steps"].items()})
+    results["rounds"] = times
+    for name, values in times.items():
+        results["seconds"][name] = statistics.median(values)
+    return manifest, run_id
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"smaller parameters: {' '.join(QUICK)}")
     parser.add_argument("--no-dask", action="store_true", help="leave out the Dask sweep")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of baseline and labline, alternating (3)")
     args = parser.parse_args(argv)
     overrides = QUICK if args.quick else []
     spec = load_pipeline(ROOT / "pipeline.yaml")
@@ -131,19 +159,16 @@ def main(argv: list[str] | None = None) -> int:
                      "overrides": overrides, "seconds": {}}
     seconds = results["seconds"]
     try:
-        print("sequential papermill ...", flush=True)
-        seconds["papermill_sequential"] = sequential_papermill(spec, overrides, work / "papermill")
-
-        print("labline run (cold) ...", flush=True)
-        seconds["labline_run_cold"], result = timed(lambda: labline("run", "--runs", str(runs), *set_params))
-        check(result, "labline run")
-        run_id = json.loads(labline("runs", "--runs", str(runs), "--format", "json").stdout)[-1]["run_id"]
-        manifest = json.loads((runs / run_id / "manifest.json").read_text())
-        results["labline_step_seconds"] = {n: b.get("seconds") for n, b in manifest["steps"].items()}
+        manifest, run_id = alternate(spec, overrides, set_params, work, runs, args.rounds, results)
 
         print("labline run (nothing changed) ...", flush=True)
-        seconds["labline_run_unchanged_command"], result = timed(lambda: labline("run", "--runs", str(runs), *set_params))
-        check(result, "labline run (again)")
+        unchanged = []
+        for _ in range(args.rounds):
+            took, result = timed(lambda: labline("run", "--runs", str(runs), *set_params))
+            check(result, "labline run (again)")
+            unchanged.append(took)
+        results["rounds"]["labline_run_unchanged_command"] = unchanged
+        seconds["labline_run_unchanged_command"] = statistics.median(unchanged)
         from runner.pipeline import run_pipeline
 
         seconds["labline_run_unchanged_in_process"], record = timed(
@@ -168,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ratios = {
         "papermill_over_labline_cold": seconds["papermill_sequential"] / seconds["labline_run_cold"],
+        "papermill_over_labline_cold_per_round": [a / b for a, b in zip(results["rounds"]["papermill_sequential"],
+                                                                       results["rounds"]["labline_run_cold"])],
         "labline_cold_over_floor": seconds["labline_run_cold"] / seconds["plain_python_floor"],
         "papermill_over_floor": seconds["papermill_sequential"] / seconds["plain_python_floor"],
     }
@@ -179,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in seconds.items():
         print(f"{name:40} {value:8.2f} s")
     for name, value in ratios.items():
-        print(f"{name:40} {value:8.2f} x")
+        print(f"{name:40} " + (" ".join(f"{v:.2f}" for v in value) if isinstance(value, list) else f"{value:8.2f}")
+              + " x")
     out = ROOT / "benchmarks" / "results" / "pipeline_overhead.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

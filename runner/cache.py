@@ -7,26 +7,31 @@ A step's fingerprint is built from what decides its outputs:
 - `inputs`: the content hash of every file or folder a parameter names (data files, upstream
   artifacts: the content, never the path or its time stamp);
 - `upstream`: the fingerprints of the steps it needs;
-- `requirements`: the hash of `requirements.lock` next to the pipeline file.
+- `requirements`: the hash of `requirements.lock` next to the pipeline file;
+- `modules`: the content hash of every project-local source file the notebook imports, directly
+  or through those files' own imports (e.g. `labline/models/artifact.py`), found by reading the
+  import statements (nothing is imported); modules outside the project folder do not count.
 
 The components are stored in the manifest, so `explain` can say which one changed.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from runner.notebook import code_sources, read_json
+from runner.notebook import code_sources, parse_source, read_json
 from runner.records import list_runs
 
 REUSABLE = ("succeeded", "cached")
 IGNORED_PARAMETERS = {"output_dir", "run_id"}
 MAX_FOLDER_FILES = 5000
 _hash_memo: dict[tuple[str, int, int], str] = {}
+_imports_memo: dict[tuple[str, int, int], list[str]] = {}
 
 
 def _digest(data: Any) -> str:
@@ -97,6 +102,60 @@ def requirements_sha256(root: Path) -> str | None:
     return file_sha256(lock) if lock.exists() else None
 
 
+def imported_names(tree: ast.AST, package: str = "") -> list[str]:
+    """Every module an import statement anywhere in `tree` may load (`from a import b`: a and a.b)."""
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: max(len(package.split(".")) - node.level + 1, 0)]
+                base = ".".join([*parts, base] if base else parts)
+            if base:
+                names.append(base)
+                names.extend(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+    return names
+
+
+def module_files(name: str, root: Path) -> list[Path]:
+    """The project files importing `name` runs: each package's __init__.py on the way, then the module."""
+    parts, files = name.split("."), []
+    for depth in range(1, len(parts) + 1):
+        base = root.joinpath(*parts[:depth])
+        for candidate in (base / "__init__.py", base.with_suffix(".py")):
+            if candidate.is_file():
+                files.append(candidate)
+                break
+        else:
+            break
+    return files
+
+
+def _file_imports(path: Path, root: Path) -> list[str]:
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _imports_memo:
+        module = path.relative_to(root).with_suffix("").as_posix().replace("/", ".")
+        package = module.removesuffix(".__init__") if path.name == "__init__.py" else module.rpartition(".")[0]
+        tree = parse_source(path.read_text(encoding="utf-8", errors="replace"))
+        _imports_memo[key] = imported_names(tree, package) if tree is not None else []
+    return _imports_memo[key]
+
+
+def local_modules(notebook: str | Path, root: Path) -> dict[str, str]:
+    """{path relative to `root`: sha256} of the project's source files the notebook reaches by import."""
+    pending = [n for src in code_sources(read_json(notebook)) for n in imported_names(parse_source(src) or ast.Module([]))]
+    seen: dict[Path, str] = {}
+    while pending:
+        for path in module_files(pending.pop(), root):
+            if path not in seen:
+                seen[path] = file_sha256(path)
+                pending.extend(_file_imports(path, root))
+    return {p.relative_to(root).as_posix(): sha for p, sha in sorted(seen.items())}
+
+
 def fingerprint(notebook: str | Path, declared: dict[str, Any], resolved: dict[str, Any], root: Path,
                 upstream: dict[str, str], requirements: str | None) -> dict[str, Any]:
     """The fingerprint of one step: its components and their `digest`."""
@@ -106,6 +165,7 @@ def fingerprint(notebook: str | Path, declared: dict[str, Any], resolved: dict[s
         "inputs": input_hashes(resolved, root),
         "upstream": dict(sorted(upstream.items())),
         "requirements": requirements,
+        "modules": local_modules(notebook, root.resolve()),
     }
     return {**components, "digest": _digest(components)}
 
@@ -159,4 +219,9 @@ def explain(new: dict[str, Any], old: dict[str, Any] | None) -> list[str]:
             reasons.append(f"upstream step {name} changed")
     if new["requirements"] != old.get("requirements"):
         reasons.append("requirements.lock changed")
+    new_m, old_m = new.get("modules") or {}, old.get("modules") or {}
+    for path in sorted(set(new_m) | set(old_m)):
+        if new_m.get(path) != old_m.get(path):
+            what = "changed" if path in new_m and path in old_m else ("now imported" if path in new_m else "no longer imported")
+            reasons.append(f"module {path} {what}")
     return reasons or ["fingerprint changed"]

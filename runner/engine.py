@@ -27,10 +27,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from papermill.engines import Engine
+from papermill.engines import Engine, NotebookExecutionManager
 from papermill.translators import PythonTranslator, papermill_translators
 
-from runner.notebook import imported_modules, injected_source, python_literal
+from runner.notebook import imported_modules, injected_source, python_literal, write_atomic
 
 PROJECT_KERNEL = "labline"
 CellProgress = Callable[[int, int], None]  # (code cells done, code cells in all)
@@ -60,8 +60,35 @@ def use_translator(kernel_name: str) -> None:
 use_translator(PROJECT_KERNEL)
 
 
+class LablineExecutionManager(NotebookExecutionManager):
+    """papermill's manager, saving atomically as plain JSON: it saves before and after every cell, and
+    nbformat's schema validation on each save would cost more than a short cell (papermill validates
+    the notebook when it reads it and when it writes the final one)."""
+
+    def save(self, **kwargs):
+        if kwargs.get("nb"):
+            self.nb = kwargs["nb"]
+        if self.output_path:
+            write_atomic(self.nb, self.output_path)
+        self.last_save_time = self.now()
+
+
 class LablineEngine(Engine):
     """A papermill engine; see the module docstring for what it adds."""
+
+    @classmethod
+    def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
+                         autosave_cell_every=30, **kwargs):
+        """papermill's `Engine.execute_notebook`, with labline's execution manager."""
+        nb_man = LablineExecutionManager(nb, output_path=output_path, progress_bar=progress_bar,
+                                         log_output=log_output, autosave_cell_every=autosave_cell_every)
+        nb_man.notebook_start()
+        try:
+            cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+        finally:
+            nb_man.cleanup_pbar()
+            nb_man.notebook_complete()
+        return nb_man.nb
 
     @classmethod
     def execute_managed_notebook(cls, nb_man, kernel_name, km=None, kc=None, execution_timeout=None,

@@ -45,6 +45,18 @@ def code_sources(nb: dict[str, Any]) -> list[str]:
             if c.get("cell_type") == "code" and INJECTED_TAG not in cell_tags(c)]
 
 
+def parse_source(source: str) -> Any:
+    """The AST of a cell's or a file's code (IPython `%` and `!` lines left out); None when it does not parse."""
+    import ast
+
+    lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    try:
+        with _PARSE_LOCK:
+            return ast.parse("\n".join(lines))
+    except SyntaxError:
+        return None
+
+
 def imported_modules(nb: dict[str, Any]) -> list[str]:
     """Modules the notebook imports unconditionally (top-level `import` statements of its code
     cells), in order: what a kernel can import before the notebook needs them."""
@@ -52,11 +64,8 @@ def imported_modules(nb: dict[str, Any]) -> list[str]:
 
     modules: list[str] = []
     for source in code_sources(nb):
-        lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
-        try:
-            with _PARSE_LOCK:
-                tree = ast.parse("\n".join(lines))
-        except SyntaxError:
+        tree = parse_source(source)
+        if tree is None:
             continue
         for node in tree.body:
             if isinstance(node, ast.Import):

@@ -30,7 +30,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/labline run
 
+# Lint and format check first (ruff, configured in pyproject.toml), then the tests.
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
 # The project folder as root, so notebooks/, exercises/ and solutions/ are all at hand; opens notebooks/.

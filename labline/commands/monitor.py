@@ -10,7 +10,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from labline.cli import CommandError
+from labline.commands.common import CommandError
 
 EXIT_HEALTHY, EXIT_ALERT = 0, 1
 USAGE_ERRORS = ("SourceError", "FileNotFoundError", "ArtifactError", "RegistryError", "DatasetError", "ValueError")
@@ -70,21 +70,21 @@ def _in_process(params: dict) -> dict:
 
 
 def _with_notebook(params: dict, out: Path) -> dict:
-    import papermill as pm
-
+    """The monitor notebook through the runner's one executor (papermill on labline's engine)."""
     from labline.paths import project_root
-    from runner.scraps import read_scraps
+    from runner.execute import execute_step
+    from runner.params import bind_parameters
 
-    root = project_root()
+    notebook = project_root() / "notebooks" / "monitor.ipynb"
     executed = out / "monitor.ipynb"
-    try:
-        pm.execute_notebook(str(root / "notebooks" / "monitor.ipynb"), str(executed), parameters=params,
-                            kernel_name="python3", cwd=str(root), progress_bar=False, log_output=False)
-    except pm.PapermillExecutionError as exc:
-        if exc.ename in USAGE_ERRORS:
-            raise CommandError(f"{exc.ename}: {exc.evalue} (executed notebook: {executed})") from exc
-        raise CommandError(f"the monitor notebook failed: {exc.ename}: {exc.evalue} (see {executed})", 1) from exc
-    return read_scraps(executed)
+    outcome = execute_step(notebook, executed, bind_parameters(notebook, params), cwd=project_root())
+    error = outcome.failure
+    if error is not None:
+        if error.ename in USAGE_ERRORS:
+            raise CommandError(f"{error.ename}: {error.evalue} (executed notebook: {executed})") from error
+        raise CommandError(f"the monitor notebook {outcome.status}: {error.ename}: {error.evalue} (see {executed})",
+                           1) from error
+    return outcome.scraps
 
 
 def run_monitor(args) -> int:

@@ -69,9 +69,17 @@ def sequential_papermill(spec, overrides, folder: Path) -> float:
         params_file.write_text(json.dumps(values))  # YAML is a superset of JSON
         output = folder / name / step.notebook.name
         output.parent.mkdir(parents=True, exist_ok=True)
-        command = [str(BIN / "papermill"), str(step.notebook), str(output), "-f", str(params_file),
-                   "--cwd", str(spec.root), "--no-progress-bar"]  # the kernel each notebook declares
-        seconds, result = timed(lambda: subprocess.run(command, capture_output=True, text=True))
+        command = [
+            str(BIN / "papermill"),
+            str(step.notebook),
+            str(output),
+            "-f",
+            str(params_file),
+            "--cwd",
+            str(spec.root),
+            "--no-progress-bar",
+        ]  # the kernel each notebook declares
+        seconds, result = timed(lambda command=command: subprocess.run(command, capture_output=True, text=True))
         check(result, f"papermill {name}")
         total += seconds
         scraps[name] = read_scraps(output)
@@ -85,8 +93,11 @@ def labline(*args: str) -> subprocess.CompletedProcess:
 
 def floor_script(manifest: dict, folder: Path) -> Path:
     """Every step's code cells, parameters first, run with exec() in one Python process."""
-    parts = ["import os, sys", "os.environ.setdefault('MPLBACKEND', 'Agg')",
-             "from IPython.display import display  # a builtin inside notebooks"]
+    parts = [
+        "import os, sys",
+        "os.environ.setdefault('MPLBACKEND', 'Agg')",
+        "from IPython.display import display  # a builtin inside notebooks",
+    ]
     for name, body in manifest["steps"].items():
         nb = read_json(body["notebook"])
         params = dict(body["parameters"], output_dir=str(folder / name / "artifacts"))
@@ -96,8 +107,9 @@ def floor_script(manifest: dict, folder: Path) -> Path:
         if parameters_cell is not None:
             index = [c for c in cells].index(parameters_cell)
             sources.insert(index + 1, injected_source(params))
-        code = "\n".join(line for src in sources for line in src.splitlines()
-                         if not line.lstrip().startswith(("%", "!")))
+        code = "\n".join(
+            line for src in sources for line in src.splitlines() if not line.lstrip().startswith(("%", "!"))
+        )
         parts.append(f"exec(compile({code!r}, {name!r}, 'exec'), {{'__name__': '__main__', 'display': display}})")
     script = folder / "floor.py"
     script.parent.mkdir(parents=True, exist_ok=True)
@@ -113,8 +125,9 @@ def dask_sweep(spec, runs: Path, seed_run: Path, workers: int, overrides) -> flo
     (runs / seed_run.name).mkdir()
     shutil.copy(seed_run / "manifest.json", runs / seed_run.name / "manifest.json")  # explore comes from cache
     with make_executor("dask", workers) as executor:
-        seconds, records = timed(lambda: sweep(spec, runs, "train_torch", SWEEP, overrides=overrides,
-                                               executor=executor))
+        seconds, records = timed(
+            lambda: sweep(spec, runs, "train_torch", SWEEP, overrides=overrides, executor=executor)
+        )
     failed = [r.run_id for r in records if r.manifest["status"] != "succeeded"]
     if failed:
         raise SystemExit(f"sweep runs failed: {failed}")
@@ -130,13 +143,14 @@ def alternate(spec, overrides, set_params, work: Path, runs: Path, rounds: int, 
         times["papermill_sequential"].append(sequential_papermill(spec, overrides, work / f"papermill{number}"))
         print(f"round {number}/{rounds}: labline run (cold) ...", flush=True)
         cold_runs = runs if number == rounds else work / f"runs{number}"
-        took, result = timed(lambda: labline("run", "--runs", str(cold_runs), *set_params))
+        took, result = timed(lambda cold_runs=cold_runs: labline("run", "--runs", str(cold_runs), *set_params))
         check(result, "labline run")
         times["labline_run_cold"].append(took)
         run_id = json.loads(labline("runs", "--runs", str(cold_runs), "--format", "json").stdout)[-1]["run_id"]
         manifest = json.loads((cold_runs / run_id / "manifest.json").read_text())
         results.setdefault("labline_step_seconds", []).append(
-            {n: b.get("seconds") for n, b in manifest["steps"].items()})
+            {n: b.get("seconds") for n, b in manifest["steps"].items()}
+        )
     results["rounds"] = times
     for name, values in times.items():
         results["seconds"][name] = statistics.median(values)
@@ -154,9 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="pipeline-overhead-"))
     runs = work / "runs"
     set_params = [a for o in overrides for a in ("-p", o)]
-    results: dict = {"machine": {"cores": os.cpu_count(), "platform": platform.platform(),
-                                 "load_average_at_start": os.getloadavg()},
-                     "overrides": overrides, "seconds": {}}
+    results: dict = {
+        "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "load_average_at_start": os.getloadavg()},
+        "overrides": overrides,
+        "seconds": {},
+    }
     seconds = results["seconds"]
     try:
         manifest, run_id = alternate(spec, overrides, set_params, work, runs, args.rounds, results)
@@ -172,14 +188,16 @@ def main(argv: list[str] | None = None) -> int:
         from runner.pipeline import run_pipeline
 
         seconds["labline_run_unchanged_in_process"], record = timed(
-            lambda: run_pipeline(spec, runs, overrides=overrides))
+            lambda: run_pipeline(spec, runs, overrides=overrides)
+        )
         assert {b["status"] for b in record.manifest["steps"].values()} == {"cached"}, record.manifest
         seconds["labline_command_startup"], _ = timed(lambda: labline("--version"))
 
         print("plain Python script (the floor) ...", flush=True)
         script = floor_script(manifest, work / "floor")
-        seconds["plain_python_floor"], result = timed(lambda: subprocess.run(
-            [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True))
+        seconds["plain_python_floor"], result = timed(
+            lambda: subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True)
+        )
         check(result, "floor script")
 
         if not args.no_dask:
@@ -187,27 +205,31 @@ def main(argv: list[str] | None = None) -> int:
             for workers in (1, 2):
                 print(f"sweep of 8 train_torch runs on a Dask LocalCluster, {workers} worker(s) ...", flush=True)
                 seconds[f"dask_sweep_8_runs_{workers}_worker"] = dask_sweep(
-                    spec, work / f"sweep{workers}", runs / run_id, workers, sweep_overrides)
+                    spec, work / f"sweep{workers}", runs / run_id, workers, sweep_overrides
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     ratios = {
         "papermill_over_labline_cold": seconds["papermill_sequential"] / seconds["labline_run_cold"],
-        "papermill_over_labline_cold_per_round": [a / b for a, b in zip(results["rounds"]["papermill_sequential"],
-                                                                       results["rounds"]["labline_run_cold"])],
+        "papermill_over_labline_cold_per_round": [
+            a / b for a, b in zip(results["rounds"]["papermill_sequential"], results["rounds"]["labline_run_cold"])
+        ],
         "labline_cold_over_floor": seconds["labline_run_cold"] / seconds["plain_python_floor"],
         "papermill_over_floor": seconds["papermill_sequential"] / seconds["plain_python_floor"],
     }
     if "dask_sweep_8_runs_2_worker" in seconds:
-        ratios["dask_sweep_1_worker_over_2_workers"] = (seconds["dask_sweep_8_runs_1_worker"]
-                                                        / seconds["dask_sweep_8_runs_2_worker"])
+        ratios["dask_sweep_1_worker_over_2_workers"] = (
+            seconds["dask_sweep_8_runs_1_worker"] / seconds["dask_sweep_8_runs_2_worker"]
+        )
     results["ratios"] = ratios
     results["machine"]["load_average_at_end"] = os.getloadavg()
     for name, value in seconds.items():
         print(f"{name:40} {value:8.2f} s")
     for name, value in ratios.items():
-        print(f"{name:40} " + (" ".join(f"{v:.2f}" for v in value) if isinstance(value, list) else f"{value:8.2f}")
-              + " x")
+        print(
+            f"{name:40} " + (" ".join(f"{v:.2f}" for v in value) if isinstance(value, list) else f"{value:8.2f}") + " x"
+        )
     out = ROOT / "benchmarks" / "results" / "pipeline_overhead.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -146,7 +146,9 @@ def _file_imports(path: Path, root: Path) -> list[str]:
 
 def local_modules(notebook: str | Path, root: Path) -> dict[str, str]:
     """{path relative to `root`: sha256} of the project's source files the notebook reaches by import."""
-    pending = [n for src in code_sources(read_json(notebook)) for n in imported_names(parse_source(src) or ast.Module([]))]
+    pending = [
+        n for src in code_sources(read_json(notebook)) for n in imported_names(parse_source(src) or ast.Module([]))
+    ]
     seen: dict[Path, str] = {}
     while pending:
         for path in module_files(pending.pop(), root):
@@ -156,8 +158,14 @@ def local_modules(notebook: str | Path, root: Path) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): sha for p, sha in sorted(seen.items())}
 
 
-def fingerprint(notebook: str | Path, declared: dict[str, Any], resolved: dict[str, Any], root: Path,
-                upstream: dict[str, str], requirements: str | None) -> dict[str, Any]:
+def fingerprint(
+    notebook: str | Path,
+    declared: dict[str, Any],
+    resolved: dict[str, Any],
+    root: Path,
+    upstream: dict[str, str],
+    requirements: str | None,
+) -> dict[str, Any]:
     """The fingerprint of one step: its components and their `digest`."""
     components = {
         "notebook": notebook_sha256(notebook),
@@ -222,6 +230,10 @@ def explain(new: dict[str, Any], old: dict[str, Any] | None) -> list[str]:
     new_m, old_m = new.get("modules") or {}, old.get("modules") or {}
     for path in sorted(set(new_m) | set(old_m)):
         if new_m.get(path) != old_m.get(path):
-            what = "changed" if path in new_m and path in old_m else ("now imported" if path in new_m else "no longer imported")
+            what = (
+                "changed"
+                if path in new_m and path in old_m
+                else ("now imported" if path in new_m else "no longer imported")
+            )
             reasons.append(f"module {path} {what}")
     return reasons or ["fingerprint changed"]

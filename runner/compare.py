@@ -8,7 +8,9 @@ import json
 from typing import Any
 
 
-def comparison_rows(manifests: list[dict[str, Any]], metrics: list[str], label: str | None = None) -> list[dict[str, Any]]:
+def comparison_rows(
+    manifests: list[dict[str, Any]], metrics: list[str], label: str | None = None
+) -> list[dict[str, Any]]:
     """Rows of (run_id, step, [label], metrics...) for succeeded steps that glued a metric."""
     rows = []
     for manifest in manifests:
@@ -61,7 +63,9 @@ def render(rows: list[dict[str, Any]], fmt: str = "table", title: str | None = N
 
         table = Table(title=title)
         for column in columns:
-            table.add_column(column, justify="right" if rows and isinstance(rows[0].get(column), (int, float)) else "left")
+            table.add_column(
+                column, justify="right" if rows and isinstance(rows[0].get(column), (int, float)) else "left"
+            )
         for row in rows:
             table.add_row(*(_cell(row.get(c)) for c in columns))
         console = Console(file=io.StringIO(), width=200, force_terminal=False)

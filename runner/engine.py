@@ -77,11 +77,17 @@ class LablineEngine(Engine):
     """A papermill engine; see the module docstring for what it adds."""
 
     @classmethod
-    def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
-                         autosave_cell_every=30, **kwargs):
+    def execute_notebook(
+        cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False, autosave_cell_every=30, **kwargs
+    ):
         """papermill's `Engine.execute_notebook`, with labline's execution manager."""
-        nb_man = LablineExecutionManager(nb, output_path=output_path, progress_bar=progress_bar,
-                                         log_output=log_output, autosave_cell_every=autosave_cell_every)
+        nb_man = LablineExecutionManager(
+            nb,
+            output_path=output_path,
+            progress_bar=progress_bar,
+            log_output=log_output,
+            autosave_cell_every=autosave_cell_every,
+        )
         nb_man.notebook_start()
         try:
             cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
@@ -91,14 +97,24 @@ class LablineEngine(Engine):
         return nb_man.nb
 
     @classmethod
-    def execute_managed_notebook(cls, nb_man, kernel_name, km=None, kc=None, execution_timeout=None,
-                                 notebook_timeout=None, on_cell: CellProgress | None = None, allow_errors=False,
-                                 **kwargs):
+    def execute_managed_notebook(
+        cls,
+        nb_man,
+        kernel_name,
+        km=None,
+        kc=None,
+        execution_timeout=None,
+        notebook_timeout=None,
+        on_cell: CellProgress | None = None,
+        allow_errors=False,
+        **kwargs,
+    ):
         from runner.kernels import KernelLoop
 
         loop = KernelLoop.get()
         future = asyncio.run_coroutine_threadsafe(
-            _run(nb_man, kernel_name, km, kc, execution_timeout, notebook_timeout, on_cell, allow_errors), loop.loop)
+            _run(nb_man, kernel_name, km, kc, execution_timeout, notebook_timeout, on_cell, allow_errors), loop.loop
+        )
         try:
             return future.result()
         except BaseException:
@@ -128,8 +144,14 @@ async def _execute_cells(nb_man, kernel_name, km, kc, cell_timeout, notebook_tim
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
     nb = nb_man.nb
-    client = NotebookClient(nb, km=km, kernel_name=kernel_name, allow_errors=allow_errors,
-                            resources={"metadata": {"path": os.getcwd()}}, record_timing=True)
+    client = NotebookClient(
+        nb,
+        km=km,
+        kernel_name=kernel_name,
+        allow_errors=allow_errors,
+        resources={"metadata": {"path": os.getcwd()}},
+        record_timing=True,
+    )
     client.kc = kc or km.client()
     reply = await client.async_wait_for_reply(await _maybe_await(client.kc.kernel_info()))
     if reply and "language_info" in reply["content"]:

@@ -38,9 +38,17 @@ class NotebookExecutionError(RunnerError):
     failed | timeout | dead_kernel | interrupted), so a caller needs no second error type.
     """
 
-    def __init__(self, status: str, ename: str, evalue: str, cell_index: int | None = None,
-                 exec_count: int | None = None, source: str = "", traceback: list[str] | None = None,
-                 line: int | None = None):
+    def __init__(
+        self,
+        status: str,
+        ename: str,
+        evalue: str,
+        cell_index: int | None = None,
+        exec_count: int | None = None,
+        source: str = "",
+        traceback: list[str] | None = None,
+        line: int | None = None,
+    ):
         self.status, self.ename, self.evalue = status, ename, evalue
         self.cell_index, self.exec_count, self.source = cell_index, exec_count, source
         self.traceback, self.line = list(traceback or []), line

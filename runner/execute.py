@@ -67,9 +67,16 @@ class StepOutcome:
         if not self.error:
             return None
         e = self.error
-        return NotebookExecutionError(self.status, e.get("ename", "Error"), e.get("evalue", ""), e.get("cell_index"),
-                                      e.get("cell"), e.get("source", ""), str(e.get("traceback", "")).splitlines(),
-                                      e.get("line"))
+        return NotebookExecutionError(
+            self.status,
+            e.get("ename", "Error"),
+            e.get("evalue", ""),
+            e.get("cell_index"),
+            e.get("cell"),
+            e.get("source", ""),
+            str(e.get("traceback", "")).splitlines(),
+            e.get("line"),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -88,12 +95,18 @@ def classify_failure(exc: BaseException) -> str:
     return "failed"
 
 
-def _details(ename: str, evalue: str, source: str, cell_index: int | None, exec_count: int | None,
-             traceback: str) -> dict[str, Any]:
+def _details(
+    ename: str, evalue: str, source: str, cell_index: int | None, exec_count: int | None, traceback: str
+) -> dict[str, Any]:
     """The manifest's `error`: cell index and number, line, source line, exception, traceback."""
     text = _ANSI.sub("", traceback)
-    details: dict[str, Any] = {"ename": ename, "evalue": evalue, "cell": exec_count, "cell_index": cell_index,
-                               "traceback": text[-4000:]}
+    details: dict[str, Any] = {
+        "ename": ename,
+        "evalue": evalue,
+        "cell": exec_count,
+        "cell_index": cell_index,
+        "traceback": text[-4000:],
+    }
     lines = source.splitlines()
     matches = _CELL_LINE.findall(text)
     line_no = int(matches[-1][1]) if matches else None
@@ -126,8 +139,9 @@ def _error_from(exc: BaseException, output_notebook: Path) -> dict[str, Any]:
     index, cell = _running_cell(output_notebook)
     source = "".join(cell.get("source", "")) if cell else ""
     count = cell.get("execution_count") if cell else None
-    return _details(type(exc).__name__, str(exc) or classify_failure(exc), source, index, count,
-                    "".join(tb.format_exception(exc)))
+    return _details(
+        type(exc).__name__, str(exc) or classify_failure(exc), source, index, count, "".join(tb.format_exception(exc))
+    )
 
 
 def _keep_log(source: Path, target: Path) -> None:
@@ -148,13 +162,25 @@ def load_papermill() -> Any:
     return papermill
 
 
-def _papermill(notebook, output_notebook: Path, parameters, kernel, kernel_name, cell_timeout, timeout, on_cell,
-               allow_errors) -> None:
+def _papermill(
+    notebook, output_notebook: Path, parameters, kernel, kernel_name, cell_timeout, timeout, on_cell, allow_errors
+) -> None:
     pm = load_papermill()
-    pm.execute_notebook(notebook, str(output_notebook), parameters=parameters, engine_name=ENGINE,
-                        kernel_name=kernel_name, progress_bar=False, log_output=False, km=kernel.km, kc=kernel.kc,
-                        execution_timeout=cell_timeout, notebook_timeout=timeout, on_cell=on_cell,
-                        allow_errors=allow_errors)
+    pm.execute_notebook(
+        notebook,
+        str(output_notebook),
+        parameters=parameters,
+        engine_name=ENGINE,
+        kernel_name=kernel_name,
+        progress_bar=False,
+        log_output=False,
+        km=kernel.km,
+        kc=kernel.kc,
+        execution_timeout=cell_timeout,
+        notebook_timeout=timeout,
+        on_cell=on_cell,
+        allow_errors=allow_errors,
+    )
 
 
 def execute_step(
@@ -201,8 +227,17 @@ def execute_step(
         require_kernel(kernel_name)
         loop = KernelLoop.get()
         kernel = loop.run(pool.acquire(kernel_name, str(cwd), tuple(imported_modules(nb))))
-        _papermill(notebook if not isinstance(notebook, Path) else str(notebook), output_notebook, parameters, kernel,
-                   kernel_name, cell_timeout, timeout, progress, allow_errors)
+        _papermill(
+            notebook if not isinstance(notebook, Path) else str(notebook),
+            output_notebook,
+            parameters,
+            kernel,
+            kernel_name,
+            cell_timeout,
+            timeout,
+            progress,
+            allow_errors,
+        )
     except KernelMissing as exc:
         outcome.status, outcome.error = "failed", {"ename": "KernelMissing", "evalue": str(exc), "cell": None}
     except BaseException as exc:  # every ending is data for the manifest, not a crash

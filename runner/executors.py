@@ -45,7 +45,7 @@ class StepExecutor:
             except Exception:
                 pass
 
-    def __enter__(self) -> "StepExecutor":
+    def __enter__(self) -> StepExecutor:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -58,8 +58,9 @@ def make_executor(kind: str = "local", workers: int | None = None) -> StepExecut
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     if kind == "local":
-        return StepExecutor(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="runner-step"),
-                            "local", workers, remote=False)
+        return StepExecutor(
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="runner-step"), "local", workers, remote=False
+        )
     if kind == "dask" or kind.startswith("dask://") or kind.startswith("tcp://"):
         return _dask_executor(kind, workers)
     raise UsageError(f"unknown executor {kind!r}; expected 'local', 'dask' or 'dask://HOST:PORT'")
@@ -74,8 +75,9 @@ def _dask_executor(kind: str, workers: int) -> StepExecutor:
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
     if kind == "dask":
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+        )
         client = Client(cluster)
         closers = [client.close, cluster.close]
     else:

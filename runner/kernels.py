@@ -36,7 +36,9 @@ from runner.lazy_imports import DEFER_SOURCE, defer_slow_imports
 # import scrapbook (and with it papermill, nbformat and pandas), which every notebook glues with,
 # and the modules the step's notebook imports unconditionally. A module that fails to import is
 # left alone: the notebook's own import statement then reports the error where it belongs.
-WARM_UP = DEFER_SOURCE + """
+WARM_UP = (
+    DEFER_SOURCE
+    + """
 for _runner_module in {modules!r}:
     try:
         __import__(_runner_module)
@@ -44,6 +46,7 @@ for _runner_module in {modules!r}:
         pass
 del _runner_module
 """
+)
 DEFAULT_PRELOAD = ("scrapbook",)
 DEFAULT_KERNEL = "python3"  # for a notebook that declares no kernel at all
 _known_kernels: set[str] = set()
@@ -86,9 +89,11 @@ def require_kernel(name: str) -> None:
 
     installed = KernelSpecManager().find_kernel_specs()
     if name not in installed:
-        raise KernelMissing(f"the notebook declares the kernel {name!r}, which is not installed here "
-                            f"(installed: {', '.join(sorted(installed)) or 'none'}); run `make install` to "
-                            f"register the project's kernel, or open the notebook and pick an installed one")
+        raise KernelMissing(
+            f"the notebook declares the kernel {name!r}, which is not installed here "
+            f"(installed: {', '.join(sorted(installed)) or 'none'}); run `make install` to "
+            f"register the project's kernel, or open the notebook and pick an installed one"
+        )
     _known_kernels.update(installed)
 
 
@@ -110,12 +115,14 @@ class KernelPool:
         kernel_name, cwd, modules = key
         number = next(self._ids)
         prefix = self._folder / f"k{number}"
-        km = AsyncKernelManager(kernel_name=kernel_name, transport="ipc", ip=str(prefix),
-                                connection_file=str(prefix) + ".json")
+        km = AsyncKernelManager(
+            kernel_name=kernel_name, transport="ipc", ip=str(prefix), connection_file=str(prefix) + ".json"
+        )
         log_path = Path(str(prefix) + ".log")
         with open(log_path, "wb") as log:  # the child keeps its own descriptor
-            await km.start_kernel(cwd=cwd, stdout=log, stderr=log,
-                                  extra_arguments=["--HistoryManager.hist_file=:memory:"])
+            await km.start_kernel(
+                cwd=cwd, stdout=log, stderr=log, extra_arguments=["--HistoryManager.hist_file=:memory:"]
+            )
         pid = getattr(getattr(km, "provisioner", None), "pid", None)
         if pid:
             self._pids.add(pid)
@@ -211,12 +218,13 @@ def _kill_group(pid: int) -> None:
 class KernelLoop:
     """One background event loop per process, owning the process's KernelPool."""
 
-    _instance: "KernelLoop | None" = None
+    _instance: KernelLoop | None = None
     _lock = threading.Lock()
 
     def __init__(self) -> None:
         defer_slow_imports()
         import jupyter_client.manager  # noqa: F401  (before the loop's thread and step threads race to import it)
+
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="runner-kernels", daemon=True)
         self.thread.start()
@@ -224,14 +232,14 @@ class KernelLoop:
         atexit.register(self.close)
 
     @classmethod
-    def get(cls) -> "KernelLoop":
+    def get(cls) -> KernelLoop:
         with cls._lock:
             if cls._instance is None:
                 cls._instance = cls()
             return cls._instance
 
     @classmethod
-    def running(cls) -> "KernelLoop | None":
+    def running(cls) -> KernelLoop | None:
         return cls._instance
 
     def run(self, coroutine: Coroutine, timeout: float | None = None) -> Any:

@@ -12,7 +12,7 @@ which may not be able to import `runner`.
 
 from __future__ import annotations
 
-DEFER_SOURCE = '''
+DEFER_SOURCE = """
 def _runner_defer_rfc3987_syntax():
     import importlib, importlib.util, sys, types
     name = "rfc3987_syntax"
@@ -49,7 +49,7 @@ def _runner_defer_rfc3987_syntax():
 
 _runner_defer_rfc3987_syntax()
 del _runner_defer_rfc3987_syntax
-'''
+"""
 
 
 def defer_slow_imports() -> None:

@@ -41,8 +41,9 @@ def cell_tags(cell: dict[str, Any]) -> list[str]:
 
 def code_sources(nb: dict[str, Any]) -> list[str]:
     """The code of every code cell, in order; outputs, metadata and markdown left out."""
-    return [cell_source(c) for c in nb.get("cells", [])
-            if c.get("cell_type") == "code" and INJECTED_TAG not in cell_tags(c)]
+    return [
+        cell_source(c) for c in nb.get("cells", []) if c.get("cell_type") == "code" and INJECTED_TAG not in cell_tags(c)
+    ]
 
 
 def parse_source(source: str) -> Any:
@@ -96,8 +97,10 @@ def python_literal(value: Any) -> str:
         return "(" + "".join(python_literal(v) + ", " for v in value) + ")"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{python_literal(k)}: {python_literal(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"parameter value {value!r} of type {type(value).__name__} is not plain data "
-                    f"(expected str, int, float, bool, None, or lists/dicts of them)")
+    raise TypeError(
+        f"parameter value {value!r} of type {type(value).__name__} is not plain data "
+        f"(expected str, int, float, bool, None, or lists/dicts of them)"
+    )
 
 
 def injected_source(parameters: dict[str, Any]) -> str:
@@ -131,8 +134,7 @@ def prepare(notebook: str | Path, parameters: dict[str, Any], output_path: str |
             cell.outputs = []
             cell.execution_count = None
     inject_parameters(nb, parameters)
-    nb.metadata["papermill"] = {"input_path": str(notebook), "output_path": str(output_path),
-                                "parameters": parameters}
+    nb.metadata["papermill"] = {"input_path": str(notebook), "output_path": str(output_path), "parameters": parameters}
     return nb
 
 

@@ -210,7 +210,9 @@ def convert_value(parameter: Parameter, value: Any) -> Any:
         ) from None
 
 
-def bind_parameters(notebook: str | Path, given: dict[str, Any], declared: dict[str, Parameter] | None = None) -> dict[str, Any]:
+def bind_parameters(
+    notebook: str | Path, given: dict[str, Any], declared: dict[str, Parameter] | None = None
+) -> dict[str, Any]:
     """Check `given` against the notebook's declared parameters and convert each value.
 
     Raises ParameterError naming an unknown parameter and listing the declared ones.
@@ -219,9 +221,7 @@ def bind_parameters(notebook: str | Path, given: dict[str, Any], declared: dict[
     unknown = [name for name in given if name not in declared]
     if unknown:
         listing = "\n  ".join(p.describe() for p in declared.values()) or "(none)"
-        raise ParameterError(
-            f"{notebook}: unknown parameter(s) {unknown}; the notebook declares:\n  {listing}"
-        )
+        raise ParameterError(f"{notebook}: unknown parameter(s) {unknown}; the notebook declares:\n  {listing}")
     return {name: convert_value(declared[name], value) for name, value in given.items()}
 
 

@@ -48,8 +48,16 @@ class StepTask:
         from runner.execute import execute_step
 
         Path(self.parameters["output_dir"]).mkdir(parents=True, exist_ok=True)
-        return execute_step(self.notebook, self.output_notebook, self.parameters, self.cwd,
-                            self.kernel_name, self.cell_timeout, self.timeout, on_cell)
+        return execute_step(
+            self.notebook,
+            self.output_notebook,
+            self.parameters,
+            self.cwd,
+            self.kernel_name,
+            self.cell_timeout,
+            self.timeout,
+            on_cell,
+        )
 
 
 def _run_task(task: StepTask, on_cell=None):
@@ -92,11 +100,18 @@ class Plan:
     digests: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def make(cls, spec, runs_root, overrides=None, only=None, force=None, cache=True) -> "Plan":
+    def make(cls, spec, runs_root, overrides=None, only=None, force=None, cache=True) -> Plan:
         declared = declared_parameters(spec)
         params = step_parameters(spec, overrides, declared)  # raises before any folder or kernel exists
-        return cls(spec, declared, params, select_steps(spec, only), forced_steps(spec, force),
-                   RunHistory(runs_root) if cache else None, requirements_sha256(spec.root))
+        return cls(
+            spec,
+            declared,
+            params,
+            select_steps(spec, only),
+            forced_steps(spec, force),
+            RunHistory(runs_root) if cache else None,
+            requirements_sha256(spec.root),
+        )
 
     def fingerprint(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """Resolve a ready step's references and fingerprint it: (resolved parameters, fingerprint)."""
@@ -149,8 +164,9 @@ def run_pipeline(
         step = spec.steps[name]
         record.manifest["steps"][name] = {"status": "pending", "notebook": str(step.notebook), "needs": step.needs}
     record.save()
-    scheduler = Scheduler(plan, record, steps_executor, on_event or (lambda *_: None),
-                          TaskOptions(kernel_name, cell_timeout, timeout))
+    scheduler = Scheduler(
+        plan, record, steps_executor, on_event or (lambda *_: None), TaskOptions(kernel_name, cell_timeout, timeout)
+    )
     _enter_run()
     try:
         scheduler.run()
@@ -200,8 +216,9 @@ class Scheduler:
     def run(self) -> None:
         while self.pending or self.running:
             self.start_ready()
-            _prestart(self.plan.spec, self.executor, self.pending, self.running, self.plan.scraps,
-                      self.options.kernel_name)
+            _prestart(
+                self.plan.spec, self.executor, self.pending, self.running, self.plan.scraps, self.options.kernel_name
+            )
             if self.running:
                 done, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
                 for future in done:
@@ -240,15 +257,28 @@ class Scheduler:
         resolved, fp = self.plan.fingerprint(name)
         resolved["output_dir"] = str(step_dir / "artifacts")
         self.record.update_step(name, parameters=resolved, fingerprint=fp)
-        return StepTask(step=name, notebook=str(step.notebook), output_notebook=str(step_dir / step.notebook.name),
-                        parameters=resolved, cwd=str(self.plan.spec.root), kernel_name=self.options.kernel_name,
-                        cell_timeout=self.options.cell_timeout, timeout=self.options.timeout or step.timeout)
+        return StepTask(
+            step=name,
+            notebook=str(step.notebook),
+            output_notebook=str(step_dir / step.notebook.name),
+            parameters=resolved,
+            cwd=str(self.plan.spec.root),
+            kernel_name=self.options.kernel_name,
+            cell_timeout=self.options.cell_timeout,
+            timeout=self.options.timeout or step.timeout,
+        )
 
     def reuse(self, name: str, source_run: str, body: dict[str, Any]) -> None:
         self.plan.scraps[name] = body.get("scraps") or {}
         entry = {k: body.get(k) for k in ("scraps", "output_notebook", "parameters")}
-        self.record.update_step(name, status="cached", cached_from=source_run, seconds=0.0,
-                                original_seconds=body.get("seconds", body.get("original_seconds")), **entry)
+        self.record.update_step(
+            name,
+            status="cached",
+            cached_from=source_run,
+            seconds=0.0,
+            original_seconds=body.get("seconds", body.get("original_seconds")),
+            **entry,
+        )
         self.notify(name, "cached", {"cached_from": source_run})
 
     def finish(self, future: Future) -> None:
@@ -257,8 +287,15 @@ class Scheduler:
         outcome = future.result()
         attempts = self.record.manifest["steps"][name].get("attempts", [])
         error = {k: v for k, v in (outcome.error or {}).items() if k != "traceback"} or None
-        attempts.append({"attempt": attempt, "status": outcome.status, "seconds": outcome.seconds,
-                         "output_notebook": outcome.output_notebook, "error": error})
+        attempts.append(
+            {
+                "attempt": attempt,
+                "status": outcome.status,
+                "seconds": outcome.seconds,
+                "output_notebook": outcome.output_notebook,
+                "error": error,
+            }
+        )
         if outcome.status not in ("succeeded", "interrupted") and attempt <= self.plan.spec.steps[name].retries:
             attempts[-1]["output_notebook"] = _keep_attempt(Path(outcome.output_notebook), attempt)
             self.record.update_step(name, status="retrying", attempts=attempts)
@@ -343,7 +380,9 @@ def _stop_spare_kernels() -> None:
             loop.pool.kill_now()
 
 
-def plan_status(spec: PipelineSpec, runs_root: str | Path, overrides=None, only=None, force=None) -> list[dict[str, Any]]:
+def plan_status(
+    spec: PipelineSpec, runs_root: str | Path, overrides=None, only=None, force=None
+) -> list[dict[str, Any]]:
     """What `run_pipeline` would do, step by step, without executing anything.
 
     Each row: step, action ('cached' | 'run'), from_run, reasons.
@@ -355,8 +394,12 @@ def plan_status(spec: PipelineSpec, runs_root: str | Path, overrides=None, only=
 def _status_row(plan: Plan, name: str) -> dict[str, Any]:
     waiting = [n for n in plan.spec.steps[name].needs if n not in plan.scraps]
     if waiting:
-        return {"step": name, "action": "run", "from_run": None,
-                "reasons": [f"upstream step {n} will run" for n in waiting]}
+        return {
+            "step": name,
+            "action": "run",
+            "from_run": None,
+            "reasons": [f"upstream step {n} will run" for n in waiting],
+        }
     _, fp = plan.fingerprint(name)
     reused = plan.reusable(name)
     if reused:

@@ -15,7 +15,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,11 @@ MANIFEST = "manifest.json"
 
 def new_run_id() -> str:
     """Sortable by time, unique across processes: 20261123-193000-ab12cd."""
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -49,8 +49,9 @@ class RunRecord:
         self.manifest = manifest
 
     @classmethod
-    def create(cls, runs_root: str | Path, pipeline: str, metadata: dict[str, Any] | None = None,
-               run_id: str | None = None) -> "RunRecord":
+    def create(
+        cls, runs_root: str | Path, pipeline: str, metadata: dict[str, Any] | None = None, run_id: str | None = None
+    ) -> RunRecord:
         run_id = run_id or new_run_id()
         path = Path(runs_root).resolve() / run_id
         path.mkdir(parents=True, exist_ok=False)
@@ -68,7 +69,7 @@ class RunRecord:
         return record
 
     @classmethod
-    def load(cls, path: str | Path) -> "RunRecord":
+    def load(cls, path: str | Path) -> RunRecord:
         path = Path(path)
         return cls(path, json.loads((path / MANIFEST).read_text()))
 

@@ -41,7 +41,7 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def to_frame(value: Any) -> "pd.DataFrame":  # noqa: F821
+def to_frame(value: Any) -> pd.DataFrame:  # noqa: F821
     """Rebuild a DataFrame scrap stored by `jsonable`."""
     import pandas as pd
 

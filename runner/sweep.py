@@ -96,20 +96,34 @@ def sweep(
     try:
         needs = spec.steps[step].needs
         if needs and any(row["action"] != "cached" for row in plan_status(spec, runs_root, base, only=needs)):
-            first = run_pipeline(spec, runs_root, overrides=base, only=needs, executor=shared,
-                                 metadata={**(metadata or {}), "sweep": {"id": sweep_id, "role": "upstream"}},
-                                 on_event=on_event, timeout=timeout)
+            first = run_pipeline(
+                spec,
+                runs_root,
+                overrides=base,
+                only=needs,
+                executor=shared,
+                metadata={**(metadata or {}), "sweep": {"id": sweep_id, "role": "upstream"}},
+                on_event=on_event,
+                timeout=timeout,
+            )
             if first.manifest["status"] != "succeeded":
-                raise RunnerError(f"the steps {step!r} needs did not succeed (run {first.run_id}); "
-                                  f"`show {first.run_id}` says why")
+                raise RunnerError(
+                    f"the steps {step!r} needs did not succeed (run {first.run_id}); `show {first.run_id}` says why"
+                )
 
         def one(combo: dict[str, Any]) -> RunRecord:
             values = {**base, **{f"{step}.{k}": v for k, v in combo.items()}}
             labelled = (lambda s, state, d: on_event(s, state, {**d, "combo": combo})) if on_event else None
-            return run_pipeline(spec, runs_root, overrides=values, only=[step], executor=shared,
-                                metadata={**(metadata or {}), "sweep": {"id": sweep_id, "step": step,
-                                                                        "parameters": combo}},
-                                on_event=labelled, timeout=timeout)
+            return run_pipeline(
+                spec,
+                runs_root,
+                overrides=values,
+                only=[step],
+                executor=shared,
+                metadata={**(metadata or {}), "sweep": {"id": sweep_id, "step": step, "parameters": combo}},
+                on_event=labelled,
+                timeout=timeout,
+            )
 
         with ThreadPoolExecutor(max_workers=len(combos), thread_name_prefix="runner-sweep") as runs:
             return list(runs.map(one, combos))

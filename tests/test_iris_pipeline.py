@@ -23,7 +23,10 @@ def test_every_step_succeeded_and_recorded(iris_run):
     assert m["packages"]["papermill"] and m["packages"]["torch"].startswith("2.13.0")
     assert "sha" in m["git"] and m["device"]
     on_disk = json.loads((iris_run.path / "manifest.json").read_text())
-    assert on_disk["steps"]["train_torch"]["scraps"]["test_accuracy"] == m["steps"]["train_torch"]["scraps"]["test_accuracy"]
+    assert (
+        on_disk["steps"]["train_torch"]["scraps"]["test_accuracy"]
+        == m["steps"]["train_torch"]["scraps"]["test_accuracy"]
+    )
 
 
 def test_explore_profiles_checks_and_snapshots(iris_run):
@@ -77,8 +80,17 @@ def test_infer_uses_saved_preprocessing(iris_run):
 def test_audit_writes_a_filled_model_card(iris_run):
     scraps = iris_run.manifest["steps"]["audit_torch"]["scraps"]
     card = Path(scraps["model_card_path"]).read_text()
-    for section in ("Model Details", "Intended Use", "Factors", "Metrics", "Evaluation Data", "Training Data",
-                    "Quantitative Analyses", "Ethical Considerations", "Caveats and Recommendations"):
+    for section in (
+        "Model Details",
+        "Intended Use",
+        "Factors",
+        "Metrics",
+        "Evaluation Data",
+        "Training Data",
+        "Quantitative Analyses",
+        "Ethical Considerations",
+        "Caveats and Recommendations",
+    ):
         assert f"## {section}" in card
     assert iris_run.run_id in card
     assert scraps["model_sha256"] == iris_run.manifest["steps"]["train_torch"]["scraps"]["artifact_sha256"]

@@ -30,7 +30,8 @@ def test_executed_notebooks_read_by_scrapbook_and_papermill(iris_run):
         path = step["output_notebook"]
         book = sb.read_notebook(path)
         assert {k: v for k, v in step["scraps"].items() if not isinstance(v, dict)} == {
-            k: s.data for k, s in book.scraps.items() if k in step["scraps"] and not isinstance(step["scraps"][k], dict)}
+            k: s.data for k, s in book.scraps.items() if k in step["scraps"] and not isinstance(step["scraps"][k], dict)
+        }
         durations = book.metrics["value"]  # one row per executed cell, from papermill's per-cell duration
         assert len(durations) >= 3 and (durations > 0).all() and durations.sum() > 0.1, name
         assert book.parameters == meta_parameters(path)
@@ -88,9 +89,24 @@ def test_failure_is_a_typed_error(failing_step, tmp_path):
 def test_papermill_command_with_labline_engine(tmp_path):
     out = tmp_path / "out.ipynb"
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "papermill"), str(ROOT / "notebooks" / "train_torch.ipynb"), str(out),
-         "--engine", "labline", "-p", "epochs", "5", "-p", "output_dir", str(tmp_path / "torch"), "--no-progress-bar"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [
+            str(Path(sys.executable).parent / "papermill"),
+            str(ROOT / "notebooks" / "train_torch.ipynb"),
+            str(out),
+            "--engine",
+            "labline",
+            "-p",
+            "epochs",
+            "5",
+            "-p",
+            "output_dir",
+            str(tmp_path / "torch"),
+            "--no-progress-bar",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     import nbformat
@@ -107,13 +123,26 @@ def test_papermill_command_with_labline_engine(tmp_path):
 LIB = "def value():\n    return 5\n"
 NOTEBOOK = {
     "cells": [
-        {"cell_type": "code", "id": "params", "metadata": {"tags": ["parameters"]}, "source": "output_dir: str = 'out'",
-         "outputs": [], "execution_count": None},
-        {"cell_type": "code", "id": "uses", "metadata": {}, "outputs": [], "execution_count": None,
-         "source": "import scrapbook as sb\nfrom mylib.tools import value\nsb.glue('value', value())"},
+        {
+            "cell_type": "code",
+            "id": "params",
+            "metadata": {"tags": ["parameters"]},
+            "source": "output_dir: str = 'out'",
+            "outputs": [],
+            "execution_count": None,
+        },
+        {
+            "cell_type": "code",
+            "id": "uses",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "source": "import scrapbook as sb\nfrom mylib.tools import value\nsb.glue('value', value())",
+        },
     ],
     "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-    "nbformat": 4, "nbformat_minor": 5,
+    "nbformat": 4,
+    "nbformat_minor": 5,
 }
 
 

@@ -22,8 +22,11 @@ def project(tmp_path_factory):
     (folder / "requirements.lock").write_text("numpy==2.0.0\n")
     steps = {
         "make": {"notebook": "echo.ipynb", "parameters": {"x": 3, "source_path": "data.txt"}},
-        "use": {"notebook": "consume.ipynb", "needs": ["make"],
-                "parameters": {"value": "${make.doubled}", "result_path": "${make.result_path}"}},
+        "use": {
+            "notebook": "consume.ipynb",
+            "needs": ["make"],
+            "parameters": {"value": "${make.doubled}", "result_path": "${make.result_path}"},
+        },
     }
     pipeline = make_project(folder, steps)
     spec = load_pipeline(pipeline)
@@ -162,4 +165,7 @@ def test_iris_rerun_with_nothing_changed_is_all_cached(iris_run, tmp_path):
     steps = record.manifest["steps"]
     assert {s["status"] for s in steps.values()} == {"cached"}
     assert {s["cached_from"] for s in steps.values()} == {iris_run.run_id}
-    assert steps["train_torch"]["scraps"]["test_accuracy"] == iris_run.manifest["steps"]["train_torch"]["scraps"]["test_accuracy"]
+    assert (
+        steps["train_torch"]["scraps"]["test_accuracy"]
+        == iris_run.manifest["steps"]["train_torch"]["scraps"]["test_accuracy"]
+    )

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -61,9 +59,24 @@ def test_timeout_exits_3(project):
 def test_ctrl_c_marks_the_run_interrupted_and_stops_kernels(project):
     before = {m["run_id"] for m in manifests(project)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "labline.cli", "run", "--only", "nap", "--force",
-         "--pipeline", str(project), "--runs", str(project.parent / "runs")],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "labline.cli",
+            "run",
+            "--only",
+            "nap",
+            "--force",
+            "--pipeline",
+            str(project),
+            "--runs",
+            str(project.parent / "runs"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 120
         started = False
@@ -94,8 +107,21 @@ def test_status_then_sweep(project):
     rows = json.loads(result.stdout)
     assert rows[0]["step"] == "make" and rows[0]["action"] == "run" and rows[0]["why"] == "never ran"
 
-    result = cli(project, "sweep", "make", "-p", "x=1,3,2", "-p", "sizes=[8],[4,4]", "--metric", "doubled",
-                 "--format", "json", "--workers", "2")
+    result = cli(
+        project,
+        "sweep",
+        "make",
+        "-p",
+        "x=1,3,2",
+        "-p",
+        "sizes=[8],[4,4]",
+        "--metric",
+        "doubled",
+        "--format",
+        "json",
+        "--workers",
+        "2",
+    )
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [r["doubled"] for r in rows] == [6, 6, 4, 4, 2, 2]  # best (largest) first

@@ -22,11 +22,17 @@ def test_pipeline_and_sweep_on_a_dask_local_cluster(dask_executor, tmp_path):
     from runner.sweep import sweep, sweep_rows
 
     assert dask_executor.remote and dask_executor.workers == 2
-    pipeline = make_project(tmp_path / "project", {
-        "make": {"notebook": "echo.ipynb", "parameters": {"x": 3}},
-        "use": {"notebook": "consume.ipynb", "needs": ["make"],
-                "parameters": {"value": "${make.doubled}", "result_path": "${make.result_path}"}},
-    })
+    pipeline = make_project(
+        tmp_path / "project",
+        {
+            "make": {"notebook": "echo.ipynb", "parameters": {"x": 3}},
+            "use": {
+                "notebook": "consume.ipynb",
+                "needs": ["make"],
+                "parameters": {"value": "${make.doubled}", "result_path": "${make.result_path}"},
+            },
+        },
+    )
     spec = load_pipeline(pipeline)
     record = run_pipeline(spec, tmp_path / "runs", executor=dask_executor)
     assert record.manifest["status"] == "succeeded", record.manifest

@@ -21,8 +21,11 @@ def failing_run(tmp_path_factory):
     marker = folder / "pwned"
     steps = {
         "echo": {"notebook": "echo.ipynb", "parameters": {"x": "3", "text": EVIL.format(marker=marker)}},
-        "consume": {"notebook": "consume.ipynb", "needs": ["echo"],
-                    "parameters": {"value": "${echo.doubled}", "result_path": "${echo.result_path}"}},
+        "consume": {
+            "notebook": "consume.ipynb",
+            "needs": ["echo"],
+            "parameters": {"value": "${echo.doubled}", "result_path": "${echo.result_path}"},
+        },
         "fails": {"notebook": "fails.ipynb"},
         "after_fails": {"notebook": "consume.ipynb", "needs": ["fails"]},
         "dies": {"notebook": "dies.ipynb"},
@@ -32,10 +35,20 @@ def failing_run(tmp_path_factory):
     pipeline = make_project(folder / "project", steps)
     before = files_under(pipeline.parent)
     events = []
-    record = run_pipeline(load_pipeline(pipeline), pipeline.parent / "runs", workers=3,
-                          on_event=lambda step, state, details: events.append((step, state)))
-    return {"record": record, "steps": record.manifest["steps"], "marker": marker, "before": before,
-            "after": files_under(pipeline.parent), "events": events}
+    record = run_pipeline(
+        load_pipeline(pipeline),
+        pipeline.parent / "runs",
+        workers=3,
+        on_event=lambda step, state, details: events.append((step, state)),
+    )
+    return {
+        "record": record,
+        "steps": record.manifest["steps"],
+        "marker": marker,
+        "before": before,
+        "after": files_under(pipeline.parent),
+        "events": events,
+    }
 
 
 def test_run_fails_but_the_good_steps_finish(failing_run):

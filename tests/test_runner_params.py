@@ -29,10 +29,16 @@ def test_text_values_convert_to_the_declared_type():
     assert bind_parameters(ECHO, {"sizes": "8,4"})["sizes"] == [8, 4]
 
 
-@pytest.mark.parametrize("name,value,expected", [
-    ("x", "seven", "int"), ("x", "1.5", "int"), ("mode", "c", "one of"), ("sizes", "[1, 'a']", "list[int]"),
-    ("rate", "fast", "float"),
-])
+@pytest.mark.parametrize(
+    "name,value,expected",
+    [
+        ("x", "seven", "int"),
+        ("x", "1.5", "int"),
+        ("mode", "c", "one of"),
+        ("sizes", "[1, 'a']", "list[int]"),
+        ("rate", "fast", "float"),
+    ],
+)
 def test_values_that_do_not_fit_are_refused_with_the_type(name, value, expected):
     with pytest.raises(ParameterError) as info:
         bind_parameters(ECHO, {name: value})
@@ -44,10 +50,18 @@ def test_unknown_parameter_lists_the_declared_ones():
         bind_parameters(ECHO, {"nope": 1})
 
 
-@pytest.mark.parametrize("value", [
-    "x'); import os; os.system('touch /tmp/pwned'); ('", 'a"b\\n', "\n'''\"\"\"", "{__import__('os')}",
-    [1, "two", None, {"k": [True, 2.5]}], {"nested": {"a": (1, 2)}}, float("inf"),
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "x'); import os; os.system('touch /tmp/pwned'); ('",
+        'a"b\\n',
+        "\n'''\"\"\"",
+        "{__import__('os')}",
+        [1, "two", None, {"k": [True, 2.5]}],
+        {"nested": {"a": (1, 2)}},
+        float("inf"),
+    ],
+)
 def test_injected_values_are_literals_that_round_trip(value):
     text = python_literal(value)
     assert ast.literal_eval(text.replace("float('inf')", "1e999")) == value

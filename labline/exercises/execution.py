@@ -42,8 +42,11 @@ def cell_error(cell: NotebookNode) -> dict | None:
     """The error output of an executed code cell (ename, evalue, traceback), or None."""
     for output in cell.get("outputs", []):
         if output.get("output_type") == "error":
-            return {"ename": output.get("ename", ""), "evalue": output.get("evalue", ""),
-                    "traceback": output.get("traceback", [])}
+            return {
+                "ename": output.get("ename", ""),
+                "evalue": output.get("evalue", ""),
+                "traceback": output.get("traceback", []),
+            }
     return None
 
 
@@ -60,12 +63,16 @@ def _executed(path: Path, fallback: NotebookNode) -> NotebookNode:
 def _verdict(outcome, cell_timeout: float, total_timeout: float) -> tuple[str, str]:
     error = outcome.error or {}
     where = error.get("cell_index")
-    if outcome.status in ("succeeded", "failed") and error.get("ename") != "KernelMissing" and \
-            outcome.cells_done >= outcome.cells_total:
+    if (
+        outcome.status in ("succeeded", "failed")
+        and error.get("ename") != "KernelMissing"
+        and outcome.cells_done >= outcome.cells_total
+    ):
         return "completed", "every cell ran"
     if outcome.status == "timeout":
-        return "timeout", (f"time limit reached in cell {where} (at most {cell_timeout:g} s a cell, "
-                           f"{total_timeout:g} s in all)")
+        return "timeout", (
+            f"time limit reached in cell {where} (at most {cell_timeout:g} s a cell, {total_timeout:g} s in all)"
+        )
     if outcome.status == "dead_kernel":
         return "dead_kernel", f"the kernel died while running cell {where}"
     return "error", f"{error.get('ename', 'Error')}: {error.get('evalue', '')}"
@@ -89,8 +96,16 @@ def run_notebook(
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="labline-grade-") as tmp:
         out = Path(tmp) / "executed.ipynb"
-        outcome = execute_step(notebook, out, {}, cwd, kernel_name=kernel_name, cell_timeout=cell_timeout,
-                               timeout=total_timeout, allow_errors=True)
+        outcome = execute_step(
+            notebook,
+            out,
+            {},
+            cwd,
+            kernel_name=kernel_name,
+            cell_timeout=cell_timeout,
+            timeout=total_timeout,
+            allow_errors=True,
+        )
         executed = _executed(out, notebook)
     status, message = _verdict(outcome, cell_timeout, total_timeout)
     stopped = None if status == "completed" else (outcome.error or {}).get("cell_index")

@@ -8,33 +8,25 @@ Exit codes: 0 success, 1 a step or check failed, 2 usage or spec error, 3 timeou
 from __future__ import annotations
 
 import argparse
-import importlib
-import pkgutil
 import sys
 
-import labline.commands
 from labline import __version__
+from labline.commands import data, exercises, monitor, pipeline, registry, retrain, serve
+from labline.commands.common import EXIT_USAGE, CommandError
 from runner.errors import RunnerError
 
-EXIT_USAGE = 2
-
-
-class CommandError(Exception):
-    """A usage problem found by a command: message to stderr, exit code 2 unless given."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_USAGE):
-        super().__init__(message)
-        self.exit_code = exit_code
+# The command groups, in the order `labline --help` lists their commands.
+COMMAND_MODULES = (data, exercises, monitor, pipeline, registry, retrain, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="labline", description="Notebook-driven ML pipelines, from classroom to production.")
+    parser = argparse.ArgumentParser(
+        prog="labline", description="Notebook-driven ML pipelines, from classroom to production."
+    )
     parser.add_argument("--version", action="version", version=f"labline {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(labline.commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"labline.commands.{info.name}")
-        if hasattr(module, "register"):
-            module.register(subparsers)
+    for module in COMMAND_MODULES:
+        module.register(subparsers)
     return parser
 
 
@@ -46,10 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.handler(args) or 0)
-    except CommandError as exc:
-        print(f"labline {args.command}: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except RunnerError as exc:
+    except (CommandError, RunnerError) as exc:
         print(f"labline {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -58,8 +47,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Under `python -m labline.cli` this file runs as __main__; go through the imported module so
-    # the CommandError that subcommands raise is the class main() catches.
-    from labline.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labline.cli import CommandError
+from labline.commands.common import CommandError
 from labline.data.datasets import DatasetError, read_table
 
 # The batch and perturbation modules need pandas: they load when their command runs, so the CLI starts fast.

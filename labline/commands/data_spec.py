@@ -40,7 +40,7 @@ def register_data(subparsers) -> None:
 
 
 def cmd_spec(args: argparse.Namespace) -> int:
-    from labline.cli import CommandError
+    from labline.commands.common import CommandError
 
     source = args.source
     if source.split(":")[0] in BUILTIN and not Path(source).exists():
@@ -63,7 +63,7 @@ def cmd_spec(args: argparse.Namespace) -> int:
 
 
 def _spec_for(args: argparse.Namespace) -> DatasetSpec:
-    from labline.cli import CommandError
+    from labline.commands.common import CommandError
 
     if bool(args.dataset) == bool(args.spec):
         raise CommandError("give exactly one of --dataset NAME (a built-in data set) or --spec FILE (a spec JSON)")
@@ -79,7 +79,7 @@ def _spec_for(args: argparse.Namespace) -> DatasetSpec:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from labline.cli import CommandError
+    from labline.commands.common import CommandError
     from labline.data.validate import read_batch, validate
 
     spec = _spec_for(args)

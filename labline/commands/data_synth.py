@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from labline.cli import CommandError
+from labline.commands.common import CommandError
 GENERATORS = {"iris": "labline.data.synth:write_synth_parquet"}  # imported when used: the CLI starts fast
 
 

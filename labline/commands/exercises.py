@@ -57,7 +57,7 @@ def register(subparsers) -> None:
 
 
 def _usage(exc: Exception):
-    from labline.cli import CommandError
+    from labline.commands.common import CommandError
 
     return CommandError(str(exc))
 

@@ -10,7 +10,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from labline.commands.common import CommandError
+from labline.commands.common import CommandError, add_db_option, add_runs_option, resolve_runs
 
 EXIT_HEALTHY, EXIT_ALERT = 0, 1
 USAGE_ERRORS = ("SourceError", "FileNotFoundError", "ArtifactError", "RegistryError", "DatasetError", "ValueError")
@@ -25,9 +25,9 @@ def register(subparsers) -> None:
     parser.add_argument("--window", default="7d", help="how far back to read requests: 30m, 12h, 7d, 2w or all (default 7d)")
     parser.add_argument("--webhook", default="", metavar="URL", help="POST the alerts as JSON to this URL")
     parser.add_argument("--out", type=Path, default=None, help="report folder (default runs/monitor/<time>)")
-    parser.add_argument("--db", default=None, help="model registry URL (default $LABLINE_DB or .labline/labline.db)")
+    add_db_option(parser)
     parser.add_argument("--request-log", default=None, help="request log (default $LABLINE_REQUEST_LOG or .labline/requests.db)")
-    parser.add_argument("--runs", type=Path, default=None, help="runs folder (default runs/ or $LABLINE_RUNS)")
+    add_runs_option(parser)
     parser.add_argument("--min-rows", type=int, default=50, help="fewer rows per feature: not enough data (default 50)")
     parser.add_argument("--drift-share", type=float, default=0.25,
                         help="dataset drift when this share of features drifted (default 0.25)")
@@ -89,13 +89,7 @@ def _with_notebook(params: dict, out: Path) -> dict:
 
 def run_monitor(args) -> int:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    if args.runs:
-        default_out = args.runs / "monitor" / stamp
-    else:
-        from labline.paths import runs_root
-
-        default_out = runs_root() / "monitor" / stamp
-    out = args.out or default_out
+    out = args.out or resolve_runs(args) / "monitor" / stamp
     out.mkdir(parents=True, exist_ok=True)
     params = _parameters(args, out)
     scraps = _in_process(params) if args.no_notebook else _with_notebook(params, out)

@@ -15,9 +15,10 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from labline.commands.progress import ProgressDisplay
+from labline.commands.common import add_db_option, add_format_option, add_runs_option, resolve_runs
+from labline.commands.progress import ProgressDisplay, progress_printer
 from labline.env import run_metadata
-from labline.paths import project_root, runs_root
+from labline.paths import project_root
 from runner.compare import comparison_rows, render, sort_rows
 from runner.params import read_parameters
 from runner.pipeline import plan_status, run_pipeline
@@ -27,7 +28,6 @@ from runner.spec import load_pipeline
 
 # What a comparison shows for each trained model: classification, then regression metrics.
 COMPARE_METRICS = ["test_accuracy", "macro_f1", "cv_score", "test_mae", "test_r2", "fit_seconds"]
-FORMATS = ["table", "csv", "json", "markdown"]
 
 
 def default_pipeline() -> Path:
@@ -42,7 +42,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--param", action="append", default=[], metavar="[STEP.]PARAM=VALUE",
                         help="set a parameter for one step, or for every step that declares it")
     parser.add_argument("--workers", type=int, default=None, help="steps run at once (default: number of cores)")
-    parser.add_argument("--runs", type=Path, default=None, help="runs folder (default: runs/ or $LABLINE_RUNS)")
+    add_runs_option(parser)
     parser.add_argument("--executor", default="local", metavar="local|dask|dask://HOST:PORT",
                         help="where steps execute: local kernels, a Dask LocalCluster, or a Dask scheduler")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
@@ -54,18 +54,18 @@ def register(subparsers) -> None:
     add_run_options(run)
     run.add_argument("--only", action="append", default=None, metavar="STEP", help="run only this step and what it needs")
     add_force_option(run)
-    run.add_argument("--format", choices=FORMATS, default="table", help="format of the final table")
-    run.add_argument("--db", default=None, help="registry URL for the trained models (default: $LABLINE_DB or .labline/labline.db)")
+    add_format_option(run)
+    add_db_option(run)
     run.add_argument("--no-register", action="store_true", help="do not register the trained models in the registry")
     run.set_defaults(handler=cmd_run)
 
     status = subparsers.add_parser("status", help="say, step by step, what `labline run` would execute and why")
     status.add_argument("--pipeline", type=Path, default=None)
     status.add_argument("-p", "--param", action="append", default=[], metavar="[STEP.]PARAM=VALUE")
-    status.add_argument("--runs", type=Path, default=None)
+    add_runs_option(status)
     status.add_argument("--only", action="append", default=None, metavar="STEP")
     add_force_option(status)
-    status.add_argument("--format", choices=FORMATS, default="table")
+    add_format_option(status)
     status.set_defaults(handler=cmd_status)
 
     sweep = subparsers.add_parser("sweep", help="run one step for every combination of parameter values")
@@ -76,28 +76,28 @@ def register(subparsers) -> None:
                        help="a fixed parameter for every run of the sweep")
     sweep.add_argument("--metric", default=None, help="metric to sort by, best first (default: the first one glued)")
     sweep.add_argument("--pipeline", type=Path, default=None)
-    sweep.add_argument("--runs", type=Path, default=None)
+    add_runs_option(sweep)
     sweep.add_argument("--workers", type=int, default=None)
     sweep.add_argument("--executor", default="local", metavar="local|dask|dask://HOST:PORT")
     sweep.add_argument("--timeout", type=float, default=None, metavar="SECONDS")
-    sweep.add_argument("--format", choices=FORMATS, default="table")
+    add_format_option(sweep)
     sweep.set_defaults(handler=cmd_sweep)
 
     runs = subparsers.add_parser("runs", help="list runs")
-    runs.add_argument("--runs", type=Path, default=None)
-    runs.add_argument("--format", choices=FORMATS, default="table")
+    add_runs_option(runs)
+    add_format_option(runs)
     runs.set_defaults(handler=cmd_runs)
 
     show = subparsers.add_parser("show", help="print one run's steps, parameters and scraps")
     show.add_argument("run", help="run id, unique prefix, or 'latest'")
-    show.add_argument("--runs", type=Path, default=None)
+    add_runs_option(show)
     show.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
     show.set_defaults(handler=cmd_show)
 
     compare = subparsers.add_parser("compare", help="put the models of several runs side by side")
     compare.add_argument("run", nargs="*", help="run ids (default: all runs)")
-    compare.add_argument("--runs", type=Path, default=None)
-    compare.add_argument("--format", choices=FORMATS, default="table")
+    add_runs_option(compare)
+    add_format_option(compare)
     compare.add_argument("--sort", default=None, help="metric to sort by, best first")
     compare.set_defaults(handler=cmd_compare)
 
@@ -120,7 +120,7 @@ def force_value(args: argparse.Namespace) -> bool | list[str] | None:
 
 def dataset_overrides(args: argparse.Namespace) -> list[str]:
     """Check --dataset/--target now (exit 2 before any run folder exists) and turn them into overrides."""
-    from labline.cli import CommandError
+    from labline.commands.common import CommandError
     from labline.data.datasets import DatasetError, load_dataset  # pandas and scikit-learn: only when asked
 
     if not args.dataset:
@@ -137,25 +137,6 @@ def dataset_overrides(args: argparse.Namespace) -> list[str]:
     return [f"dataset={source}"] + ([f"target={args.target}"] if args.target else [])
 
 
-def progress_printer(console: Console):
-    """One line per step event (cell progress left out): for logs and non-terminals."""
-    marks = {"running": "[cyan]…[/]", "succeeded": "[green]✓[/]", "cached": "[green]=[/]", "skipped": "[yellow]-[/]",
-             "retrying": "[yellow]↻[/]"}
-
-    def on_event(step: str, state: str, details: dict[str, Any]) -> None:
-        if state == "cell":
-            return
-        if "combo" in details:
-            step = f"{step} {json.dumps(details['combo'], default=str)}"
-        mark = marks.get(state, "[red]✗[/]")
-        extra = f" {details.get('seconds', 0):.1f}s" if "seconds" in details else ""
-        if state == "cached":
-            extra = f" (from run {details.get('cached_from')})"
-        console.print(f"{mark} {step:<16} {state}{extra}")
-
-    return on_event
-
-
 def failure_message(step: str, body: dict[str, Any]) -> str:
     error = body.get("error") or {}
     where = f"cell {error['cell']}" if error.get("cell") is not None else "the notebook"
@@ -164,10 +145,6 @@ def failure_message(step: str, body: dict[str, Any]) -> str:
     return (f"step {step!r} {body.get('status')} at {where}{line}{source}\n"
             f"  {error.get('ename', 'Error')}: {error.get('evalue', '')}\n"
             f"  partly executed notebook: {body.get('output_notebook')}")
-
-
-def resolve_runs(args: argparse.Namespace) -> Path:
-    return Path(args.runs) if getattr(args, "runs", None) else runs_root()
 
 
 def exit_code(manifest: dict[str, Any]) -> int:

@@ -6,6 +6,7 @@ per step event. Events arrive from worker threads, so updates take a lock.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -18,6 +19,25 @@ STYLES = {"pending": "dim", "running": "cyan", "retrying": "yellow", "succeeded"
           "skipped": "yellow", "failed": "red", "timeout": "red", "dead_kernel": "red", "interrupted": "red"}
 
 
+def progress_printer(console: Console):
+    """One line per step event (cell progress left out): for logs and non-terminals."""
+    marks = {"running": "[cyan]…[/]", "succeeded": "[green]✓[/]", "cached": "[green]=[/]", "skipped": "[yellow]-[/]",
+             "retrying": "[yellow]↻[/]"}
+
+    def on_event(step: str, state: str, details: dict[str, Any]) -> None:
+        if state == "cell":
+            return
+        if "combo" in details:
+            step = f"{step} {json.dumps(details['combo'], default=str)}"
+        mark = marks.get(state, "[red]✗[/]")
+        extra = f" {details.get('seconds', 0):.1f}s" if "seconds" in details else ""
+        if state == "cached":
+            extra = f" (from run {details.get('cached_from')})"
+        console.print(f"{mark} {step:<16} {state}{extra}")
+
+    return on_event
+
+
 class ProgressDisplay:
     """A context manager whose `on_event` is the runner's event callback."""
 
@@ -28,8 +48,6 @@ class ProgressDisplay:
         self.lock = threading.Lock()
         self.live: Live | None = None
         if not console.is_terminal:
-            from labline.commands.pipeline import progress_printer
-
             self._printer = progress_printer(console)
 
     def __enter__(self) -> "ProgressDisplay":

@@ -8,28 +8,24 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from labline.commands.common import add_db_option, add_format_option, add_runs_option, resolve_runs
+
 if TYPE_CHECKING:  # SQLAlchemy loads when a registry command runs, so the CLI starts fast
     from labline.registry import Decision, Registry
 
-FORMATS = ["table", "csv", "json", "markdown"]
 SHOWN_METRICS = ["test_accuracy", "macro_f1", "cv_score", "test_mae", "test_r2"]
-
-
-def _db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", default=None, metavar="URL",
-                        help="registry database, any SQLAlchemy URL (default: $LABLINE_DB or .labline/labline.db)")
 
 
 def register(subparsers) -> None:
     reg = subparsers.add_parser("register", help="register every trained model of a succeeded run")
     reg.add_argument("run", help="run id, unique prefix, or 'latest'")
-    reg.add_argument("--runs", type=Path, default=None, help="runs folder (default: runs/ or $LABLINE_RUNS)")
-    _db(reg)
+    add_runs_option(reg)
+    add_db_option(reg)
     reg.set_defaults(handler=cmd_register)
 
     models = subparsers.add_parser("models", help="list registered model versions")
-    models.add_argument("--format", choices=FORMATS, default="table")
-    _db(models)
+    add_format_option(models)
+    add_db_option(models)
     models.set_defaults(handler=cmd_models)
 
     model = subparsers.add_parser("model", help="one model version: `labline model show VERSION`")
@@ -38,7 +34,7 @@ def register(subparsers) -> None:
     show = model_sub.add_parser("show", help="print a version with its lineage")
     show.add_argument("version", help="version number or alias (champion, challenger, ...)")
     show.add_argument("--json", action="store_true", help="print the whole record as JSON")
-    _db(show)
+    add_db_option(show)
     show.set_defaults(handler=cmd_model_show)
 
     promote = subparsers.add_parser("promote", help="give an alias to the best version that passes the gate")
@@ -51,7 +47,7 @@ def register(subparsers) -> None:
     promote.add_argument("--slice-tolerance", type=float, default=0.05,
                          help="how much worse than the holder's any slice may be (default 0.05)")
     promote.add_argument("--dry-run", action="store_true", help="show the decision without acting or recording it")
-    _db(promote)
+    add_db_option(promote)
     promote.set_defaults(handler=cmd_promote)
 
     alias = subparsers.add_parser("alias", help="list aliases, or point one at a version without the gate")
@@ -59,24 +55,24 @@ def register(subparsers) -> None:
     alias.add_argument("version", nargs="?", type=int, help="version number")
     alias.add_argument("--remove", action="store_true", help="remove the alias NAME")
     alias.add_argument("--force", action="store_true", help="allow setting 'champion' without the gate")
-    _db(alias)
+    add_db_option(alias)
     alias.set_defaults(handler=cmd_alias)
 
     decisions = subparsers.add_parser("decisions", help="promotion decisions, newest first, with their reasons")
     decisions.add_argument("--limit", type=int, default=20)
-    _db(decisions)
+    add_db_option(decisions)
     decisions.set_defaults(handler=cmd_decisions)
 
     repro = subparsers.add_parser("reproduce", help="re-run a run with its recorded parameters and compare metrics")
     repro.add_argument("run", help="run id, unique prefix, or 'latest'")
-    repro.add_argument("--runs", type=Path, default=None, help="runs folder (default: runs/ or $LABLINE_RUNS)")
+    add_runs_option(repro)
     repro.add_argument("--pipeline", type=Path, default=None, help="pipeline file (default: ./pipeline.yaml)")
     repro.add_argument("--workers", type=int, default=None)
     repro.set_defaults(handler=cmd_reproduce)
 
 
 def _open(args: argparse.Namespace) -> Registry:
-    from labline.cli import CommandError
+    from labline.commands.common import CommandError
     from labline.registry import Registry, RegistryError
 
     try:
@@ -90,7 +86,7 @@ def _open(args: argparse.Namespace) -> Registry:
 def _guard(func):
     """Turn a RegistryError into the CLI's clear one-line error (exit 1)."""
     def wrapped(args: argparse.Namespace) -> int:
-        from labline.cli import CommandError
+        from labline.commands.common import CommandError
         from labline.registry import RegistryError
 
         try:
@@ -110,10 +106,9 @@ def _row(version) -> dict:
 
 @_guard
 def cmd_register(args: argparse.Namespace) -> int:
-    from labline.paths import runs_root
     from runner.records import find_run
 
-    record = find_run(args.runs or runs_root(), args.run)
+    record = find_run(resolve_runs(args), args.run)
     versions = _open(args).register_run(record.manifest)
     if not versions:
         print(f"run {record.run_id} has no trained model (no succeeded step glued model_dir and artifact_sha256)")
@@ -184,7 +179,7 @@ def print_decision(decision: Decision) -> None:
 
 @_guard
 def cmd_promote(args: argparse.Namespace) -> int:
-    from labline.cli import CommandError
+    from labline.commands.common import CommandError
 
     if args.margin < 0 or args.slice_tolerance < 0:
         raise CommandError(f"--margin ({args.margin}) and --slice-tolerance ({args.slice_tolerance}) must be >= 0")
@@ -196,7 +191,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 @_guard
 def cmd_alias(args: argparse.Namespace) -> int:
-    from labline.cli import CommandError
+    from labline.commands.common import CommandError
 
     reg = _open(args)
     if args.remove:
@@ -237,15 +232,15 @@ def cmd_decisions(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from labline.commands.pipeline import default_pipeline, progress_printer
+    from labline.commands.pipeline import default_pipeline
+    from labline.commands.progress import progress_printer
     from labline.env import run_metadata
-    from labline.paths import runs_root
     from labline.registry.reproduce import reproduce_run
     from runner.compare import render
     from runner.records import find_run
     from runner.spec import load_pipeline
 
-    root = args.runs or runs_root()
+    root = resolve_runs(args)
     old = find_run(root, args.run).manifest
     spec = load_pipeline(args.pipeline or default_pipeline())
     result = reproduce_run(old, spec, root, workers=args.workers, metadata=run_metadata(spec.root),

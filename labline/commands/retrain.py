@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labline.cli import CommandError
+from labline.commands.common import CommandError, add_db_option, add_runs_option
 
 EXIT_STOPPED, EXIT_LOCKED = 1, 4
 
@@ -24,8 +24,8 @@ def register(subparsers) -> None:
                         help="override a pipeline parameter (repeatable)")
     parser.add_argument("--only", action="append", default=None, metavar="STEP",
                         help="run only this step and what it needs (repeatable)")
-    parser.add_argument("--db", default=None, help="model registry URL (default $LABLINE_DB or .labline/labline.db)")
-    parser.add_argument("--runs", type=Path, default=None, help="runs folder (default runs/ or $LABLINE_RUNS)")
+    add_db_option(parser)
+    add_runs_option(parser)
     parser.add_argument("--state", type=Path, default=None,
                         help="lock, accumulated data and decisions (default $LABLINE_RETRAIN_STATE or .labline/retrain)")
     parser.add_argument("--workers", type=int, default=None, help="pipeline steps run at once")

@@ -10,7 +10,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from labline.cli import CommandError
+from labline.commands.common import CommandError, add_db_option, add_format_option
 
 FORMATS = ["table", "csv", "json", "jsonl"]
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -19,10 +19,6 @@ DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 def _log_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log", default=None, metavar="PATH",
                         help="request log (default: $LABLINE_REQUEST_LOG or .labline/requests.db)")
-
-
-def _db_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", default=None, metavar="URL", help="registry database (default: $LABLINE_DB)")
 
 
 def _log_path(args) -> str:
@@ -47,7 +43,7 @@ def register(subparsers) -> None:
     serve.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024)
     serve.add_argument("--max-batch-records", type=int, default=50_000)
     _log_option(serve)
-    _db_option(serve)
+    add_db_option(serve)
     serve.set_defaults(handler=cmd_serve)
 
     requests = subparsers.add_parser("requests", help="list logged requests")
@@ -55,7 +51,7 @@ def register(subparsers) -> None:
     requests.add_argument("--version", type=int, default=None, help="only requests answered by this model version")
     requests.add_argument("--shadow", action="store_true", help="include shadow answers")
     requests.add_argument("--limit", type=int, default=None)
-    requests.add_argument("--format", choices=FORMATS, default="table")
+    add_format_option(requests, FORMATS)
     _log_option(requests)
     requests.set_defaults(handler=cmd_requests)
 
@@ -64,7 +60,7 @@ def register(subparsers) -> None:
     replay.add_argument("--shadow", action="store_true", help="replay the shadow answer instead")
     replay.add_argument("--json", action="store_true")
     _log_option(replay)
-    _db_option(replay)
+    add_db_option(replay)
     replay.set_defaults(handler=cmd_replay)
 
     feedback = subparsers.add_parser("feedback", help="import ground-truth labels keyed by request id (CSV or JSON lines)")
@@ -78,7 +74,7 @@ def register(subparsers) -> None:
     report.add_argument("--since", default=None)
     report.add_argument("--json", action="store_true")
     _log_option(report)
-    _db_option(report)
+    add_db_option(report)
     report.set_defaults(handler=cmd_ab_report)
 
 

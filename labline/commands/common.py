@@ -1,0 +1,45 @@
+"""What every command shares: the usage error they raise and the options several of them take.
+
+Defined once here, so `--db` means the same thing with the same help everywhere, and command
+modules never import `labline.cli` (which imports them).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from labline.paths import runs_root
+
+EXIT_USAGE = 2
+FORMATS = ["table", "csv", "json", "markdown"]
+
+
+class CommandError(Exception):
+    """A usage problem found by a command: message to stderr, exit code 2 unless given."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def add_db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default=None,
+        metavar="URL",
+        help="model registry, any SQLAlchemy URL (default: $LABLINE_DB or .labline/labline.db)",
+    )
+
+
+def add_runs_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", type=Path, default=None, help="runs folder (default: $LABLINE_RUNS or runs/)")
+
+
+def add_format_option(parser: argparse.ArgumentParser, formats: list[str] = FORMATS) -> None:
+    parser.add_argument("--format", choices=formats, default="table", help="how to print the result (default: table)")
+
+
+def resolve_runs(args: argparse.Namespace) -> Path:
+    """`--runs` when given, else `$LABLINE_RUNS` or runs/ under the project root."""
+    return Path(args.runs) if getattr(args, "runs", None) else runs_root()

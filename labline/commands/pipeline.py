@@ -19,7 +19,7 @@ from labline.commands.common import add_db_option, add_format_option, add_runs_o
 from labline.commands.progress import ProgressDisplay, progress_printer
 from labline.env import run_metadata
 from labline.paths import project_root
-from runner.compare import comparison_rows, render, sort_rows
+from runner.compare import comparison_rows, lower_is_better, render, sort_rows
 from runner.params import read_parameters
 from runner.pipeline import plan_status, run_pipeline
 from runner.records import find_run, list_runs
@@ -137,6 +137,18 @@ def dataset_overrides(args: argparse.Namespace) -> list[str]:
     return [f"dataset={source}"] + ([f"target={args.target}"] if args.target else [])
 
 
+def pipeline_for_task(spec, overrides: list[str]):
+    """The pipeline with the trainers' parameters of its data set's task (labline.task_defaults)."""
+    from labline.commands.common import CommandError
+    from labline.data.datasets import DatasetError
+    from labline.task_defaults import for_dataset
+
+    try:
+        return for_dataset(spec, overrides)
+    except (DatasetError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+
+
 def failure_message(step: str, body: dict[str, Any]) -> str:
     error = body.get("error") or {}
     where = f"cell {error['cell']}" if error.get("cell") is not None else "the notebook"
@@ -157,8 +169,8 @@ def exit_code(manifest: dict[str, Any]) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
-    spec = load_pipeline(args.pipeline or default_pipeline())
     overrides = dataset_overrides(args) + list(args.param)
+    spec = pipeline_for_task(load_pipeline(args.pipeline or default_pipeline()), overrides)
     metadata = {"dataset": args.dataset or "iris", **run_metadata(spec.root)}
     with ProgressDisplay(console, spec.order()) as progress:
         record = run_pipeline(spec, resolve_runs(args), overrides=overrides, workers=args.workers,
@@ -196,7 +208,7 @@ def register_models(manifest: dict[str, Any], db: str | None, console: Console) 
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    spec = load_pipeline(args.pipeline or default_pipeline())
+    spec = pipeline_for_task(load_pipeline(args.pipeline or default_pipeline()), list(args.param))
     rows = plan_status(spec, resolve_runs(args), overrides=list(args.param), only=args.only, force=force_value(args))
     table = [{"step": r["step"], "action": r["action"], "run": r["from_run"] or "-", "why": "; ".join(r["reasons"])}
              for r in rows]
@@ -208,7 +220,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from runner.sweep import parse_grid, sweep, sweep_rows
 
     console = Console(stderr=True)
-    spec = load_pipeline(args.pipeline or default_pipeline())
+    spec = pipeline_for_task(load_pipeline(args.pipeline or default_pipeline()), list(args.set))
     grid = parse_grid(spec, args.step, list(args.param))
     metadata = {"dataset": "iris", **run_metadata(spec.root)}
     records = sweep(spec, resolve_runs(args), args.step, grid, overrides=list(args.set), executor=args.executor,
@@ -217,13 +229,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     rows = sweep_rows(records, args.step, grid)
     metric = args.metric or next((m for m in COMPARE_METRICS if any(m in r for r in rows)), None)
     if metric:
-        rows = sort_rows(rows, metric, descending=not metric.endswith(LOWER_IS_BETTER))
+        rows = sort_rows(rows, metric, descending=not lower_is_better(metric))
     print(render(rows, args.format, title=f"sweep of {args.step}" + (f", best {metric} first" if metric else "")))
     codes = [exit_code(r.manifest) for r in records]
     return max(codes) if codes else 0
-
-
-LOWER_IS_BETTER = ("mae", "rmse", "mse", "loss", "seconds")
 
 
 def _drop_empty(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -274,9 +283,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     root = resolve_runs(args)
     manifests = [find_run(root, r).manifest for r in args.run] if args.run else list_runs(root)
-    rows = _drop_empty(comparison_rows(manifests, COMPARE_METRICS, label="model_name"))
+    shown = COMPARE_METRICS + ([args.sort] if args.sort and args.sort not in COMPARE_METRICS else [])
+    rows = _drop_empty(comparison_rows(manifests, shown, label="model_name"))
     if args.sort:
-        rows = sort_rows(rows, args.sort, descending=not args.sort.endswith(LOWER_IS_BETTER))
+        rows = sort_rows(rows, args.sort, descending=not lower_is_better(args.sort))
     print(render(rows, args.format) if rows else "no trained models in these runs")
     return 0
 

@@ -44,6 +44,15 @@ def get_spec(source: str, target: str | None = None) -> DatasetSpec:
     return load_dataset(source, target=target)[1]
 
 
+def dataset_task(source: str, target: str | None = None) -> str:
+    """The task of a data set: a built-in's declared one (nothing loaded), a file's inferred one."""
+    name, _, arg = source.partition(":")
+    if name in BUILTIN and not Path(source).exists():
+        module = _module(name)
+        return (module.SPEC(arg) if callable(module.SPEC) else module.SPEC).task
+    return get_spec(source, target).task
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV (optionally gzipped) or Parquet file, with a clear error for anything else."""
     path = Path(path)

@@ -7,6 +7,21 @@ import io
 import json
 from typing import Any
 
+# Words of a metric's name that say smaller is better: errors, losses, timings, memory.
+LOWER_IS_BETTER_WORDS = frozenset({"mae", "mse", "rmse", "mape", "loss", "error", "errors", "seconds", "ms", "mb"})
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller `metric` is better; the one rule for compare, sweep, the gate and retraining.
+
+    The name is split into words at `_`: test_mae, log_loss, error_rate, fit_seconds and peak_memory_mb go
+    down; accuracy, F1, R², cv_score, rates (samples_per_second) and scikit-learn's neg_* scores go up.
+    """
+    words = metric.lower().replace("-", "_").split("_")
+    if words[0] == "neg" or "per" in words:
+        return False
+    return any(word in LOWER_IS_BETTER_WORDS for word in words)
+
 
 def comparison_rows(
     manifests: list[dict[str, Any]], metrics: list[str], label: str | None = None

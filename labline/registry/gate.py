@@ -11,15 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from labline.registry.model_version import ModelVersion
+from runner.compare import lower_is_better
 
-LOWER_IS_BETTER = ("mae", "rmse", "mse", "loss", "error", "seconds")
 DEFAULT_METRIC = {"classification": "macro_f1", "regression": "test_mae"}
 EPSILON = 1e-12  # float noise is not an improvement
 
 
 def higher_is_better(metric: str) -> bool:
-    """Accuracy, F1, R² go up; MAE, RMSE, losses and timings go down."""
-    return not any(word in metric.lower() for word in LOWER_IS_BETTER)
+    """Accuracy, F1, R² go up; MAE, RMSE, losses and timings go down (runner.compare.lower_is_better)."""
+    return not lower_is_better(metric)
 
 
 def default_metric(task: str | None) -> str:

@@ -16,19 +16,20 @@ is written by papermill's own `NotebookExecutionManager`.
 
 `LablineTranslator` writes the injected-parameters cell for notebooks on the project's kernel:
 every value is a Python literal built from plain data (`runner.notebook.python_literal`).
+
+Nothing here imports papermill at import time: papermill loads this module through its entry
+point while papermill itself is still importing, and a user may import this module first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
 import time
 from collections.abc import Callable
 from typing import Any
-
-from papermill.engines import Engine, NotebookExecutionManager
-from papermill.translators import PythonTranslator, papermill_translators
 
 from runner.notebook import imported_modules, injected_source, python_literal, write_atomic
 
@@ -40,7 +41,7 @@ class NotebookTimeout(Exception):
     """The whole notebook ran past its limit."""
 
 
-class LablineTranslator(PythonTranslator):
+class LablineTranslator:
     """papermill's Python translator, with labline's literals (tuples and non-string keys kept)."""
 
     @classmethod
@@ -51,37 +52,61 @@ class LablineTranslator(PythonTranslator):
     def codify(cls, parameters: dict[str, Any], comment: str = "Parameters") -> str:
         return injected_source(parameters)
 
+    @classmethod
+    def inspect(cls, parameters_cell: Any) -> list:
+        from papermill.translators import PythonTranslator
 
-def use_translator(kernel_name: str) -> None:
+        return PythonTranslator.inspect(parameters_cell)
+
+
+def use_translator(kernel_name: str = PROJECT_KERNEL) -> None:
     """Make papermill write parameters for `kernel_name` with labline's translator."""
+    from papermill.translators import papermill_translators
+
     papermill_translators.register(kernel_name, LablineTranslator)
 
 
-use_translator(PROJECT_KERNEL)
+@functools.cache
+def execution_manager() -> type:
+    """papermill's NotebookExecutionManager, saving atomically as plain JSON: it saves before and after
+    every cell, and nbformat's schema validation on each save would cost more than a short cell
+    (papermill validates the notebook when it reads it and when it writes the final one)."""
+    from papermill.engines import NotebookExecutionManager
+
+    class LablineExecutionManager(NotebookExecutionManager):
+        def save(self, **kwargs):
+            if kwargs.get("nb"):
+                self.nb = kwargs["nb"]
+            if self.output_path:
+                write_atomic(self.nb, self.output_path)
+            self.last_save_time = self.now()
+
+    return LablineExecutionManager
 
 
-class LablineExecutionManager(NotebookExecutionManager):
-    """papermill's manager, saving atomically as plain JSON: it saves before and after every cell, and
-    nbformat's schema validation on each save would cost more than a short cell (papermill validates
-    the notebook when it reads it and when it writes the final one)."""
+class LablineEngine:
+    """A papermill engine (the methods of papermill's `Engine` that papermill calls)."""
 
-    def save(self, **kwargs):
-        if kwargs.get("nb"):
-            self.nb = kwargs["nb"]
-        if self.output_path:
-            write_atomic(self.nb, self.output_path)
-        self.last_save_time = self.now()
+    @classmethod
+    def nb_kernel_name(cls, nb, name=None):
+        """papermill asks this before it writes the parameters: the moment to register the translator."""
+        from papermill.utils import nb_kernel_name
 
+        use_translator()
+        return nb_kernel_name(nb, name)
 
-class LablineEngine(Engine):
-    """A papermill engine; see the module docstring for what it adds."""
+    @classmethod
+    def nb_language(cls, nb, language=None):
+        from papermill.utils import nb_language
+
+        return nb_language(nb, language)
 
     @classmethod
     def execute_notebook(
         cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False, autosave_cell_every=30, **kwargs
     ):
         """papermill's `Engine.execute_notebook`, with labline's execution manager."""
-        nb_man = LablineExecutionManager(
+        nb_man = execution_manager()(
             nb,
             output_path=output_path,
             progress_bar=progress_bar,

@@ -158,7 +158,9 @@ def load_papermill() -> Any:
         import jupyter_client.kernelspec  # noqa: F401
         import papermill
 
-        import runner.engine  # noqa: F401  (registers the translator for the project's kernel)
+        from runner.engine import use_translator
+
+        use_translator()  # the project's kernel gets labline's literals, whichever engine runs
     return papermill
 
 

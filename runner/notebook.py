@@ -1,9 +1,9 @@
 """The notebook file: read it, inject parameters as data, write it safely.
 
-Parameters are injected the way papermill does (a cell tagged `injected-parameters` right after
-the `parameters` cell, so papermill and scrapbook tools read our outputs), but each value is
-written as a Python literal built here from plain data: a string is always `repr`-quoted and
-arrives exactly as given, never evaluated as code.
+papermill injects the parameters (a cell tagged `injected-parameters` right after the
+`parameters` cell); for the project's kernel it writes them with `injected_source` (through
+`runner.engine.LablineTranslator`): each value a Python literal built here from plain data, a
+string always `repr`-quoted, arriving exactly as given, never evaluated as code.
 """
 
 from __future__ import annotations
@@ -110,32 +110,6 @@ def injected_source(parameters: dict[str, Any]) -> str:
             raise ValueError(f"parameter name {name!r} is not a Python identifier")
         lines.append(f"{name} = {python_literal(value)}")
     return "\n".join(lines) + "\n"
-
-
-def inject_parameters(nb: Any, parameters: dict[str, Any]) -> None:
-    """Insert (or replace) the injected-parameters cell; works on nbformat nodes in place."""
-    import nbformat
-
-    cells = [c for c in nb.cells if INJECTED_TAG not in cell_tags(c)]
-    position = next((i + 1 for i, c in enumerate(cells) if PARAMETERS_TAG in cell_tags(c)), 0)
-    cell = nbformat.v4.new_code_cell(injected_source(parameters))
-    cell.metadata["tags"] = [INJECTED_TAG]
-    cells.insert(position, cell)
-    nb.cells = cells
-
-
-def prepare(notebook: str | Path, parameters: dict[str, Any], output_path: str | Path) -> Any:
-    """The notebook to execute: outputs cleared, parameters injected, papermill-style metadata."""
-    import nbformat
-
-    nb = nbformat.read(str(notebook), as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-    inject_parameters(nb, parameters)
-    nb.metadata["papermill"] = {"input_path": str(notebook), "output_path": str(output_path), "parameters": parameters}
-    return nb
 
 
 def write_atomic(nb: Any, path: str | Path) -> None:

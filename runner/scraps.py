@@ -53,20 +53,6 @@ def to_frame(value: Any) -> pd.DataFrame:  # noqa: F821
     raise TypeError(f"not a glued DataFrame: {type(value).__name__}")
 
 
-def scraps_of(nb: Any) -> dict[str, Any]:
-    """Every scrap glued in an in-memory notebook node, JSON-ready; {} when none can be read."""
-    from runner.lazy_imports import defer_slow_imports
-
-    defer_slow_imports()
-    import scrapbook as sb
-
-    try:
-        book = sb.models.Notebook(nb)
-        return {name: jsonable(scrap.data) for name, scrap in book.scraps.items()}
-    except Exception:  # a half-written glue has no readable value; the step's error says why
-        return {}
-
-
 def read_scraps(notebook: str | Path) -> dict[str, Any]:
     """Every scrap glued in an executed notebook, JSON-ready. Empty when the file is missing."""
     path = Path(notebook)

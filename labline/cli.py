@@ -11,12 +11,12 @@ import argparse
 import sys
 
 from labline import __version__
-from labline.commands import data, exercises, monitor, pipeline, registry, retrain, serve
+from labline.commands import data, exercises, monitor, pipeline, registry, report, retrain, serve
 from labline.commands.common import EXIT_USAGE, CommandError
 from runner.errors import RunnerError
 
 # The command groups, in the order `labline --help` lists their commands.
-COMMAND_MODULES = (data, exercises, monitor, pipeline, registry, retrain, serve)
+COMMAND_MODULES = (data, exercises, monitor, pipeline, report, registry, retrain, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

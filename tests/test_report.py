@@ -14,7 +14,8 @@ import pytest
 from labline.report import write_report
 from labline.report.facts import wilson
 from labline.report.html import fmt, seconds
-from tests.conftest import ROOT, run_cli
+from tests.fixtures import ROOT
+from tests.fixtures.cli import run_cli
 from tests.fixtures import make_project
 
 
@@ -203,3 +204,16 @@ def test_monitor_step_draws_drift_per_feature(iris_run, tmp_path):
 def test_unknown_run_is_a_usage_error(tmp_path):
     done = run_cli("report", "nosuchrun", "--runs", str(tmp_path))
     assert done.returncode == 2 and "nosuchrun" in done.stderr
+
+
+def test_run_with_report_writes_the_page_and_prints_its_path(tmp_path):
+    steps = {"echo": {"notebook": "echo.ipynb", "parameters": {"x": "4"}}, "fails": {"notebook": "fails.ipynb"}}
+    pipeline = make_project(tmp_path / "project", steps)
+    done = run_cli("run", "--pipeline", str(pipeline), "--runs", str(tmp_path / "runs"), "--report", "--no-register")
+    assert done.returncode == 1, done.stderr  # a step failed: the page is written all the same
+    printed = re.search(r"report: (\S+report\.html)", done.stderr)
+    assert printed, done.stderr
+    page = Path(printed.group(1)).read_text()
+    manifest = json.loads((Path(printed.group(1)).parent / "manifest.json").read_text())
+    assert manifest["run_id"] in page and manifest["steps"]["fails"]["error"]["evalue"] in text_of(page)
+    assert manifest["steps"]["echo"]["scraps"]["doubled"] == 8 and re.search(r"doubled\s+8", text_of(page))

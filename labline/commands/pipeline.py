@@ -57,6 +57,7 @@ def register(subparsers) -> None:
     add_format_option(run)
     add_db_option(run)
     run.add_argument("--no-register", action="store_true", help="do not register the trained models in the registry")
+    run.add_argument("--report", action="store_true", help="write the run's HTML page (labline report), print its path")
     run.set_defaults(handler=cmd_run)
 
     status = subparsers.add_parser("status", help="say, step by step, what `labline run` would execute and why")
@@ -182,6 +183,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     rows = comparison_rows([record.manifest], COMPARE_METRICS, label="model_name")
     print(render(_drop_empty(rows), args.format, title=f"run {record.run_id}"))
     console.print(f"run {record.run_id}: {record.manifest['status']} ({record.path})", soft_wrap=True)
+    if args.report:
+        from labline.report import write_report
+
+        report = write_report([(record.path, record.manifest)], record.path / "report.html")
+        console.print(f"report: {report}", soft_wrap=True, highlight=False)
     if record.manifest["status"] == "succeeded" and not args.no_register and _trained_fresh(record.manifest):
         return register_models(record.manifest, args.db, console) or exit_code(record.manifest)
     return exit_code(record.manifest)

@@ -75,14 +75,14 @@ def run_article(path: Path, m: dict[str, Any], anchor: str, notebooks: str, out:
 
 
 def _nav(runs: list[tuple[Path, dict[str, Any]]], html: str) -> str:
-    links = []
+    """Links to the sections present: each section of one run, or each run of several."""
     if len(runs) > 1:
-        links += ['<a href="#differences">differences</a>', '<a href="#models-all">models</a>']
-    for i, (_, m) in enumerate(runs):
-        prefix = f"{m['run_id'][-6:]} " if len(runs) > 1 else ""
-        for name in ("pipeline", "models", "failures", "parameters", "plots", "cards", "notebooks", "environment"):
-            if f'id="{name}-{i}"' in html:
-                links.append(f'<a href="#{name}-{i}">{esc(prefix + name.replace("cards", "model cards"))}</a>')
+        targets = [("differences", "differences"), ("models-all", "models")]
+        targets += [(f"run-{i}", f"run {m['run_id']}") for i, (_, m) in enumerate(runs)]
+    else:
+        names = ("pipeline", "models", "failures", "parameters", "plots", "cards", "notebooks", "environment")
+        targets = [(f"{name}-0", name.replace("cards", "model cards")) for name in names]
+    links = [f'<a href="#{anchor}">{esc(label)}</a>' for anchor, label in targets if f'id="{anchor}"' in html]
     return f"<nav>{''.join(links)}</nav>"
 
 
@@ -110,7 +110,7 @@ def render_report(runs: list[tuple[Path, dict[str, Any]]], notebooks: str = "emb
         f"<title>labline report: {esc(title)}</title><style>{CSS}{notebook_css() if notebooks == 'embed' else ''}"
         "</style></head><body>"
         f'<header><span class="brand">labline</span> report · {len(runs)} run{"s" if several else ""}</header>'
-        f"{_nav(runs, ''.join(articles))}"
+        f"{_nav(runs, top + ''.join(articles))}"
         f"<main>{top}{''.join(articles)}</main>"
         f"<footer>written by <code>labline report</code> at {esc(stamp)}</footer></body></html>"
     )

@@ -17,7 +17,7 @@ def pipeline(m: dict[str, Any], path: Path, anchor: str) -> str:
         source = (
             f"run <code>{esc(body['cached_from'])}</code> (took {seconds(body.get('original_seconds'))})"
             if body.get("cached_from")
-            else ("executed" if body.get("status") == "succeeded" else esc(body.get("reason", "")))
+            else ("executed" if body.get("attempts") else esc(body.get("reason", "")))
         )
         cells = f"{body['cells_done']}/{body['cells_total']}" if "cells_total" in body else "–"
         notebook = Path(body.get("output_notebook") or body.get("notebook") or "").name
@@ -248,7 +248,7 @@ def environment(m: dict[str, Any], path: Path, anchor: str) -> str:
     git = m.get("git") or {}
     rows = [
         ["run folder", f"<code>{esc(path)}</code>"],
-        ["git", f"<code>{esc(git.get('sha'))}</code>" + (" (uncommitted changes)" if git.get("dirty") else "")],
+        ["git", f"<code>{esc(fmt(git.get('sha')))}</code>" + (" (uncommitted changes)" if git.get("dirty") else "")],
         ["python", esc(m.get("python", "–"))],
         ["platform", esc(m.get("platform", "–"))],
         ["device", esc(m.get("device", "–"))],

@@ -1,4 +1,7 @@
-"""Where things are: the project root, the runs folder, shipped data files.
+"""Where things are: the project root, the runs folder, the state files, shipped data files.
+
+Every `LABLINE_*` environment variable is read here and nowhere else, so one module says what
+each one overrides and what the default is.
 
 Notebooks run with the project root as working directory under the runner, and with
 `notebooks/` as working directory in JupyterLab; `project_file` finds a shipped file either way.
@@ -28,6 +31,50 @@ def project_file(path: str | Path) -> Path:
     return candidate if candidate.exists() else path
 
 
+# Handed by `labline serve --workers N` to its worker processes (labline.serve.workers).
+SERVE_SETTINGS_ENV = "LABLINE_SERVE_SETTINGS"
+
+
+def _env(name: str) -> str | None:
+    """The variable's value; unset and empty both mean "use the default"."""
+    return os.environ.get(name) or None
+
+
 def runs_root() -> Path:
     """`LABLINE_RUNS` or `runs/` under the project root."""
-    return Path(os.environ.get("LABLINE_RUNS") or project_root() / "runs")
+    return Path(_env("LABLINE_RUNS") or project_root() / "runs")
+
+
+def state_dir() -> Path:
+    """`.labline/` under the project root: registry, request log, alerts and retrain state by default."""
+    return project_root() / ".labline"
+
+
+def registry_url() -> str:
+    """`LABLINE_DB` (any SQLAlchemy URL), else the SQLite file `.labline/labline.db`."""
+    return _env("LABLINE_DB") or f"sqlite:///{state_dir() / 'labline.db'}"
+
+
+def request_log() -> Path:
+    """`LABLINE_REQUEST_LOG` or `.labline/requests.db`."""
+    return Path(_env("LABLINE_REQUEST_LOG") or state_dir() / "requests.db")
+
+
+def alert_log() -> Path:
+    """`LABLINE_ALERTS` or `.labline/alerts.jsonl`."""
+    return Path(_env("LABLINE_ALERTS") or state_dir() / "alerts.jsonl")
+
+
+def retrain_state() -> Path:
+    """`LABLINE_RETRAIN_STATE` or `.labline/retrain`: the retrain lock, accumulated data and decisions."""
+    return Path(_env("LABLINE_RETRAIN_STATE") or state_dir() / "retrain")
+
+
+def admin_token() -> str | None:
+    """`LABLINE_ADMIN_TOKEN`: the bearer token of the service's admin endpoints (None: they are off)."""
+    return _env("LABLINE_ADMIN_TOKEN")
+
+
+def serve_settings_json() -> str | None:
+    """The settings a `labline serve --workers N` parent handed its workers, as JSON."""
+    return _env(SERVE_SETTINGS_ENV)

@@ -10,9 +10,9 @@
 3. appends the batch to the accumulated raw data (the champion's training source at first,
    then the file the previous retrain wrote) and runs the pipeline on it;
 4. scores the new run's models (challengers) and the champion on the same rows, the new run's
-   held-out split less any row the champion was trained on (overall metric and the error per categorical slice), and passes the best
-   challenger through the registry's gate rules with those same-holdout figures; the alias
-   moves only when every rule passes;
+   held-out split less any row the champion was trained on (overall metric and the error per
+   categorical slice), and passes the best challenger through the registry's gate rules with
+   those same-holdout figures; the alias moves only when every rule passes;
 5. prints and records the decision (`<state>/decisions.jsonl`, and a folder per retrain).
 """
 
@@ -23,8 +23,9 @@ import json
 import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,15 +55,18 @@ class RetrainOutcome:
     holdout_metrics: dict = field(default_factory=dict)  # label -> {metric: value}
     reasons: list = field(default_factory=list)  # the gate's checks: rule, passed, reason
     drift: dict = field(default_factory=dict)
-    time: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def summary(self) -> str:
         lines = [f"retrain {self.status}: {self.dataset} batch {self.batch}"]
         if self.run_id:
             lines.append(f"run {self.run_id} on {self.accumulated_rows} accumulated rows")
         for label, metrics in self.holdout_metrics.items():
-            lines.append(f"  {label}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-                         + f" on the same {self.holdout_rows} held-out rows")
+            lines.append(
+                f"  {label}: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                + f" on the same {self.holdout_rows} held-out rows"
+            )
         lines += [f"  {'pass' if r['passed'] else 'FAIL'} {r['rule']}: {r['reason']}" for r in self.reasons]
         if self.validation_report:
             lines.append(f"validation report: {self.validation_report}")
@@ -70,9 +74,9 @@ class RetrainOutcome:
 
 
 def default_state_dir() -> Path:
-    from labline.paths import project_root
+    from labline.paths import retrain_state
 
-    return Path(os.environ.get("LABLINE_RETRAIN_STATE") or project_root() / ".labline" / "retrain")
+    return retrain_state()
 
 
 @contextmanager
@@ -90,7 +94,7 @@ def retrain_lock(state_dir: Path):
             raise RetrainLocked(f"another retrain is running ({holder}); lock {path}") from None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"pid {os.getpid()} since {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+        handle.write(f"pid {os.getpid()} since {datetime.now(UTC).isoformat(timespec='seconds')}")
         handle.flush()
         yield path
     finally:
@@ -134,7 +138,8 @@ def _base_data(state: Path, dataset: str, champion, runs_root: Path) -> Path | N
     if champion is None:
         return None
     manifest = _run_manifest(runs_root, champion.run_id, champion.artifact_path)
-    explore = next((s for s, body in manifest["steps"].items() if (body.get("scraps") or {}).get("snapshot_path")), None)
+    steps = manifest["steps"]
+    explore = next((s for s, body in steps.items() if (body.get("scraps") or {}).get("snapshot_path")), None)
     params = manifest["steps"][explore]["parameters"] if explore else {}
     if isinstance(params, str):
         params = {}
@@ -180,110 +185,210 @@ def _with_holdout(version, model, holdout: pd.DataFrame, spec):
     return replace(version, metrics={**version.metrics, **metrics}, checks=checks), metrics
 
 
-def retrain(batch: str | Path, dataset: str, pipeline: str | Path = "pipeline_airbnb.yaml",
-            registry_url: str | None = None, runs_root: str | Path | None = None,
-            state_dir: str | Path | None = None, overrides: list[str] | None = None,
-            only: list[str] | None = None, workers: int | None = None, margin: float = 0.0,
-            slice_tolerance: float | None = None) -> RetrainOutcome:
+@dataclass
+class _Job:
+    """What every phase of one retrain needs: where it records, what it judges against."""
+
+    dataset: str
+    batch: Path
+    spec: Any  # the data set's DatasetSpec
+    state: Path
+    runs: Path
+    registry: Any  # labline.registry.Registry
+    registry_url: str | None
+    champion: Any  # the champion ModelVersion before this retrain, or None
+    folder: Path
+    outcome: RetrainOutcome
+
+
+def retrain(
+    batch: str | Path,
+    dataset: str,
+    pipeline: str | Path = "pipeline_airbnb.yaml",
+    registry_url: str | None = None,
+    runs_root: str | Path | None = None,
+    state_dir: str | Path | None = None,
+    overrides: list[str] | None = None,
+    only: list[str] | None = None,
+    workers: int | None = None,
+    margin: float = 0.0,
+    slice_tolerance: float | None = None,
+) -> RetrainOutcome:
     """Retrain `dataset` on `batch` (a raw file); see the module docstring for the steps."""
-    from labline.data.datasets import get_spec, read_table
-    from labline.data.validate import read_batch, validate
-    from labline.env import run_metadata
-    from labline.models.artifact import load_model
-    from labline.monitor.drift import detect_drift
-    from labline.paths import project_file, project_root
+    from labline.data.datasets import get_spec
     from labline.paths import runs_root as default_runs_root
-    from labline.registry import GatePolicy, Registry
-    from labline.registry.gate import default_metric, evaluate, higher_is_better
-    from runner.pipeline import run_pipeline
-    from runner.spec import load_pipeline
+    from labline.registry import Registry
 
     state = Path(state_dir or default_state_dir())
-    runs = Path(runs_root or default_runs_root())
     spec = get_spec(dataset)
     batch = Path(batch)
     if not batch.exists():
         raise RetrainError(f"batch file {str(batch)!r} does not exist")
     with retrain_lock(state):
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
-        folder = state / stamp
+        folder = state / datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
         folder.mkdir(parents=True)
-        outcome = RetrainOutcome("invalid", dataset, str(batch), str(folder))
         registry = Registry(registry_url)
-        champion = _champion(registry)
-        rows = read_batch(batch, spec)
-        report = validate(rows, spec)
-        outcome.validation_report = str(report.save(folder / "validation.md"))
-        reference = None
-        if champion is not None:
-            from labline.monitor.sources import derive, reference_from_registry
+        job = _Job(
+            dataset,
+            batch,
+            spec,
+            state,
+            Path(runs_root or default_runs_root()),
+            registry,
+            registry_url,
+            _champion(registry),
+            folder,
+            RetrainOutcome("invalid", dataset, str(batch), str(folder)),
+        )
+        passed, reference = _validate(job)
+        if not passed:
+            return _record(job.outcome, state)
+        record = _run_on_accumulated(job, pipeline, overrides, only, workers)
+        if record is None:
+            return _record(job.outcome, state)
+        holdout = _fair_holdout(job, record, reference)
+        best = _best_challenger(job, record, holdout)
+        _decide(job, best, holdout, margin, slice_tolerance)
+        return _record(job.outcome, state)
 
-            reference = reference_from_registry("champion", registry_url, runs)
-            outcome.champion = champion.label
-            drift = detect_drift(reference.train, derive(rows, spec), spec)
-            outcome.drift = {"status": drift.status, "drifted": [f.feature for f in drift.drifted],
-                             "share": drift.drifted_share}
-        if not report.passed:
-            outcome.reasons = [{"rule": "validation", "passed": False,
-                                "reason": "; ".join(f"{c.name}: {c.detail or c.figure}" for c in report.failures)}]
-            return _record(outcome, state)
 
-        base = _base_data(state, dataset, champion, runs)
-        parts = [read_table(base)] if base is not None else []
-        accumulated = pd.concat([*parts, read_table(batch)], ignore_index=True).drop_duplicates()
-        acc_path = folder / f"{dataset}-accumulated.csv.gz"
-        accumulated.to_csv(acc_path, index=False)
-        outcome.accumulated, outcome.accumulated_rows = str(acc_path), len(accumulated)
+def _validate(job: _Job):
+    """Phase 2: validate the batch (blocking) and measure its drift from the champion (recorded only).
 
-        pipe = load_pipeline(project_file(pipeline))
-        record = run_pipeline(pipe, runs, overrides=[f"explore.dataset={dataset}:{acc_path}", *(overrides or [])],
-                              workers=workers, only=only,
-                              metadata={"dataset": dataset, **run_metadata(project_root()),
-                                        "retrain": {"batch": str(batch), "accumulated": str(acc_path)}})
-        outcome.run_id = record.run_id
-        if record.manifest.get("status") != "succeeded":
-            outcome.status = "failed"
-            failed = [s for s, b in record.manifest["steps"].items() if b.get("status") not in ("succeeded", "cached")]
-            outcome.reasons = [{"rule": "pipeline", "passed": False,
-                                "reason": f"run {record.run_id} {record.manifest.get('status')}: steps {failed}"}]
-            return _record(outcome, state)
-        (state / f"{dataset}-accumulated.json").write_text(json.dumps({"path": str(acc_path), "run_id": record.run_id}))
+    Returns (passed, the champion's reference data or None)."""
+    from labline.data.validate import read_batch, validate
+    from labline.monitor.drift import detect_drift
+    from labline.monitor.sources import derive, reference_from_registry
 
-        from labline.monitor.sources import reference_from_run
+    rows = read_batch(job.batch, job.spec)
+    report = validate(rows, job.spec)
+    job.outcome.validation_report = str(report.save(job.folder / "validation.md"))
+    reference = None
+    if job.champion is not None:
+        reference = reference_from_registry("champion", job.registry_url, job.runs)
+        job.outcome.champion = job.champion.label
+        drift = detect_drift(reference.train, derive(rows, job.spec), job.spec)
+        job.outcome.drift = {
+            "status": drift.status,
+            "drifted": [f.feature for f in drift.drifted],
+            "share": drift.drifted_share,
+        }
+    if not report.passed:
+        job.outcome.reasons = [
+            {
+                "rule": "validation",
+                "passed": False,
+                "reason": "; ".join(f"{c.name}: {c.detail or c.figure}" for c in report.failures),
+            }
+        ]
+    return report.passed, reference
 
-        holdout = reference_from_run(str(record.path), runs).test
-        if reference is not None:  # the accumulated data holds the champion's training rows
-            holdout = _unseen(holdout, reference.train, spec)
-        if len(holdout) < 30:
-            raise RetrainError(f"only {len(holdout)} held-out rows the champion has not seen; "
-                               "need 30 to compare challenger and champion (use a larger batch)")
-        outcome.holdout_rows = len(holdout)
-        challengers = registry.register_run(record.manifest)
-        metric = default_metric(spec.task)
-        sign = 1 if higher_is_better(metric) else -1
-        scored = []
-        for version in challengers:
-            judged, metrics = _with_holdout(version, load_model(version.artifact_path), holdout, spec)
-            outcome.holdout_metrics[version.label] = metrics
-            scored.append((sign * metrics[metric], judged))
-        best = max(scored, key=lambda pair: pair[0])[1]
-        outcome.challenger = best.label
-        incumbent = None
-        if champion is not None:
-            _, champion_model = registry.load_model("champion")
-            incumbent, held = _with_holdout(champion, champion_model, holdout, spec)
-            outcome.holdout_metrics[f"champion {champion.label}"] = held
-        if slice_tolerance is None:
-            # MAE slices are in the target's unit: allow a tenth of the overall held-out error.
-            slice_tolerance = 0.05 if spec.task == "classification" else 0.1 * best.metrics[metric]
-        checks = evaluate(best, incumbent, "champion", GatePolicy(metric, margin, slice_tolerance))
-        # One transaction: move the alias only if every rule passed and the champion is still the one
-        # judged against, and record the decision (promoted or refused) in the registry's history.
-        decision = registry.apply_decision("champion", best.version, checks, metric,
-                                           expected_holder=champion.version if champion is not None else None)
-        outcome.reasons = [asdict(c) for c in decision.checks]
-        outcome.status = "promoted" if decision.promoted else "kept"
-        return _record(outcome, state)
+
+def _accumulate(job: _Job) -> Path:
+    """Phase 3a: the previous accumulated data (or the champion's source) plus the batch, without duplicates."""
+    from labline.data.datasets import read_table
+
+    base = _base_data(job.state, job.dataset, job.champion, job.runs)
+    parts = [read_table(base)] if base is not None else []
+    accumulated = pd.concat([*parts, read_table(job.batch)], ignore_index=True).drop_duplicates()
+    path = job.folder / f"{job.dataset}-accumulated.csv.gz"
+    accumulated.to_csv(path, index=False)
+    job.outcome.accumulated, job.outcome.accumulated_rows = str(path), len(accumulated)
+    return path
+
+
+def _run_on_accumulated(job: _Job, pipeline, overrides, only, workers):
+    """Phase 3b: run the pipeline on the accumulated data; the run record, or None when it failed."""
+    from labline.env import run_metadata
+    from labline.paths import project_file, project_root
+    from runner.pipeline import run_pipeline
+    from runner.spec import load_pipeline
+
+    acc_path = _accumulate(job)
+    metadata = {
+        "dataset": job.dataset,
+        **run_metadata(project_root()),
+        "retrain": {"batch": str(job.batch), "accumulated": str(acc_path)},
+    }
+    record = run_pipeline(
+        load_pipeline(project_file(pipeline)),
+        job.runs,
+        overrides=[f"explore.dataset={job.dataset}:{acc_path}", *(overrides or [])],
+        workers=workers,
+        only=only,
+        metadata=metadata,
+    )
+    job.outcome.run_id = record.run_id
+    if record.manifest.get("status") != "succeeded":
+        job.outcome.status = "failed"
+        failed = [s for s, b in record.manifest["steps"].items() if b.get("status") not in ("succeeded", "cached")]
+        job.outcome.reasons = [
+            {
+                "rule": "pipeline",
+                "passed": False,
+                "reason": f"run {record.run_id} {record.manifest.get('status')}: steps {failed}",
+            }
+        ]
+        return None
+    pointer = {"path": str(acc_path), "run_id": record.run_id}
+    (job.state / f"{job.dataset}-accumulated.json").write_text(json.dumps(pointer))
+    return record
+
+
+def _fair_holdout(job: _Job, record, reference) -> pd.DataFrame:
+    """Phase 4a: the new run's held-out rows the champion was not trained on (at least 30)."""
+    from labline.monitor.sources import reference_from_run
+
+    holdout = reference_from_run(str(record.path), job.runs).test
+    if reference is not None:  # the accumulated data holds the champion's training rows
+        holdout = _unseen(holdout, reference.train, job.spec)
+    if len(holdout) < 30:
+        raise RetrainError(
+            f"only {len(holdout)} held-out rows the champion has not seen; "
+            "need 30 to compare challenger and champion (use a larger batch)"
+        )
+    job.outcome.holdout_rows = len(holdout)
+    return holdout
+
+
+def _best_challenger(job: _Job, record, holdout: pd.DataFrame):
+    """Phase 4b: register the run's models and keep the best on the holdout, with its holdout figures."""
+    from labline.models.artifact import load_model
+    from labline.registry.gate import default_metric, higher_is_better
+
+    metric = default_metric(job.spec.task)
+    sign = 1 if higher_is_better(metric) else -1
+    scored = []
+    for version in job.registry.register_run(record.manifest):
+        judged, metrics = _with_holdout(version, load_model(version.artifact_path), holdout, job.spec)
+        job.outcome.holdout_metrics[version.label] = metrics
+        scored.append((sign * metrics[metric], judged))
+    best = max(scored, key=lambda pair: pair[0])[1]
+    job.outcome.challenger = best.label
+    return best
+
+
+def _decide(job: _Job, best, holdout: pd.DataFrame, margin: float, slice_tolerance: float | None) -> None:
+    """Phase 4c and 5: the gate's rules on the same-holdout figures; the alias moves only if all pass."""
+    from labline.registry import GatePolicy
+    from labline.registry.gate import default_metric, evaluate
+
+    metric = default_metric(job.spec.task)
+    incumbent = None
+    if job.champion is not None:
+        _, champion_model = job.registry.load_model("champion")
+        incumbent, held = _with_holdout(job.champion, champion_model, holdout, job.spec)
+        job.outcome.holdout_metrics[f"champion {job.champion.label}"] = held
+    if slice_tolerance is None:
+        # MAE slices are in the target's unit: allow a tenth of the overall held-out error.
+        slice_tolerance = 0.05 if job.spec.task == "classification" else 0.1 * best.metrics[metric]
+    checks = evaluate(best, incumbent, "champion", GatePolicy(metric, margin, slice_tolerance))
+    # One transaction: move the alias only if every rule passed and the champion is still the one
+    # judged against, and record the decision (promoted or refused) in the registry's history.
+    expected = job.champion.version if job.champion is not None else None
+    decision = job.registry.apply_decision("champion", best.version, checks, metric, expected_holder=expected)
+    job.outcome.reasons = [asdict(c) for c in decision.checks]
+    job.outcome.status = "promoted" if decision.promoted else "kept"
 
 
 def _record(outcome: RetrainOutcome, state: Path) -> RetrainOutcome:

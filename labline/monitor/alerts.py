@@ -9,7 +9,6 @@ The webhook receives one JSON POST per monitoring run: `{"source", "status", "al
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,9 +39,9 @@ class Delivery:
 
 
 def default_alert_log() -> Path:
-    from labline.paths import project_root
+    from labline.paths import alert_log
 
-    return Path(os.environ.get("LABLINE_ALERTS") or project_root() / ".labline" / "alerts.jsonl")
+    return alert_log()
 
 
 def record_alerts(alerts: list[Alert], path: str | Path | None = None) -> Path:

@@ -13,7 +13,6 @@ second writer waits (up to `timeout` seconds) and then re-reads what the first o
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from labline.paths import project_root
+from labline import paths
 
 LOCK_TIMEOUT_S = 30.0
 
@@ -32,7 +31,7 @@ class RegistryError(Exception):
 
 def default_url() -> str:
     """`$LABLINE_DB`, else a SQLite file `.labline/labline.db` under the project root."""
-    return os.environ.get("LABLINE_DB") or f"sqlite:///{project_root() / '.labline' / 'labline.db'}"
+    return paths.registry_url()
 
 
 def make_engine(url: str | None = None) -> Engine:

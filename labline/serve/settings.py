@@ -7,18 +7,17 @@ Settings travel to uvicorn worker processes as JSON in an environment variable, 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from labline.paths import project_root
+from labline import paths
 
-SETTINGS_ENV = "LABLINE_SERVE_SETTINGS"
+SETTINGS_ENV = paths.SERVE_SETTINGS_ENV
 
 
 def default_request_log() -> Path:
     """`LABLINE_REQUEST_LOG` or `<project_root>/.labline/requests.db`."""
-    return Path(os.environ.get("LABLINE_REQUEST_LOG") or project_root() / ".labline" / "requests.db")
+    return paths.request_log()
 
 
 @dataclass
@@ -36,7 +35,7 @@ class ServeSettings:
     shadow: str | None = None
     registry_url: str | None = None  # None: the registry's own default
     request_log: str = field(default_factory=lambda: str(default_request_log()))
-    admin_token: str | None = field(default_factory=lambda: os.environ.get("LABLINE_ADMIN_TOKEN") or None)
+    admin_token: str | None = field(default_factory=paths.admin_token)
     max_body_bytes: int = 8 * 1024 * 1024
     max_batch_records: int = 50_000
     synchronous: str = "NORMAL"  # SQLite synchronous pragma; WAL + NORMAL survives a killed process
@@ -59,5 +58,5 @@ class ServeSettings:
 
     @classmethod
     def from_env(cls) -> "ServeSettings":
-        text = os.environ.get(SETTINGS_ENV)
+        text = paths.serve_settings_json()
         return cls.from_json(text) if text else cls()

@@ -47,6 +47,9 @@ def register(subparsers) -> None:
     promote.add_argument("--slice-tolerance", type=float, default=0.05,
                          help="how much worse than the holder's any slice may be (default 0.05)")
     promote.add_argument("--dry-run", action="store_true", help="show the decision without acting or recording it")
+    promote.add_argument("--dataset", default=None, metavar="NAME",
+                         help="the data set whose alias moves, candidates from it alone "
+                              "(default: --version's, or the registry's only data set)")
     add_db_option(promote)
     promote.set_defaults(handler=cmd_promote)
 
@@ -55,6 +58,8 @@ def register(subparsers) -> None:
     alias.add_argument("version", nargs="?", type=int, help="version number")
     alias.add_argument("--remove", action="store_true", help="remove the alias NAME")
     alias.add_argument("--force", action="store_true", help="allow setting 'champion' without the gate")
+    alias.add_argument("--dataset", default=None, metavar="NAME",
+                       help="the data set of the alias to show or remove (or name it DATASET@ALIAS)")
     add_db_option(alias)
     alias.set_defaults(handler=cmd_alias)
 
@@ -97,8 +102,9 @@ def _guard(func):
 
 
 def _row(version) -> dict:
-    row = {"version": version.version, "name": version.name, "aliases": ",".join(version.aliases),
-           "run_id": version.run_id, "step": version.step, "dataset": version.dataset, "task": version.task}
+    row = {"version": version.version, "name": version.name, "scope": version.scope,
+           "aliases": ",".join(version.aliases), "run_id": version.run_id, "step": version.step,
+           "dataset": version.dataset, "task": version.task}
     row.update({m: version.metrics.get(m) for m in SHOWN_METRICS})
     row["created"] = version.created
     return row
@@ -164,7 +170,8 @@ def print_decision(decision: Decision) -> None:
     verb = "would promote" if decision.dry_run and decision.promoted else "promoted" if decision.promoted else "refused"
     who = decision.candidate.label if decision.candidate else "no candidate"
     held = decision.incumbent.label if decision.incumbent else "nobody"
-    print(f"{verb}: {who} as {decision.alias!r} (held by {held}; metric {decision.metric})"
+    scope = f" of {decision.scope}" if decision.scope else ""
+    print(f"{verb}: {who} as {decision.alias!r}{scope} (held by {held}; metric {decision.metric})"
           + ("  [dry run: nothing changed]" if decision.dry_run else ""))
     for check in decision.checks:
         print(f"  {'PASS' if check.passed else 'FAIL'} {check.rule:<12} {check.reason}")
@@ -184,7 +191,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     if args.margin < 0 or args.slice_tolerance < 0:
         raise CommandError(f"--margin ({args.margin}) and --slice-tolerance ({args.slice_tolerance}) must be >= 0")
     decision = _open(args).promote(alias=args.alias, metric=args.metric, version=args.version, margin=args.margin,
-                                   slice_tolerance=args.slice_tolerance, dry_run=args.dry_run)
+                                   slice_tolerance=args.slice_tolerance, dry_run=args.dry_run, scope=args.dataset)
     print_decision(decision)
     return 0 if decision.promoted else 1
 
@@ -197,20 +204,21 @@ def cmd_alias(args: argparse.Namespace) -> int:
     if args.remove:
         if not args.name:
             raise CommandError("--remove needs an alias NAME")
-        reg.remove_alias(args.name)
-        print(f"removed alias {args.name!r}")
+        scope = reg.remove_alias(args.name, args.dataset)
+        print(f"removed alias {args.name!r} of {scope}")
         return 0
     if args.name is None:
-        for name, version in reg.aliases().items():
-            print(f"{name} -> v{version}")
+        for row in reg.alias_table():
+            print(f"{row['scope']}@{row['alias']} -> v{row['version']}")
         return 0
     if args.version is None:
-        print(f"{args.name} -> {reg.resolve(args.name).label}")
+        found = reg.resolve(args.name, args.dataset)
+        print(f"{found.scope}@{args.name.rpartition('@')[2]} -> {found.label}")
         return 0
     if args.name == "champion" and not args.force:
         raise CommandError("'champion' is moved by `labline promote` (the gate); add --force to set it by hand")
-    reg.set_alias(args.name, args.version)
-    print(f"{args.name} -> {reg.get(args.version).label}")
+    version = reg.set_alias(args.name, args.version)
+    print(f"{version.scope}@{args.name} -> {version.label}")
     return 0
 
 
@@ -221,7 +229,8 @@ def cmd_decisions(args: argparse.Namespace) -> int:
         print("no promotion decisions yet")
     for d in found:
         verb = "promoted" if d["promoted"] else "refused"
-        print(f"#{d['id']} {d['created']} {d['alias']}: {verb} v{d['version']} (held by "
+        where = f"{d['scope']}@" if d.get("scope") else ""
+        print(f"#{d['id']} {d['created']} {where}{d['alias']}: {verb} v{d['version']} (held by "
               f"{'v' + str(d['previous']) if d['previous'] else 'nobody'}; metric {d['metric']})")
         for reason in d["reasons"]:
             print(f"    {'PASS' if reason['passed'] else 'FAIL'} {reason['rule']:<12} {reason['reason']}")

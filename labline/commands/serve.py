@@ -34,6 +34,8 @@ def register(subparsers) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--alias", default="champion", help="registry alias or version to serve (default: champion)")
     serve.add_argument("--model-dir", default=None, help="serve this artifact folder instead of a registry alias")
+    serve.add_argument("--dataset", default=None, metavar="NAME",
+                       help="the data set whose aliases are served (default: the only one holding the alias)")
     serve.add_argument("--challenger", default=None, metavar="ALIAS|VERSION", help="A/B: the challenger model")
     serve.add_argument("--split", type=float, default=0.1, help="share of client keys sent to the challenger")
     serve.add_argument("--shadow", default=None, metavar="ALIAS|VERSION", help="score every request with this model too, logged only")
@@ -84,8 +86,9 @@ def cmd_serve(args) -> int:
     from labline.serve.settings import ServeSettings
 
     try:
-        settings = ServeSettings(alias=args.alias, model_dir=args.model_dir, challenger=args.challenger,
-                                 split=args.split, shadow=args.shadow, registry_url=args.db,
+        settings = ServeSettings(alias=_scoped(args.alias, args.dataset), model_dir=args.model_dir,
+                                 challenger=_scoped(args.challenger, args.dataset), split=args.split,
+                                 shadow=_scoped(args.shadow, args.dataset), registry_url=args.db,
                                  request_log=_log_path(args), synchronous=args.synchronous,
                                  max_body_bytes=args.max_body_bytes, max_batch_records=args.max_batch_records)
     except ValueError as exc:
@@ -94,8 +97,8 @@ def cmd_serve(args) -> int:
         # The parent loads no model: each worker does, and a worker that cannot stops the server.
         from labline.serve.workers import serve_workers
 
-        print(f"labline serve: http://{args.host}:{args.port} (request log {settings.request_log}, "
-              f"{args.workers} workers)", file=sys.stderr)
+        print(f"labline serve: http://{args.host}:{args.port} serving {_served(settings)} (request log "
+              f"{settings.request_log}, {args.workers} workers)", file=sys.stderr)
         failure = serve_workers(settings, args.host, args.port, args.workers)
         if failure:
             raise CommandError(f"the workers could not start: {failure}", exit_code=1)
@@ -109,9 +112,35 @@ def cmd_serve(args) -> int:
         app = create_app(settings)
     except DeploymentError as exc:
         raise CommandError(str(exc), exit_code=1) from exc
-    print(f"labline serve: http://{args.host}:{args.port} (request log {settings.request_log})", file=sys.stderr)
+    print(f"labline serve: http://{args.host}:{args.port} serving {_served(settings)} "
+          f"(request log {settings.request_log})", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _scoped(ref: str | None, dataset: str | None) -> str | None:
+    """An alias of `dataset` as the registry names it (`iris@champion`); version numbers stay as they are."""
+    if not ref or not dataset or "@" in ref or ref.lstrip("vV").isdigit():
+        return ref
+    return f"{dataset}@{ref}"
+
+
+def _served(settings) -> str:
+    """Which data set's model answers, for the start-up line: `the iris model (iris@champion, v3 torch-mlp)`."""
+    if settings.model_dir:
+        manifest = Path(settings.model_dir) / "manifest.json"
+        try:
+            name = json.loads(manifest.read_text())["spec"]["name"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return f"the model in {settings.model_dir}"
+        return f"the {name} model in {settings.model_dir}"
+    from labline.registry import Registry, RegistryError
+
+    try:
+        version = Registry(settings.registry_url).resolve(settings.alias)
+    except RegistryError:
+        return str(settings.alias)
+    return f"the {version.scope} model ({settings.alias}, {version.label})"
 
 
 def parse_since(text: str | None):

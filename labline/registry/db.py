@@ -109,8 +109,11 @@ def _lineage_columns() -> list[sa.Column]:
     ]
 
 
-def _alias_columns() -> list[sa.Column]:
+def _alias_columns(scoped: bool = True) -> list[sa.Column]:
+    """aliases as migration 1 created it (global names), or scoped by data set (migration 3)."""
+    scope = [sa.Column("scope", sa.String(200), primary_key=True)] if scoped else []
     return [
+        *scope,
         sa.Column("alias", sa.String(100), primary_key=True),
         sa.Column("version", sa.Integer, sa.ForeignKey("model_versions.version"), nullable=False),
         sa.Column("updated", sa.String(40), nullable=False),
@@ -120,19 +123,27 @@ def _alias_columns() -> list[sa.Column]:
 model_versions = sa.Table(
     "model_versions", metadata, *_lineage_columns(),
     sa.Column("checks", sa.JSON),  # migration 2: validation and audit results read from the run
+    sa.Column("scope", sa.String(200)),  # migration 3: the data set whose aliases it can hold
 )
 aliases = sa.Table("aliases", metadata, *_alias_columns())
-decisions = sa.Table(
-    "decisions", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("created", sa.String(40), nullable=False),
-    sa.Column("alias", sa.String(100), nullable=False),
-    sa.Column("version", sa.Integer),  # the candidate; null when there was none
-    sa.Column("previous", sa.Integer),  # who held the alias when the decision was taken
-    sa.Column("metric", sa.String(100)),
-    sa.Column("promoted", sa.Boolean, nullable=False),
-    sa.Column("reasons", sa.JSON, nullable=False),
-)
+
+
+def _decision_columns(scoped: bool = True) -> list[sa.Column]:
+    """decisions as migration 2 created it, or with the data set's scope (migration 3)."""
+    return [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("created", sa.String(40), nullable=False),
+        sa.Column("alias", sa.String(100), nullable=False),
+        sa.Column("version", sa.Integer),  # the candidate; null when there was none
+        sa.Column("previous", sa.Integer),  # who held the alias when the decision was taken
+        sa.Column("metric", sa.String(100)),
+        sa.Column("promoted", sa.Boolean, nullable=False),
+        sa.Column("reasons", sa.JSON, nullable=False),
+        *([sa.Column("scope", sa.String(200))] if scoped else []),
+    ]
+
+
+decisions = sa.Table("decisions", metadata, *_decision_columns())
 
 
 def _migration_1(conn: Connection) -> None:
@@ -140,7 +151,7 @@ def _migration_1(conn: Connection) -> None:
     first = sa.MetaData()
     sa.Table("schema_version", first, sa.Column("version", sa.Integer, nullable=False))
     sa.Table("model_versions", first, *_lineage_columns())
-    sa.Table("aliases", first, *_alias_columns())
+    sa.Table("aliases", first, *_alias_columns(scoped=False))
     first.create_all(conn)
     conn.execute(sa.insert(schema_version).values(version=0))
 
@@ -149,10 +160,32 @@ def _migration_2(conn: Connection) -> None:
     """Promotion decisions, and each version's validation/audit results for the gate."""
     json_type = sa.JSON().compile(dialect=conn.dialect)
     conn.execute(sa.text(f"ALTER TABLE model_versions ADD COLUMN checks {json_type}"))
-    decisions.create(conn)
+    second = sa.MetaData()
+    sa.Table("decisions", second, *_decision_columns(scoped=False))
+    second.create_all(conn)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2]
+def _migration_3(conn: Connection) -> None:
+    """Aliases scoped by data set: each version gets its scope, each alias the scope of its version."""
+    from labline.registry.scope import DEFAULT_SCOPE, dataset_scope
+
+    string = sa.String(200).compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE model_versions ADD COLUMN scope {string}"))
+    conn.execute(sa.text(f"ALTER TABLE decisions ADD COLUMN scope {string}"))
+    rows = conn.execute(sa.text("SELECT version, dataset FROM model_versions")).all()
+    for version, dataset in rows:
+        conn.execute(sa.update(model_versions).where(model_versions.c.version == version)
+                     .values(scope=dataset_scope(dataset)))
+    old = conn.execute(sa.text("SELECT alias, version, updated FROM aliases")).all()
+    conn.execute(sa.text("DROP TABLE aliases"))
+    aliases.create(conn)
+    scopes = dict(conn.execute(sa.select(model_versions.c.version, model_versions.c.scope)).all())
+    for alias, version, updated in old:
+        conn.execute(sa.insert(aliases).values(scope=scopes.get(version, DEFAULT_SCOPE), alias=alias, version=version,
+                                               updated=updated))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2, _migration_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

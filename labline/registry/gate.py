@@ -57,6 +57,7 @@ class Decision:
     checks: list[Check]
     dry_run: bool = False
     considered: list[tuple[ModelVersion, list[Check]]] = field(default_factory=list)
+    scope: str | None = None  # the data set whose alias was decided on
 
     @property
     def promoted(self) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from labline.registry.db import RegistryError
+from labline.registry.scope import dataset_scope
 
 FRAME_KEY = "__dataframe__"  # how runner/scraps.py stores a glued DataFrame in a manifest
 SKIPPED_PARAMETERS = {"output_dir"}  # where the runner put the step's files: not a choice anyone made
@@ -139,11 +140,14 @@ def versions_in_run(manifest: dict[str, Any]) -> list[dict[str, Any]]:
         audit = audit_evidence(manifest, scraps["artifact_sha256"])
         if audit is not None:
             audit["sensitive"] = list((artifact.get("spec") or {}).get("sensitive") or [])
+        dataset = manifest.get("dataset") or _glued(manifest, validation, "dataset")
         rows.append({
             "name": str(scraps.get("model_name") or step),
             "run_id": manifest["run_id"],
             "step": step,
-            "dataset": manifest.get("dataset") or _glued(manifest, validation, "dataset"),
+            "dataset": dataset,
+            # The data set the model was trained on, as its artifact declares it: where its aliases live.
+            "scope": (artifact.get("spec") or {}).get("name") or dataset_scope(dataset),
             "data_fingerprint": scraps.get("data_fingerprint") or (validation or {}).get("fingerprint"),
             "git_sha": git.get("sha"),
             "git_dirty": git.get("dirty"),

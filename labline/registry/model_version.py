@@ -8,7 +8,8 @@ from typing import Any
 
 @dataclass
 class ModelVersion:
-    """A registered model with its lineage. `checks` holds the run's validation and audit results.
+    """A registered model with its lineage. `checks` holds the run's validation and audit results;
+    `scope` is the data set it was trained on, where its aliases live.
 
     Example:
         >>> v = ModelVersion(version=1, name="torch-mlp", run_id="r", step="train_torch", dataset="iris",
@@ -37,6 +38,7 @@ class ModelVersion:
     aliases: list[str] = field(default_factory=list)
     registered: str = ""
     checks: dict[str, Any] = field(default_factory=dict)
+    scope: str | None = None  # the data set whose aliases this version can hold (registry/scope.py)
 
     @property
     def label(self) -> str:

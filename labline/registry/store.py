@@ -5,7 +5,8 @@
     []
 
 Every write is one transaction that takes the write lock first (see db.py), so concurrent
-`labline run`s registering and concurrent promotions leave the database consistent.
+`labline run`s registering and concurrent promotions leave the database consistent. Aliases are
+scoped by data set (see scope.py): `iris@champion` and `census@champion` are two aliases.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from labline.registry.db import (RegistryError, aliases, decisions, default_url,
 from labline.registry.gate import Check, Decision, GatePolicy, default_metric, evaluate, higher_is_better
 from labline.registry.lineage import versions_in_run
 from labline.registry.model_version import ModelVersion
+from labline.registry.scope import DEFAULT_SCOPE, dataset_scope, split_ref
 
 ALIAS_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,99}")
 
@@ -50,17 +52,27 @@ class Registry:
     def _versions(self, conn: Connection, where=None) -> list[ModelVersion]:
         held: dict[int, list[str]] = {}
         for alias, version in conn.execute(sa.select(aliases.c.alias, aliases.c.version).order_by(aliases.c.alias)):
-            held.setdefault(version, []).append(alias)
+            held.setdefault(version, []).append(alias)  # an alias lives in the scope of its version
         query = sa.select(model_versions).order_by(model_versions.c.version)
         if where is not None:
             query = query.where(where)
         return [ModelVersion(**{**row._asdict(), "checks": row.checks or {}}, aliases=held.get(row.version, []))
                 for row in conn.execute(query)]
 
-    def versions(self) -> list[ModelVersion]:
-        """Every registered version, oldest first."""
+    def versions(self, scope: str | None = None) -> list[ModelVersion]:
+        """Every registered version (of one data set's scope), oldest first."""
         with read_transaction(self.engine) as conn:
-            return self._versions(conn)
+            return self._versions(conn, None if scope is None else model_versions.c.scope == scope)
+
+    def scopes(self) -> list[str]:
+        """The data sets that have registered versions."""
+        with read_transaction(self.engine) as conn:
+            return self._scopes(conn)
+
+    @staticmethod
+    def _scopes(conn: Connection) -> list[str]:
+        query = sa.select(model_versions.c.scope).distinct().order_by(model_versions.c.scope)
+        return [s for s in conn.execute(query).scalars() if s is not None]
 
     def _get(self, conn: Connection, version: int) -> ModelVersion:
         found = self._versions(conn, model_versions.c.version == int(version))
@@ -74,25 +86,53 @@ class Registry:
         with read_transaction(self.engine) as conn:
             return self._get(conn, version)
 
-    def _resolve(self, conn: Connection, ref: str) -> ModelVersion:
-        text = str(ref).strip()
+    def _resolve(self, conn: Connection, ref: str, scope: str | None = None) -> ModelVersion:
+        named, text = split_ref(ref)
+        if named and scope and named != scope:
+            raise RegistryError(f"{ref!r} names data set {named!r}, but {scope!r} was asked for")
+        scope = named or scope
         number = text[1:] if text[:1] in ("v", "V") and text[1:].isdigit() else text
         if number.isdigit():
-            return self._get(conn, int(number))
-        version = conn.execute(sa.select(aliases.c.version).where(aliases.c.alias == text)).scalar()
-        if version is None:
-            known = sorted(conn.execute(sa.select(aliases.c.alias)).scalars())
-            raise RegistryError(f"{text!r} is neither a version number nor an alias; aliases are {known or 'none yet'}")
-        return self._get(conn, version)
+            found = self._get(conn, int(number))
+            if scope and found.scope != scope:
+                raise RegistryError(f"{found.label} belongs to data set {found.scope!r}, not {scope!r}")
+            return found
+        query = sa.select(aliases.c.scope, aliases.c.version).where(aliases.c.alias == text).order_by(aliases.c.scope)
+        held = conn.execute(query if scope is None else query.where(aliases.c.scope == scope)).all()
+        if not held:
+            known = [f"{s}@{a}" for s, a in conn.execute(sa.select(aliases.c.scope, aliases.c.alias)
+                                                         .order_by(aliases.c.scope, aliases.c.alias))]
+            where = f" for data set {scope!r}" if scope else ""
+            raise RegistryError(f"{text!r} is neither a version number nor an alias{where}; "
+                                f"aliases are {known or 'none yet'}")
+        if len(held) > 1:
+            options = ", ".join(f"{s}@{text} (v{v})" for s, v in held)
+            raise RegistryError(f"alias {text!r} is held in several data sets: {options}; name one "
+                                f"(--dataset NAME, or DATASET@{text})")
+        return self._get(conn, held[0].version)
 
-    def resolve(self, ref: str) -> ModelVersion:
-        """An alias name ("champion") or a version number as text ("3" or "v3")."""
-        with read_transaction(self.engine) as conn:
-            return self._resolve(conn, ref)
+    def resolve(self, ref: str, scope: str | None = None) -> ModelVersion:
+        """An alias ("champion", "iris@champion") or a version number as text ("3" or "v3").
 
-    def aliases(self) -> dict[str, int]:
+        A plain alias is looked up in `scope` when given, else in whichever data set holds it
+        (an error names them when several do).
+        """
         with read_transaction(self.engine) as conn:
-            return dict(conn.execute(sa.select(aliases.c.alias, aliases.c.version).order_by(aliases.c.alias)).all())
+            return self._resolve(conn, ref, scope)
+
+    def alias_table(self) -> list[dict[str, Any]]:
+        """Every alias with its data set, version and time of the last move."""
+        query = sa.select(aliases).order_by(aliases.c.scope, aliases.c.alias)
+        with read_transaction(self.engine) as conn:
+            return [row._asdict() for row in conn.execute(query)]
+
+    def aliases(self, scope: str | None = None) -> dict[str, int]:
+        """alias -> version in `scope`; without one, in the only data set that has aliases."""
+        rows = self.alias_table()
+        scopes = sorted({r["scope"] for r in rows})
+        if scope is None and len(scopes) > 1:
+            raise RegistryError(f"aliases are held in several data sets ({', '.join(scopes)}): name one")
+        return {r["alias"]: r["version"] for r in rows if scope is None or r["scope"] == scope}
 
     def decisions(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Promotion decisions, newest first."""
@@ -120,55 +160,78 @@ class Registry:
                     existing = conn.execute(sa.select(sa.func.min(model_versions.c.version)).where(
                         model_versions.c.artifact_sha256 == row["artifact_sha256"])).scalar()
                 if existing is None:
+                    row["scope"] = row.get("scope") or dataset_scope(row.get("dataset"))
                     existing = conn.execute(sa.insert(model_versions).values(**row, registered=_now())
                                             ).inserted_primary_key[0]
                 numbers.append(existing)
             return [self._get(conn, n) for n in numbers]
 
-    def _set_alias(self, conn: Connection, alias: str, version: int) -> None:
-        conn.execute(sa.delete(aliases).where(aliases.c.alias == alias))
-        conn.execute(sa.insert(aliases).values(alias=alias, version=version, updated=_now()))
+    def _set_alias(self, conn: Connection, alias: str, version: ModelVersion) -> None:
+        scope = version.scope or DEFAULT_SCOPE
+        conn.execute(sa.delete(aliases).where(aliases.c.alias == alias, aliases.c.scope == scope))
+        conn.execute(sa.insert(aliases).values(scope=scope, alias=alias, version=version.version, updated=_now()))
 
-    def set_alias(self, alias: str, version: int) -> None:
-        """Point `alias` at `version` without the gate (the gate is `promote`)."""
+    def set_alias(self, alias: str, version: int) -> ModelVersion:
+        """Point `alias` of the version's data set at `version` without the gate (the gate is `promote`)."""
         _check_alias(alias)
         with write_transaction(self.engine) as conn:
-            self._get(conn, version)
-            self._set_alias(conn, alias, int(version))
+            found = self._get(conn, version)
+            self._set_alias(conn, alias, found)
+            return self._get(conn, version)
 
-    def remove_alias(self, alias: str) -> None:
+    def remove_alias(self, alias: str, scope: str | None = None) -> str:
+        """Remove `alias` (of `scope`, or of the only data set holding it); returns that scope."""
+        named, alias = split_ref(alias)
         with write_transaction(self.engine) as conn:
-            if conn.execute(sa.delete(aliases).where(aliases.c.alias == alias)).rowcount == 0:
-                raise RegistryError(f"no alias {alias!r}")
+            scope = self._resolve(conn, alias, named or scope).scope
+            conn.execute(sa.delete(aliases).where(aliases.c.alias == alias, aliases.c.scope == scope))
+            return scope
+
+    def _promotion_scope(self, conn: Connection, scope: str | None, version: int | None) -> str | None:
+        """The data set a promotion moves an alias in: the version's, the one asked, or the only one."""
+        if version is not None:
+            return self._resolve(conn, str(version), scope).scope
+        if scope is not None:
+            return scope
+        known = self._scopes(conn)
+        if len(known) > 1:
+            raise RegistryError(f"the registry holds models of several data sets ({', '.join(known)}): "
+                                "name the one to promote in (--dataset NAME)")
+        return known[0] if known else None
 
     def promote(self, alias: str = "champion", metric: str | None = None, version: int | None = None,
-                margin: float = 0.0, slice_tolerance: float = 0.05, dry_run: bool = False) -> Decision:
-        """Give `alias` to `version` (or the best version that passes the gate) if the gate passes.
+                margin: float = 0.0, slice_tolerance: float = 0.05, dry_run: bool = False,
+                scope: str | None = None) -> Decision:
+        """Give `alias` of one data set to `version` (or its best version that passes the gate).
 
-        One transaction: the current holder is read under the write lock, the alias moved and the
-        decision recorded together. Refusals are recorded too; a dry run records and moves nothing.
+        The data set (`scope`) is the version's, else the one given, else the registry's only one;
+        candidates and the current holder are taken from it alone. One transaction: the holder is
+        read under the write lock, the alias moved and the decision recorded together. Refusals
+        are recorded too; a dry run records and moves nothing.
         """
         _check_alias(alias)
         transaction = read_transaction if dry_run else write_transaction
         with transaction(self.engine) as conn:
-            held = conn.execute(sa.select(aliases.c.version).where(aliases.c.alias == alias)).scalar()
+            scope = self._promotion_scope(conn, scope, version)
+            held = conn.execute(sa.select(aliases.c.version).where(aliases.c.alias == alias,
+                                                                   aliases.c.scope == scope)).scalar()
             incumbent = self._get(conn, held) if held is not None else None
             if version is not None:
                 candidates = [self._get(conn, version)]
             else:
-                candidates = self._versions(conn)
+                candidates = self._versions(conn, model_versions.c.scope == scope)
             task = incumbent.task if incumbent else (candidates[-1].task if candidates else None)
             policy = GatePolicy(metric or default_metric(task), margin, slice_tolerance)
             decision = self._decide(alias, policy, candidates, incumbent, explicit=version is not None)
-            decision.dry_run = dry_run
+            decision.dry_run, decision.scope = dry_run, scope
             if dry_run:
                 return decision
             if decision.promoted:
-                self._set_alias(conn, alias, decision.candidate.version)
+                self._set_alias(conn, alias, decision.candidate)
             conn.execute(sa.insert(decisions).values(
                 created=_now(), alias=alias, version=decision.candidate.version if decision.candidate else None,
                 previous=held, metric=policy.metric, promoted=decision.promoted,
-                reasons=[vars(c) for c in decision.checks]))
+                reasons=[vars(c) for c in decision.checks], scope=scope))
             return decision
 
     def apply_decision(self, alias: str, version: int, checks: list[Check], metric: str,
@@ -179,19 +242,20 @@ class Registry:
         """
         _check_alias(alias)
         with write_transaction(self.engine) as conn:
-            held = conn.execute(sa.select(aliases.c.version).where(aliases.c.alias == alias)).scalar()
             candidate = self._get(conn, version)
+            held = conn.execute(sa.select(aliases.c.version).where(
+                aliases.c.alias == alias, aliases.c.scope == (candidate.scope or DEFAULT_SCOPE))).scalar()
             incumbent = self._get(conn, held) if held is not None else None
             checks = list(checks)
             if held != expected_holder:
                 checks.append(Check("holder", False, f"{alias!r} moved from {expected_holder} to {held} while this "
                                                      "decision was being made: decide again"))
-            decision = Decision(alias, metric, candidate, incumbent, checks)
+            decision = Decision(alias, metric, candidate, incumbent, checks, scope=candidate.scope)
             if decision.promoted:
-                self._set_alias(conn, alias, candidate.version)
+                self._set_alias(conn, alias, candidate)
             conn.execute(sa.insert(decisions).values(
                 created=_now(), alias=alias, version=candidate.version, previous=held, metric=metric,
-                promoted=decision.promoted, reasons=[vars(c) for c in checks]))
+                promoted=decision.promoted, reasons=[vars(c) for c in checks], scope=candidate.scope))
             return decision
 
     @staticmethod
@@ -211,13 +275,13 @@ class Registry:
         return Decision(alias, policy.metric, chosen[0], incumbent, chosen[1], considered=considered)
 
     # ---- loading -----------------------------------------------------------------------------
-    def load_model(self, ref: str):
+    def load_model(self, ref: str, scope: str | None = None):
         """(version, LoadedModel) for an alias or version number; the artifact must match its registered hash."""
         from pathlib import Path
 
         from labline.models.artifact import MANIFEST, ArtifactError, artifact_sha256, load_model
 
-        version = self.resolve(ref)
+        version = self.resolve(ref, scope)
         path = Path(version.artifact_path)
         manifest = path / MANIFEST
         if not manifest.exists():

@@ -1,17 +1,15 @@
-"""Shared fixtures. One real Iris pipeline run (small parameters) serves every test that needs one."""
+"""Shared fixtures. One real Iris pipeline run (small parameters) serves every test that needs one.
+
+Helper functions (run_cli, the service and runner helpers) live in tests/fixtures/."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-# Small but real: enough epochs for the PyTorch model to pass 0.9 on Iris.
-FAST_OVERRIDES = ["train_torch.epochs=60", "train_sklearn.cv_folds=3"]
+from tests.fixtures import FAST_OVERRIDES, ROOT
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -50,8 +48,9 @@ def iris_run(tmp_path_factory):
     return record
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
-    """Call `labline` as a user does, in a subprocess; returns the CompletedProcess."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "labline.cli", *args], cwd=cwd or ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+@pytest.fixture(scope="session")
+def served_registry(iris_run, tmp_path_factory):
+    """(url, {step: version}) of a registry holding the Iris run's models, shared by tests that do not move aliases."""
+    from tests.fixtures.serve import make_registry  # scikit-learn and httpx: only for the service tests
+
+    return make_registry(iris_run.manifest, tmp_path_factory.mktemp("serve-registry"))

@@ -12,7 +12,8 @@ from labline.data.batches import split_batches
 from labline.data.datasets import load_dataset, read_table
 from labline.data.perturb import PerturbError, perturb
 from labline.data.validate import validate
-from tests.conftest import ROOT, run_cli
+from tests.fixtures import ROOT
+from tests.fixtures.cli import run_cli
 
 RAW = ROOT / "data" / "nyc_airbnb_2019_sample.csv.gz"
 

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from labline.data import census
-from tests.conftest import ROOT, run_cli
+from tests.fixtures import ROOT
+from tests.fixtures.cli import run_cli
 
 FAST = [
     "dataset=census", "explore.sample_rows=2000", "train_torch.epochs=3", "train_torch.batch_size=64",

@@ -10,7 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.fixtures import ROOT
+from tests.fixtures.cli import run_cli
 
 
 def test_runs_show_and_compare_read_a_real_run(iris_run):

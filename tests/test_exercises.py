@@ -20,7 +20,8 @@ from labline.exercises.execution import Execution
 from labline.exercises.grading import GRADER_TAG, GradeReport, CheckResult, assemble, grade, grade_notebook
 from labline.exercises.template import SolutionFormatError, build_template, strip_solutions
 from labline.cli import main
-from tests.conftest import ROOT, run_cli
+from tests.fixtures import ROOT
+from tests.fixtures.cli import run_cli
 
 EXERCISES = ["01_torch_inference", "02_torch_module", "03_data_checks", "04_slices_and_bias"]
 GRADED = "03_data_checks"  # 4 parts, each with one visible and one hidden check: 8 checks

@@ -21,7 +21,8 @@ from labline.models.artifact import load_model, save_sklearn_model
 from labline.models.sklearn_models import build_training_pipeline
 from labline.monitor.alerts import read_alerts
 from labline.monitor.run import monitor_once
-from tests.conftest import ROOT, run_cli
+from tests.fixtures import ROOT
+from tests.fixtures.cli import run_cli
 
 
 @pytest.fixture(scope="module")

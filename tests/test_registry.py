@@ -17,7 +17,7 @@ from labline.registry import Registry, RegistryError
 from labline.registry.db import SCHEMA_VERSION, make_engine, migrate
 from labline.registry.gate import Check, GatePolicy, evaluate, higher_is_better
 from labline.registry.model_version import ModelVersion
-from tests.conftest import run_cli
+from tests.fixtures.cli import run_cli
 
 FRAME_KEY = "__dataframe__"
 

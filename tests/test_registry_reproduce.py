@@ -8,7 +8,8 @@ from pathlib import Path
 from labline.registry.reproduce import DataChanged, compare_metrics, reproduce_run, reproduction_overrides
 from runner.records import list_runs
 from runner.spec import load_pipeline
-from tests.conftest import ROOT, run_cli
+from tests.fixtures import ROOT
+from tests.fixtures.cli import run_cli
 
 
 def write_run(runs: Path, manifest: dict, run_id: str) -> dict:

@@ -157,7 +157,7 @@ def test_iris_rerun_with_nothing_changed_is_all_cached(iris_run, tmp_path):
     """The real pipeline: a second run over the same runs folder executes nothing."""
     from runner.pipeline import run_pipeline
     from runner.spec import load_pipeline
-    from tests.conftest import FAST_OVERRIDES, ROOT
+    from tests.fixtures import FAST_OVERRIDES, ROOT
 
     runs = tmp_path / "runs"
     shutil.copytree(iris_run.path, runs / iris_run.run_id)  # outputs stay where the fixture put them

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
-from tests.fixtures import FIXTURES, kernel_processes, make_project
+from tests.fixtures import FIXTURES, ROOT, kernel_processes, make_project
+from tests.fixtures.cli import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from labline.data.datasets import load_dataset
 from labline.data.iris import FEATURES, LABELS
 from labline.data.iris import load as load_iris_frame
 from labline.data.synth import iter_synth_chunks, synth_frame, write_synth_parquet
-from tests.conftest import run_cli
+from tests.fixtures.cli import run_cli
 
 
 def test_per_class_means_and_covariances_match_iris():

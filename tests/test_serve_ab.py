@@ -16,7 +16,7 @@ from labline.serve.abtest import ab_report, two_proportion_z
 from labline.serve.request_log import read_requests
 from labline.serve.routing import choose_arm
 from labline.cli import main
-from tests.test_serve_helpers import iris_records, model_dir, served_registry  # noqa: F401
+from tests.fixtures.serve import iris_records, model_dir
 
 
 def test_arm_is_a_function_of_the_key_and_the_split_holds():

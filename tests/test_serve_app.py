@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from labline.registry import Registry
 from labline.serve import ServeSettings, create_app
 from labline.serve.request_log import read_requests
-from tests.test_serve_helpers import FEATURES, copy_registry, iris_records, model_dir, served_registry  # noqa: F401
+from tests.fixtures.serve import FEATURES, copy_registry, iris_records, model_dir
 
 
 @pytest.fixture

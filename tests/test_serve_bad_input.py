@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from labline.serve import ServeSettings, create_app
 from labline.serve.request_log import read_requests
-from tests.test_serve_helpers import FEATURES, iris_records, model_dir
+from tests.fixtures.serve import FEATURES, iris_records, model_dir
 
 GOOD = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 

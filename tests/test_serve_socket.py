@@ -14,7 +14,7 @@ import pytest
 
 from labline.serve.request_log import read_requests
 from labline.cli import main
-from tests.test_serve_helpers import Server, copy_registry, iris_records, model_dir, served_registry  # noqa: F401
+from tests.fixtures.serve import Server, copy_registry, iris_records, model_dir
 
 
 def _hammer(url: str, stop: threading.Event, answered: list, failures: list, client_id: str | None = None) -> None:

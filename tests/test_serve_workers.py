@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from labline.cli import main
 from labline.serve.request_log import read_requests
-from tests.test_serve_helpers import Server, free_port, iris_records, model_dir
+from tests.fixtures.serve import Server, free_port, iris_records, model_dir
 
 ROUND = 100  # /predict requests per round
 MAX_ROUNDS = 10  # a worker that never answers fails the test instead of looping

@@ -16,7 +16,7 @@ from scipy import stats
 from labline.data import census, iris
 from labline.data.distribution import kl_divergence
 from labline.data.validate import ValidationError, read_batch, validate
-from tests.conftest import run_cli
+from tests.fixtures.cli import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -71,7 +71,8 @@ def _fmt(value: float) -> str:
 def _validation(candidate: ModelVersion) -> Check:
     found = candidate.checks.get("validation")
     if not found:
-        return Check("validation", False, f"run {candidate.run_id} recorded no data validation (no step glued checks_passed)")
+        return Check("validation", False,
+                     f"run {candidate.run_id} recorded no data validation (no step glued checks_passed)")
     if not found["passed"]:
         return Check("validation", False, f"data validation failed in step {found['step']!r} of run {candidate.run_id}")
     return Check("validation", True, f"data validation passed in step {found['step']!r}")
@@ -81,7 +82,8 @@ def _audit(candidate: ModelVersion) -> Check:
     audit = candidate.checks.get("audit")
     if not audit:
         return Check("audit", False, f"run {candidate.run_id} has no audit step for this model (no step glued "
-                                     f"model_sha256 = {candidate.artifact_sha256[:12]}...), so it cannot pass the audit")
+                                     f"model_sha256 = {candidate.artifact_sha256[:12]}...), "
+                                     "so it cannot pass the audit")
     if not audit["passed"]:
         return Check("audit", False, f"audit step {audit['step']!r} did not pass (status {audit.get('status')})")
     return Check("audit", True, f"audit step {audit['step']!r} passed")
@@ -106,7 +108,8 @@ def _disparities(candidate: ModelVersion) -> Check:
             f"{_fmt(d.get('value', float('nan')))} vs {_fmt(d.get('reference_value', float('nan')))} "
             f"(ratio {_fmt(d.get('ratio', float('nan')))})" for d in failing[:3])
         more = f" and {len(failing) - 3} more" if len(failing) > 3 else ""
-        return Check("disparities", False, f"{len(failing)} of {len(judged)} judged disparities out of bounds: {text}{more}")
+        return Check("disparities", False,
+                     f"{len(failing)} of {len(judged)} judged disparities out of bounds: {text}{more}")
     unjudged = len(found) - len(judged)
     note = f" ({unjudged} on groups too small to judge)" if unjudged else ""
     return Check("disparities", True, f"all {len(judged)} judged disparities within bounds{note}")

@@ -17,7 +17,6 @@ from typing import Any
 from labline.registry.db import RegistryError
 from runner.spec import RESERVED, PipelineSpec, references
 
-
 # Scraps that measure the machine, not the model: they differ between two runs of the same code.
 MEASUREMENTS = ("seconds", "per_second", "memory", "_mb", "_bytes", "latency", "throughput")
 

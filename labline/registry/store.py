@@ -12,13 +12,23 @@ scoped by data set (see scope.py): `iris@champion` and `census@champion` are two
 from __future__ import annotations
 
 import re
+from datetime import UTC
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from labline.registry.db import (RegistryError, aliases, decisions, default_url, make_engine, migrate,
-                                 model_versions, read_transaction, write_transaction)
+from labline.registry.db import (
+    RegistryError,
+    aliases,
+    decisions,
+    default_url,
+    make_engine,
+    migrate,
+    model_versions,
+    read_transaction,
+    write_transaction,
+)
 from labline.registry.gate import Check, Decision, GatePolicy, default_metric, evaluate, higher_is_better
 from labline.registry.lineage import versions_in_run
 from labline.registry.model_version import ModelVersion
@@ -28,9 +38,9 @@ ALIAS_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,99}")
 
 
 def _now() -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _check_alias(alias: str) -> str:
@@ -285,7 +295,8 @@ class Registry:
         path = Path(version.artifact_path)
         manifest = path / MANIFEST
         if not manifest.exists():
-            raise RegistryError(f"{version.label}: artifact file {manifest} is missing (the model was moved or deleted)")
+            raise RegistryError(f"{version.label}: artifact file {manifest} is missing "
+                                "(the model was moved or deleted)")
         found = artifact_sha256(path)
         if found != version.artifact_sha256:
             raise RegistryError(f"{version.label}: artifact file {manifest} has SHA-256 {found}, registered "

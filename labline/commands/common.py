@@ -13,6 +13,8 @@ from labline.paths import runs_root
 
 EXIT_USAGE = 2
 FORMATS = ["table", "csv", "json", "markdown"]
+# What a comparison (labline run, compare, report) shows for each trained model: classification, then regression.
+COMPARE_METRICS = ["test_accuracy", "macro_f1", "cv_score", "test_mae", "test_r2", "fit_seconds"]
 
 
 class CommandError(Exception):

@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from labline.commands.common import add_db_option, add_format_option, add_runs_option, resolve_runs
+from labline.commands.common import COMPARE_METRICS, add_db_option, add_format_option, add_runs_option, resolve_runs
 from labline.commands.progress import ProgressDisplay, progress_printer
 from labline.env import run_metadata
 from labline.paths import project_root
@@ -25,9 +25,6 @@ from runner.pipeline import plan_status, run_pipeline
 from runner.records import find_run, list_runs
 from runner.scraps import FRAME_KEY
 from runner.spec import load_pipeline
-
-# What a comparison shows for each trained model: classification, then regression metrics.
-COMPARE_METRICS = ["test_accuracy", "macro_f1", "cv_score", "test_mae", "test_r2", "fit_seconds"]
 
 
 def default_pipeline() -> Path:

@@ -66,7 +66,7 @@ def run_article(path: Path, m: dict[str, Any], anchor: str, notebooks: str, out:
     )
     body = [sections.pipeline(m, path, anchor)]
     if with_models:
-        from labline.commands.pipeline import COMPARE_METRICS
+        from labline.commands.common import COMPARE_METRICS
 
         body.append(models_section([m], COMPARE_METRICS, anchor))
     body += [f(m, path, anchor) for f in RUN_SECTIONS[1:]]
@@ -96,7 +96,7 @@ def render_report(runs: list[tuple[Path, dict[str, Any]]], notebooks: str = "emb
     articles = [run_article(path, m, str(i), notebooks, out, not several) for i, (path, m) in enumerate(runs)]
     top = ""
     if several:
-        from labline.commands.pipeline import COMPARE_METRICS
+        from labline.commands.common import COMPARE_METRICS
 
         manifests = [m for _, m in runs]
         top = differences_section(manifests) + models_section(manifests, COMPARE_METRICS, "all")

@@ -41,7 +41,7 @@ def test_executed_notebooks_read_by_scrapbook_and_papermill(iris_run):
         assert meta["exception"] is None and meta["version"] == pm.__version__
         assert meta["parameters"]["output_dir"] == step["parameters"]["output_dir"]
         assert "default_parameters" in meta
-        declared = {p["name"] for p in pm.inspect_notebook(path)}
+        declared = set(pm.inspect_notebook(path))  # papermill reads the parameters cell of the executed notebook
         assert set(meta["parameters"]) <= declared
     torch_nb = nbformat.read(iris_run.manifest["steps"]["train_torch"]["output_notebook"], as_version=4)
     cells = [c for c in torch_nb.cells if c.cell_type == "code"]

@@ -128,3 +128,33 @@ def test_run_registers_its_trained_models(tmp_path):
     assert [v.step for v in versions] == ["train_sklearn"]
     run_id = json.loads(next((tmp_path / "runs").glob("*/manifest.json")).read_text())["run_id"]
     assert versions[0].run_id == run_id and f"as version {versions[0].version}" in result.stderr
+
+
+def _options(parser, found: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Help texts of --db, --runs and --format across every (sub)command of `parser`."""
+    import argparse
+
+    for action in parser._actions:
+        for flag in ("--db", "--runs", "--format"):
+            if flag in action.option_strings:
+                found.setdefault(flag, set()).add(action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _options(sub, found)
+    return found
+
+
+def test_shared_options_have_one_definition_and_one_help_text():
+    from labline.cli import build_parser
+
+    found = _options(build_parser(), {})
+    assert set(found) == {"--db", "--runs", "--format"}
+    assert {flag: len(helps) for flag, helps in found.items()} == {"--db": 1, "--runs": 1, "--format": 1}, found
+
+
+def test_a_command_error_under_python_m_labline_cli_is_a_clean_usage_error(tmp_path):
+    """The CommandError a subcommand raises is the one main() catches (no traceback), exit 2."""
+    result = run_cli("retrain", "--data", str(tmp_path / "missing.csv"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("labline retrain: --data ") and "no such file" in result.stderr
+    assert "Traceback" not in result.stderr

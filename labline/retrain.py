@@ -115,11 +115,12 @@ def raw_source(dataset_param: str) -> Path | None:
     return path if path.exists() else None
 
 
-def _champion(registry):
+def _champion(registry, scope: str):
+    """The champion of this data set (aliases are scoped by data set), or None."""
     from labline.registry import RegistryError
 
     try:
-        return registry.resolve("champion")
+        return registry.resolve("champion", scope=scope)
     except RegistryError:
         return None
 
@@ -236,7 +237,7 @@ def retrain(
             Path(runs_root or default_runs_root()),
             registry,
             registry_url,
-            _champion(registry),
+            _champion(registry, spec.name),
             folder,
             RetrainOutcome("invalid", dataset, str(batch), str(folder)),
         )
@@ -265,7 +266,7 @@ def _validate(job: _Job):
     job.outcome.validation_report = str(report.save(job.folder / "validation.md"))
     reference = None
     if job.champion is not None:
-        reference = reference_from_registry("champion", job.registry_url, job.runs)
+        reference = reference_from_registry(str(job.champion.version), job.registry_url, job.runs)
         job.outcome.champion = job.champion.label
         drift = detect_drift(reference.train, derive(rows, job.spec), job.spec)
         job.outcome.drift = {
@@ -376,7 +377,7 @@ def _decide(job: _Job, best, holdout: pd.DataFrame, margin: float, slice_toleran
     metric = default_metric(job.spec.task)
     incumbent = None
     if job.champion is not None:
-        _, champion_model = job.registry.load_model("champion")
+        _, champion_model = job.registry.load_model(str(job.champion.version))
         incumbent, held = _with_holdout(job.champion, champion_model, holdout, job.spec)
         job.outcome.holdout_metrics[f"champion {job.champion.label}"] = held
     if slice_tolerance is None:

@@ -69,8 +69,9 @@ def test_unknown_parameter_lists_the_declared_ones(tmp_path):
 
 def test_failing_step_names_cell_line_and_notebook_and_skips_downstream(tmp_path):
     runs = tmp_path / "runs"
-    result = run_cli("run", "--only", "audit_sklearn", "-p", "train_sklearn.estimator=nope",
-                     env={"LABLINE_RUNS": str(runs)})
+    result = run_cli(
+        "run", "--only", "audit_sklearn", "-p", "train_sklearn.estimator=nope", env={"LABLINE_RUNS": str(runs)}
+    )
     assert result.returncode == 1, result.stderr
     assert "step 'train_sklearn' failed at cell" in result.stderr
     assert "ValueError: unknown estimator 'nope'" in result.stderr
@@ -92,9 +93,21 @@ def test_failing_step_names_cell_line_and_notebook_and_skips_downstream(tmp_path
 def test_plain_papermill_runs_a_notebook_with_nothing_else(tmp_path):
     out = tmp_path / "out.ipynb"
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "papermill"), str(ROOT / "notebooks" / "train_torch.ipynb"), str(out),
-         "-p", "epochs", "50", "-p", "output_dir", str(tmp_path / "torch")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [
+            str(Path(sys.executable).parent / "papermill"),
+            str(ROOT / "notebooks" / "train_torch.ipynb"),
+            str(out),
+            "-p",
+            "epochs",
+            "50",
+            "-p",
+            "output_dir",
+            str(tmp_path / "torch"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     import scrapbook as sb
@@ -107,8 +120,10 @@ def test_plain_papermill_runs_a_notebook_with_nothing_else(tmp_path):
 
 def test_command_line_starts_without_the_heavy_libraries():
     """`labline --help` and no-change reruns stay fast: nothing imports ML libraries at start."""
-    code = ("import sys, labline.cli; labline.cli.build_parser(); "
-            "print(sorted(m for m in ('pandas', 'sklearn', 'torch', 'sqlalchemy', 'scipy', 'fastapi') if m in sys.modules))")
+    code = (
+        "import sys, labline.cli; labline.cli.build_parser(); "
+        "print(sorted(m for m in ('pandas', 'sklearn', 'torch', 'sqlalchemy', 'scipy', 'fastapi') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
     from labline.commands.data_batches import PERIOD_NAMES
@@ -119,8 +134,16 @@ def test_command_line_starts_without_the_heavy_libraries():
 
 def test_run_registers_its_trained_models(tmp_path):
     db = f"sqlite:///{tmp_path / 'registry.db'}"
-    result = run_cli("run", "--only", "train_sklearn", "-p", "train_sklearn.cv_folds=2", "--db", db,
-                     env={"LABLINE_RUNS": str(tmp_path / "runs")})
+    result = run_cli(
+        "run",
+        "--only",
+        "train_sklearn",
+        "-p",
+        "train_sklearn.cv_folds=2",
+        "--db",
+        db,
+        env={"LABLINE_RUNS": str(tmp_path / "runs")},
+    )
     assert result.returncode == 0, result.stderr
     from labline.registry import Registry
 

@@ -31,15 +31,38 @@ def setup(tmp_path_factory):
     raw = read_table(ROOT / "data" / "nyc_airbnb_2019_sample.csv.gz")
     paths = {p.stem: p for p in write_batches(raw, base / "batches", "last_review", "week", since="2019-06-03")}
     env = {"db": f"sqlite:///{base / 'registry.db'}", "runs": base / "runs", "state": base / "state"}
-    first = retrain(paths["before-2019-06-03"], "airbnb", pipeline=ROOT / "pipeline_airbnb.yaml",
-                    registry_url=env["db"], runs_root=env["runs"], state_dir=env["state"],
-                    overrides=[*FAST, "explore.sample_rows=300"], only=ONLY, workers=1)
+    first = retrain(
+        paths["before-2019-06-03"],
+        "airbnb",
+        pipeline=ROOT / "pipeline_airbnb.yaml",
+        registry_url=env["db"],
+        runs_root=env["runs"],
+        state_dir=env["state"],
+        overrides=[*FAST, "explore.sample_rows=300"],
+        only=ONLY,
+        workers=1,
+    )
     return base, paths, env, first
 
 
 def _cli(env, *args):
-    return [sys.executable, "-m", "labline.cli", "retrain", "--db", env["db"], "--runs", str(env["runs"]),
-            "--state", str(env["state"]), "--only", ONLY[0], "--workers", "1", *args]
+    return [
+        sys.executable,
+        "-m",
+        "labline.cli",
+        "retrain",
+        "--db",
+        env["db"],
+        "--runs",
+        str(env["runs"]),
+        "--state",
+        str(env["state"]),
+        "--only",
+        ONLY[0],
+        "--workers",
+        "1",
+        *args,
+    ]
 
 
 def test_first_retrain_without_a_champion_promotes(setup):
@@ -79,7 +102,7 @@ def test_clean_batch_promotes_when_better_and_a_concurrent_retrain_is_locked_out
     assert recorded["version"] == after.version and recorded["previous"] == before.version and recorded["promoted"]
     history, week = read_table(paths["before-2019-06-03"]), read_table(paths["2019-06-24"])
     assert decision["accumulated_rows"] == len(pd.concat([history, week]).drop_duplicates())
-    assert f"retrain promoted" in out and decision["challenger"] in out
+    assert "retrain promoted" in out and decision["challenger"] in out
 
 
 def test_batch_with_out_of_bounds_rows_stops_at_validation(setup, tmp_path):
@@ -88,8 +111,16 @@ def test_batch_with_out_of_bounds_rows_stops_at_validation(setup, tmp_path):
     perturb(read_table(paths["2019-06-17"]), ["longitude=set:-75.3@0.05"], seed=3).to_csv(bad, index=False)
     runs_before = sorted(p.name for p in env["runs"].iterdir())
     champion_before = Registry(env["db"]).resolve("champion").version
-    outcome = retrain(bad, "airbnb", pipeline=ROOT / "pipeline_airbnb.yaml", registry_url=env["db"],
-                      runs_root=env["runs"], state_dir=env["state"], overrides=FAST, only=ONLY)
+    outcome = retrain(
+        bad,
+        "airbnb",
+        pipeline=ROOT / "pipeline_airbnb.yaml",
+        registry_url=env["db"],
+        runs_root=env["runs"],
+        state_dir=env["state"],
+        overrides=FAST,
+        only=ONLY,
+    )
     assert outcome.status == "invalid" and not outcome.run_id
     assert "range longitude" in outcome.reasons[0]["reason"]
     assert "range longitude" in Path(outcome.validation_report).read_text()

@@ -78,8 +78,9 @@ def free_port() -> int:
 
 
 def start(command: list[str], port: int, env: dict | None = None) -> subprocess.Popen:
-    proc = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -107,8 +108,10 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 def _request(path: str, body: bytes) -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 async def drive(port: int, concurrency: int, seconds: float, bodies: list[bytes]) -> dict:
@@ -135,8 +138,13 @@ async def drive(port: int, concurrency: int, seconds: float, bodies: list[bytes]
     elapsed = time.perf_counter() - began
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
-    return {"requests": len(latencies), "errors": errors, "requests_per_s": len(latencies) / elapsed,
-            "p50_ms": pick(0.50), "p99_ms": pick(0.99)}
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "requests_per_s": len(latencies) / elapsed,
+        "p50_ms": pick(0.50),
+        "p99_ms": pick(0.99),
+    }
 
 
 async def drive_batches(port: int, body: bytes, rows: int, seconds: float, concurrency: int = 1) -> dict:
@@ -165,10 +173,13 @@ def merge(runs: list[dict]) -> dict:
     """Combine alternating rounds of one service at one level."""
     total = sum(r["requests"] for r in runs)
     seconds = sum(r["requests"] / r["requests_per_s"] for r in runs if r["requests_per_s"])
-    return {"requests": total, "errors": sum(r["errors"] for r in runs),
-            "requests_per_s": total / seconds if seconds else 0.0,
-            "p50_ms": sorted(r["p50_ms"] for r in runs)[len(runs) // 2],  # median of rounds
-            "p99_ms": max(r["p99_ms"] for r in runs)}
+    return {
+        "requests": total,
+        "errors": sum(r["errors"] for r in runs),
+        "requests_per_s": total / seconds if seconds else 0.0,
+        "p50_ms": sorted(r["p50_ms"] for r in runs)[len(runs) // 2],  # median of rounds
+        "p99_ms": max(r["p99_ms"] for r in runs),
+    }
 
 
 def measure(ports: dict[str, int], seconds: float, records: list[dict], batch_rows: int, rounds: int) -> dict:
@@ -193,8 +204,11 @@ def measure(ports: dict[str, int], seconds: float, records: list[dict], batch_ro
                 runs[name].append(asyncio.run(drive_batches(port, batch, batch_rows, seconds / rounds, c)))
         for name in ports:
             batches, elapsed = sum(r["batches"] for r in runs[name]), sum(r["seconds"] for r in runs[name])
-            results[name][f"batch_c{c}"] = {"batches": batches, "rows_per_batch": batch_rows,
-                                            "rows_per_s": batches * batch_rows / elapsed}
+            results[name][f"batch_c{c}"] = {
+                "batches": batches,
+                "rows_per_batch": batch_rows,
+                "rows_per_s": batches * batch_rows / elapsed,
+            }
     return results
 
 
@@ -229,8 +243,19 @@ def main() -> int:
         log = Path(tmp) / "requests.db"
         services = {
             "baseline": [sys.executable, __file__, "--model-dir", model_dir, "--serve-baseline"],
-            "labline": [sys.executable, "-m", "labline.cli", "serve", "--model-dir", model_dir, "--log", str(log),
-                        "--synchronous", args.synchronous, "--port"],
+            "labline": [
+                sys.executable,
+                "-m",
+                "labline.cli",
+                "serve",
+                "--model-dir",
+                model_dir,
+                "--log",
+                str(log),
+                "--synchronous",
+                args.synchronous,
+                "--port",
+            ],
         }
         ports = {name: free_port() for name in services}
         procs = {}
@@ -243,31 +268,47 @@ def main() -> int:
                 proc.terminate()
                 proc.wait(timeout=30)
         for name in services:
-            print(f"{name}: " + ", ".join(f"{k} {v['requests_per_s']:.0f} req/s p50 {v['p50_ms']:.2f} ms "
-                                           f"p99 {v['p99_ms']:.2f} ms" for k, v in results[name].items()
-                                           if not k.startswith("batch"))
-                  + "".join(f"; batch at concurrency {c} {results[name][f'batch_c{c}']['rows_per_s']:.0f} rows/s"
-                            for c in BATCH_CONCURRENCY))
-        from labline.serve.request_log import query
+            print(
+                f"{name}: "
+                + ", ".join(
+                    f"{k} {v['requests_per_s']:.0f} req/s p50 {v['p50_ms']:.2f} ms p99 {v['p99_ms']:.2f} ms"
+                    for k, v in results[name].items()
+                    if not k.startswith("batch")
+                )
+                + "".join(
+                    f"; batch at concurrency {c} {results[name][f'batch_c{c}']['rows_per_s']:.0f} rows/s"
+                    for c in BATCH_CONCURRENCY
+                )
+            )
+        from labline.serve.request_log import count_requests
 
-        logged = query(log, "SELECT count(*) FROM requests WHERE shadow = 0")[0][0]
-    answered = (sum(results["labline"][f"c{c}"]["requests"] for c in CONCURRENCY)
-                + sum(results["labline"][f"batch_c{c}"]["batches"] * args.batch_rows for c in BATCH_CONCURRENCY))
+        logged = count_requests(log)
+    answered = sum(results["labline"][f"c{c}"]["requests"] for c in CONCURRENCY) + sum(
+        results["labline"][f"batch_c{c}"]["batches"] * args.batch_rows for c in BATCH_CONCURRENCY
+    )
     ratios = {}
     for c in CONCURRENCY:
         base, ours = results["baseline"][f"c{c}"], results["labline"][f"c{c}"]
-        ratios[f"c{c}"] = {"throughput_labline_over_baseline": ours["requests_per_s"] / base["requests_per_s"],
-                           "p99_labline_over_baseline": ours["p99_ms"] / base["p99_ms"]}
+        ratios[f"c{c}"] = {
+            "throughput_labline_over_baseline": ours["requests_per_s"] / base["requests_per_s"],
+            "p99_labline_over_baseline": ours["p99_ms"] / base["p99_ms"],
+        }
     for c in BATCH_CONCURRENCY:
-        ratios[f"batch_c{c}_rows_per_s_labline_over_baseline"] = (results["labline"][f"batch_c{c}"]["rows_per_s"]
-                                                                  / results["baseline"][f"batch_c{c}"]["rows_per_s"])
+        ratios[f"batch_c{c}_rows_per_s_labline_over_baseline"] = (
+            results["labline"][f"batch_c{c}"]["rows_per_s"] / results["baseline"][f"batch_c{c}"]["rows_per_s"]
+        )
     for key, value in ratios.items():
         print(f"ratio {key}: {value if isinstance(value, dict) else round(value, 2)}")
     report = {
-        "model_dir": model_dir, "seconds_per_level": args.seconds, "rounds": args.rounds, "request_log_synchronous": args.synchronous,
+        "model_dir": model_dir,
+        "seconds_per_level": args.seconds,
+        "rounds": args.rounds,
+        "request_log_synchronous": args.synchronous,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
-        "results": results, "ratios": ratios,
-        "labline_log_rows": logged, "labline_answers_counted_by_client": answered,  # warm-up requests are logged too
+        "results": results,
+        "ratios": ratios,
+        "labline_log_rows": logged,
+        "labline_answers_counted_by_client": answered,  # warm-up requests are logged too
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

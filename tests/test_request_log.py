@@ -14,8 +14,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from labline.serve.request_log import (COLUMNS, RequestLog, Scoring, connect, dumps, find_requests, read_requests,
-                                       write_feedback)
+from labline.serve.request_log import (
+    COLUMNS,
+    RequestLog,
+    Scoring,
+    connect,
+    dumps,
+    find_requests,
+    read_requests,
+    write_feedback,
+)
 from labline.serve.scoring import Scored
 
 SHA = "a" * 64
@@ -25,6 +33,7 @@ BATCH = "0123456789abcdef0123456789abcdef"
 def _append(log: RequestLog, scorings: list[Scoring]) -> None:
     async def run():
         await log.append(scorings)
+
     asyncio.run(run())
 
 
@@ -32,15 +41,34 @@ def test_a_batch_is_one_row_per_record_with_ids_it_does_not_store(tmp_path):
     path = tmp_path / "requests.db"
     log = RequestLog(path)
     payloads = [{"x": float(i), "name": f"rec {i}"} for i in range(300)]
-    records = ([dumps(p) for p in payloads], [dumps("yes" if i % 3 else "no") for i in range(300)],
-               [dumps({"no": 0.25, "yes": 0.75})] * 300)
+    records = (
+        [dumps(p) for p in payloads],
+        [dumps("yes" if i % 3 else "no") for i in range(300)],
+        [dumps({"no": 0.25, "yes": 0.75})] * 300,
+    )
     single = ("r-single", 0, "client-7", dumps({"x": 1.5, "name": "one"}), dumps("no"), None, 1.25, 0, None)
-    _append(log, [Scoring("s-batch", "2026-11-23T10:00:00+00:00", 3, SHA, "challenger", records=records,
-                          batch_id=BATCH, client_key="client-9", latency_ms=12.5),
-                  Scoring("s-one", "2026-11-23T10:00:01+00:00", None, SHA, "champion", answers=[single])])
+    _append(
+        log,
+        [
+            Scoring(
+                "s-batch",
+                "2026-11-23T10:00:00+00:00",
+                3,
+                SHA,
+                "challenger",
+                records=records,
+                batch_id=BATCH,
+                client_key="client-9",
+                latency_ms=12.5,
+            ),
+            Scoring("s-one", "2026-11-23T10:00:01+00:00", None, SHA, "champion", answers=[single]),
+        ],
+    )
     log.close()
 
-    stored = sqlite3.connect(path).execute("SELECT count(*), count(request_id), count(client_key) FROM answers").fetchone()
+    stored = (
+        sqlite3.connect(path).execute("SELECT count(*), count(request_id), count(client_key) FROM answers").fetchone()
+    )
     assert stored == (301, 1, 1)  # only the single request stores its id and key
     rows = read_requests(path)
     assert len(rows) == 301
@@ -93,14 +121,22 @@ def test_a_version_1_log_is_upgraded_without_losing_a_request(tmp_path):
     path = tmp_path / "requests.db"
     old = sqlite3.connect(path)
     old.executescript(V1_SCHEMA)
+    # fmt: off
     history = [  # two requests scored together, a shadow copy, a batch of two, a row without a group
-        ("r1", "2026-01-01T00:00:00+00:00", "k1", '{"x":1.0}', '"a"', '{"a":0.9,"b":0.1}', 4, SHA, "champion", 1.5, 0, None, None, "g1", 0),
-        ("r2", "2026-01-01T00:00:00+00:00", "r2", '{"x":2.0}', '"b"', '{"a":0.2,"b":0.8}', 4, SHA, "champion", 1.7, 0, None, None, "g1", 1),
-        ("r1", "2026-01-01T00:00:01+00:00", "k1", '{"x":1.0}', None, None, 5, SHA, "shadow", 3.0, 1, "boom", None, "g2", 0),
-        (f"{BATCH}-0", "2026-01-02T00:00:00+00:00", f"{BATCH}-0", '{"x":3.0}', '"a"', '{"a":1.0,"b":0.0}', 4, SHA, "champion", 9.0, 0, None, BATCH, "g3", 0),
-        (f"{BATCH}-1", "2026-01-02T00:00:00+00:00", f"{BATCH}-1", '{"x":4.0}', '"b"', '{"a":0.0,"b":1.0}', 4, SHA, "champion", 9.0, 0, None, BATCH, "g3", 1),
-        ("r9", "2026-01-03T00:00:00+00:00", "r9", '{"x":5.0}', '"a"', None, None, SHA, "champion", 0.5, 0, None, None, None, None),
+        ("r1", "2026-01-01T00:00:00+00:00", "k1", '{"x":1.0}', '"a"', '{"a":0.9,"b":0.1}', 4, SHA, "champion",
+         1.5, 0, None, None, "g1", 0),
+        ("r2", "2026-01-01T00:00:00+00:00", "r2", '{"x":2.0}', '"b"', '{"a":0.2,"b":0.8}', 4, SHA, "champion",
+         1.7, 0, None, None, "g1", 1),
+        ("r1", "2026-01-01T00:00:01+00:00", "k1", '{"x":1.0}', None, None, 5, SHA, "shadow",
+         3.0, 1, "boom", None, "g2", 0),
+        (f"{BATCH}-0", "2026-01-02T00:00:00+00:00", f"{BATCH}-0", '{"x":3.0}', '"a"', '{"a":1.0,"b":0.0}', 4, SHA,
+         "champion", 9.0, 0, None, BATCH, "g3", 0),
+        (f"{BATCH}-1", "2026-01-02T00:00:00+00:00", f"{BATCH}-1", '{"x":4.0}', '"b"', '{"a":0.0,"b":1.0}', 4, SHA,
+         "champion", 9.0, 0, None, BATCH, "g3", 1),
+        ("r9", "2026-01-03T00:00:00+00:00", "r9", '{"x":5.0}', '"a"', None, None, SHA, "champion",
+         0.5, 0, None, None, None, None),
     ]
+    # fmt: on
     old.executemany(f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", history)
     old.execute("INSERT INTO feedback VALUES ('r2', 'b', '2026-01-05T00:00:00+00:00')")
     old.commit()
@@ -157,8 +193,14 @@ def _valid_value(spec, column):
     return st.one_of(st.sampled_from(list(spec.categories[column])), st.none())
 
 
-ANY_VALUE = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10, 3_000_000), st.none(),
-                      st.booleans(), st.text(max_size=4), st.lists(st.integers(), max_size=1))
+ANY_VALUE = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-10, 3_000_000),
+    st.none(),
+    st.booleans(),
+    st.text(max_size=4),
+    st.lists(st.integers(), max_size=1),
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -207,3 +249,76 @@ def test_windows_and_lookups_read_through_indexes_not_the_whole_log(tmp_path):
         plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)]
         assert not [step for step in plan if step.startswith("SCAN a") or "AUTOMATIC" in step], (sql, plan)
         assert not [step for step in plan if step.startswith("SCAN s")], (sql, plan)
+
+
+def _deployment(version: int, deployed_at: str, path: str):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        sha256=SHA,
+        version=version,
+        ref=f"v{version}",
+        model=SimpleNamespace(path=path),
+        deployed_at=deployed_at,
+        lineage={"run_id": f"run-{version}"},
+    )
+
+
+def test_the_reader_api_answers_what_replay_ab_report_and_monitoring_ask(tmp_path):
+    from labline.serve.request_log import count_requests, feedback_labels, latest_deployment, scoring_group
+
+    path = tmp_path / "requests.db"
+    log = RequestLog(path)
+    log.record_deployment("champion", _deployment(1, "2026-11-20T00:00:00+00:00", "/models/one"))
+    log.record_deployment("champion", _deployment(2, "2026-11-22T00:00:00+00:00", "/models/two"))
+    for index in (2, 0, 1):  # a model call's three requests, committed out of their order in the call
+        row = (f"r{index}", index, None, dumps({"x": index}), dumps("a"), None, 1.0, 0, None)
+        log.submit([Scoring("call", "2026-11-23T10:00:00+00:00", 2, SHA, "champion", answers=[row])])
+    shadow = ("r0", 0, None, dumps({"x": 0}), None, None, 3.0, 1, "boom")
+    log.submit([Scoring("shadow-call", "2026-11-23T10:00:01+00:00", 5, SHA, "shadow", answers=[shadow])])
+    log.close()
+
+    group = scoring_group(path, "call", SHA, shadow=False)
+    assert list(group["request_id"]) == ["r0", "r1", "r2"] and list(group["score_index"]) == [0, 1, 2]
+    assert list(group["payload"]) == [{"x": 0}, {"x": 1}, {"x": 2}]
+    assert list(scoring_group(path, "shadow-call", SHA, shadow=True)["error"]) == ["boom"]
+    assert scoring_group(path, "call", "b" * 64, shadow=False).empty
+    assert (count_requests(path), count_requests(path, include_shadow=True)) == (3, 4)
+
+    latest = latest_deployment(path, SHA)
+    assert (latest["artifact_path"], latest["model_version"], latest["lineage"]) == (
+        "/models/two",
+        2,
+        {"run_id": "run-2"},
+    )
+    assert latest_deployment(path, SHA, before="2026-11-21T00:00:00+00:00")["artifact_path"] == "/models/one"
+    assert latest_deployment(path, SHA, before="2026-11-19T00:00:00+00:00") == {}
+
+    assert feedback_labels(path) == {}
+    assert write_feedback(path, {"r1": "b", "r9": "a"}) == (1, ["r9"])
+    assert feedback_labels(path) == {"r1": "b"}
+    with pytest.raises(FileNotFoundError, match="no request log at"):
+        feedback_labels(tmp_path / "missing.db")
+
+
+def test_a_log_without_a_feedback_table_has_no_labels(tmp_path):
+    from labline.serve.request_log import feedback_labels
+
+    path = tmp_path / "old.db"
+    sqlite3.connect(path).execute("CREATE TABLE requests (id INTEGER)").connection.close()
+    assert feedback_labels(path) == {}
+
+
+def test_only_the_request_log_package_reads_or_writes_its_tables():
+    """Replay, the A/B report, monitoring and the benchmarks go through the reader API."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    package = root / "labline" / "serve" / "request_log"
+    tables = r"(requests|answers|scorings|feedback|deployments)\b"
+    raw = re.compile(rf"\b(FROM|INTO|UPDATE|JOIN)\s+{tables}|^\s*(import sqlite3|from sqlite3 )", re.MULTILINE)
+    files = [*(root / "labline").rglob("*.py"), *(root / "benchmarks").glob("*.py")]
+    offenders = [str(f.relative_to(root)) for f in files if package not in f.parents and raw.search(f.read_text())]
+    assert offenders == []
+    assert len([f for f in package.glob("*.py") if raw.search(f.read_text())]) >= 4  # the check does find SQL

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -91,8 +91,10 @@ def reference_from_run(run: str, runs_root: str | Path, step: str | None = None,
     candidates = [step] if step else [s for s in steps if s.startswith(TRAINERS)]
     chosen = next((s for s in candidates if _scraps(manifest, s).get("model_dir")), None)
     if chosen is None:
-        raise SourceError(f"run {manifest.get('run_id', run)} has no trained model "
-                          f"(looked for a model_dir glued by {candidates or list(TRAINERS)})")
+        raise SourceError(
+            f"run {manifest.get('run_id', run)} has no trained model "
+            f"(looked for a model_dir glued by {candidates or list(TRAINERS)})"
+        )
     explore = next((s for s in steps if _scraps(manifest, s).get("snapshot_path")), None)
     if explore is None:
         raise SourceError(f"run {manifest.get('run_id', run)} has no data snapshot (no step glued snapshot_path)")
@@ -101,12 +103,21 @@ def reference_from_run(run: str, runs_root: str | Path, step: str | None = None,
     train, test = split_frames(read_snapshot(snapshot["snapshot_path"]))
     scraps = _scraps(manifest, chosen)
     metrics = {k: v for k, v in scraps.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return Reference(manifest["run_id"], chosen, Path(scraps["model_dir"]), train, test, spec,
-                     label or f"run {manifest['run_id']} step {chosen}", metrics)
+    return Reference(
+        manifest["run_id"],
+        chosen,
+        Path(scraps["model_dir"]),
+        train,
+        test,
+        spec,
+        label or f"run {manifest['run_id']} step {chosen}",
+        metrics,
+    )
 
 
-def reference_from_model(model_dir: str | Path, dataset: str, target: str = "", test_size: float = 0.2,
-                         seed: int = 42) -> Reference:
+def reference_from_model(
+    model_dir: str | Path, dataset: str, target: str = "", test_size: float = 0.2, seed: int = 42
+) -> Reference:
     """The reference of a model folder trained on `dataset` with the pipeline's split (what the
     notebooks do when run on their own in JupyterLab)."""
     from labline.data.snapshot import prepare_snapshot, split_frames
@@ -114,15 +125,18 @@ def reference_from_model(model_dir: str | Path, dataset: str, target: str = "", 
 
     path = project_file(model_dir)
     if not (Path(path) / "manifest.json").exists():
-        raise SourceError(f"no model artifact at {model_dir}: run notebooks/train_sklearn.ipynb first, "
-                          "or give a run id or registry:champion as the reference")
+        raise SourceError(
+            f"no model artifact at {model_dir}: run notebooks/train_sklearn.ipynb first, "
+            "or give a run id or registry:champion as the reference"
+        )
     frame, spec = prepare_snapshot(dataset, target, test_size, seed)
     train, test = split_frames(frame)
     return Reference("", "", Path(path), train, test, spec, f"model {model_dir}")
 
 
-def reference_from_registry(ref: str = "champion", registry_url: str | None = None,
-                            runs_root: str | Path | None = None) -> Reference:
+def reference_from_registry(
+    ref: str = "champion", registry_url: str | None = None, runs_root: str | Path | None = None
+) -> Reference:
     """The reference of a registered model (an alias or a version number)."""
     from labline.paths import runs_root as default_runs_root
     from labline.registry import Registry
@@ -132,8 +146,10 @@ def reference_from_registry(ref: str = "champion", registry_url: str | None = No
     except Exception as exc:  # the registry's own message says what is missing
         raise SourceError(f"cannot resolve {ref!r} in the model registry: {exc}") from exc
     root = Path(runs_root or default_runs_root())
-    run_dir = next((p for p in Path(version.artifact_path).parents if (p / "manifest.json").exists()
-                    and p.name == version.run_id), None)
+    run_dir = next(
+        (p for p in Path(version.artifact_path).parents if (p / "manifest.json").exists() and p.name == version.run_id),
+        None,
+    )
     return reference_from_run(str(run_dir) if run_dir else version.run_id, root, version.step, version.label)
 
 
@@ -166,17 +182,25 @@ def current_from_file(path: str | Path, spec: DatasetSpec) -> Current:
 def current_from_heldout(reference: Reference) -> Current:
     """The reference's own held-out rows: a window that should look healthy (a self-check)."""
     labels = reference.test[reference.spec.target] if reference.spec.target in reference.test.columns else None
-    return Current("heldout", reference.test.reset_index(drop=True),
-                   labels=None if labels is None else labels.reset_index(drop=True),
-                   detail=f"{len(reference.test)} held-out rows of the training run")
+    return Current(
+        "heldout",
+        reference.test.reset_index(drop=True),
+        labels=None if labels is None else labels.reset_index(drop=True),
+        detail=f"{len(reference.test)} held-out rows of the training run",
+    )
 
 
-def current_from_requests(log: str | Path, spec: DatasetSpec, window: timedelta | None,
-                          now: datetime | None = None, version: int | None = None) -> Current:
+def current_from_requests(
+    log: str | Path,
+    spec: DatasetSpec,
+    window: timedelta | None,
+    now: datetime | None = None,
+    version: int | None = None,
+) -> Current:
     """Requests answered in the window (shadow answers left out), with feedback labels if any."""
-    from labline.serve.request_log import expand_payloads, query, read_requests
+    from labline.serve.request_log import expand_payloads, feedback_labels, read_requests
 
-    since = (now or datetime.now(timezone.utc)) - window if window else None
+    since = (now or datetime.now(UTC)) - window if window else None
     try:
         requests = read_requests(log, since=since, version=version)
     except FileNotFoundError as exc:
@@ -185,19 +209,23 @@ def current_from_requests(log: str | Path, spec: DatasetSpec, window: timedelta 
     features = derive(expand_payloads(requests), spec)
     predictions = None
     if len(requests):
-        values = pd.to_numeric(requests["prediction"], errors="coerce") if spec.task == "regression" \
+        values = (
+            pd.to_numeric(requests["prediction"], errors="coerce")
+            if spec.task == "regression"
             else requests["prediction"].astype(str)
+        )
         predictions = np.asarray(values)
     labels = None
-    try:
-        feedback = {r[0]: r[1] for r in query(log, "SELECT request_id, label FROM feedback")}
-    except Exception:  # an older log without a feedback table simply has no labels
-        feedback = {}
+    feedback = feedback_labels(log)  # {} for an older log without a feedback table
     if feedback and len(requests):
         known = requests["request_id"].map(feedback)
         if known.notna().any():
             labels = pd.to_numeric(known, errors="coerce") if spec.task == "regression" else known
     span = f"since {since.isoformat(timespec='seconds')}" if since else "all time"
-    return Current("requests", features.reset_index(drop=True), predictions,
-                   None if labels is None else labels.reset_index(drop=True),
-                   f"{len(requests)} requests {span} from {log}")
+    return Current(
+        "requests",
+        features.reset_index(drop=True),
+        predictions,
+        None if labels is None else labels.reset_index(drop=True),
+        f"{len(requests)} requests {span} from {log}",
+    )

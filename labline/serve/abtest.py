@@ -18,7 +18,7 @@ from scipy.stats import norm
 from labline.models.artifact import ArtifactError
 from labline.serve.deployments import Deployment
 from labline.serve.replay import load_answering_model
-from labline.serve.request_log import query, read_requests
+from labline.serve.request_log import feedback_labels, read_requests
 from labline.serve.routing import CHALLENGER, CHAMPION
 from labline.serve.schemas import features_frame
 
@@ -47,9 +47,14 @@ class ABReport:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"arms": {a: {**s.__dict__, "accuracy": s.accuracy} for a, s in self.arms.items()},
-                "z": self.z, "p_value": self.p_value, "winner": self.winner, "verdict": self.verdict,
-                "notes": self.notes}
+        return {
+            "arms": {a: {**s.__dict__, "accuracy": s.accuracy} for a, s in self.arms.items()},
+            "z": self.z,
+            "p_value": self.p_value,
+            "winner": self.winner,
+            "verdict": self.verdict,
+            "notes": self.notes,
+        }
 
 
 def two_proportion_z(correct_a: int, n_a: int, correct_b: int, n_b: int) -> tuple[float, float]:
@@ -65,8 +70,7 @@ def two_proportion_z(correct_a: int, n_a: int, correct_b: int, n_b: int) -> tupl
 
 
 def _labelled(log: str | Path, requests: pd.DataFrame) -> pd.Series:
-    labels = {r["request_id"]: r["label"] for r in query(log, "SELECT request_id, label FROM feedback")}
-    return requests["request_id"].map(labels)
+    return requests["request_id"].map(feedback_labels(log))
 
 
 def _latest_model(log, arm_rows: pd.DataFrame, registry_url, notes: list[str]):
@@ -79,8 +83,9 @@ def _latest_model(log, arm_rows: pd.DataFrame, registry_url, notes: list[str]):
         return None
 
 
-def ab_report(log: str | Path, min_samples: int = 100, alpha: float = 0.05, since=None,
-              registry_url: str | None = None) -> ABReport:
+def ab_report(
+    log: str | Path, min_samples: int = 100, alpha: float = 0.05, since=None, registry_url: str | None = None
+) -> ABReport:
     requests = read_requests(log, since=since)
     requests = requests[requests["error"].isna()]
     requests = requests.assign(truth=_labelled(log, requests))
@@ -97,17 +102,26 @@ def ab_report(log: str | Path, min_samples: int = 100, alpha: float = 0.05, sinc
             agreement = float((pd.Series(predictions, index=rows.index) == rows["prediction"]).mean())
         labelled = rows[rows["truth"].notna()]
         arms[arm] = ArmStats(
-            arm=arm, requests=len(rows), agreement=agreement, labelled=len(labelled),
+            arm=arm,
+            requests=len(rows),
+            agreement=agreement,
+            labelled=len(labelled),
             correct=int((labelled["prediction"].astype(str) == labelled["truth"].astype(str)).sum()),
-            model_versions=sorted({str(v) if not pd.isna(v) else f"sha256:{s[:12]}"
-                                   for v, s in zip(rows["model_version"], rows["artifact_sha256"])}),
+            model_versions=sorted(
+                {
+                    str(v) if not pd.isna(v) else f"sha256:{s[:12]}"
+                    for v, s in zip(rows["model_version"], rows["artifact_sha256"])
+                }
+            ),
         )
     report = ABReport(arms=arms, notes=notes)
     a, b = arms[CHAMPION], arms[CHALLENGER]
     report.z, report.p_value = two_proportion_z(a.correct, a.labelled, b.correct, b.labelled)
     if min(a.labelled, b.labelled) < min_samples:
-        report.verdict = (f"no winner called: labelled requests champion {a.labelled}, challenger {b.labelled}; "
-                          f"each arm needs at least {min_samples}")
+        report.verdict = (
+            f"no winner called: labelled requests champion {a.labelled}, challenger {b.labelled}; "
+            f"each arm needs at least {min_samples}"
+        )
     elif report.p_value < alpha:
         report.winner = CHALLENGER if b.accuracy > a.accuracy else CHAMPION
         report.verdict = f"{report.winner} is more accurate (p = {report.p_value:.3g} < {alpha})"

@@ -8,14 +8,13 @@ be loaded (artifact deleted, tampered, or the registry no longer has it) it says
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from labline.models.artifact import ArtifactError, LoadedModel, load_model
 from labline.serve.deployments import Deployment
-from labline.serve.request_log import find_requests, query, request_rows
+from labline.serve.request_log import find_requests, latest_deployment, scoring_group
 from labline.serve.schemas import features_frame
 
 
@@ -43,21 +42,12 @@ class Replay:
 
 def deployment_record(log: str | Path, artifact_sha256: str, before: str | None = None) -> dict:
     """The latest deployment of this artifact (at or before `before`): path, time, lineage."""
-    sql = "SELECT * FROM deployments WHERE artifact_sha256 = ?"
-    params: tuple = (artifact_sha256,)
-    if before is not None:
-        sql += " AND deployed_at <= ?"
-        params += (before,)
-    rows = query(log, sql + " ORDER BY deployed_at DESC LIMIT 1", params)
-    if not rows:
-        return {}
-    row = dict(rows[0])
-    row["lineage"] = json.loads(row["lineage"])
-    return row
+    return latest_deployment(log, artifact_sha256, before)
 
 
-def load_answering_model(log: str | Path, model_version: int | None, artifact_sha256: str,
-                         registry_url: str | None = None) -> LoadedModel:
+def load_answering_model(
+    log: str | Path, model_version: int | None, artifact_sha256: str, registry_url: str | None = None
+) -> LoadedModel:
     """The verified model with this hash: from the registry when it had a version, else from
     the folder it was deployed from. Raises ArtifactError with the reason it cannot."""
     if model_version is not None:
@@ -73,8 +63,10 @@ def load_answering_model(log: str | Path, model_version: int | None, artifact_sh
             raise ArtifactError(f"no deployment of artifact {artifact_sha256[:12]} is recorded in the request log")
         model = load_model(record["artifact_path"])  # verifies every file's hash
     if model.sha256 != artifact_sha256:
-        raise ArtifactError(f"the artifact found has SHA-256 {model.sha256}, but the request was answered by "
-                            f"{artifact_sha256}: it was replaced since")
+        raise ArtifactError(
+            f"the artifact found has SHA-256 {model.sha256}, but the request was answered by "
+            f"{artifact_sha256}: it was replaced since"
+        )
     return model
 
 
@@ -87,8 +79,12 @@ def replay(request_id: str, log: str | Path, registry_url: str | None = None, sh
     row = rows.iloc[0]
     version = None if row["model_version"] is None or str(row["model_version"]) == "<NA>" else int(row["model_version"])
     result = Replay(
-        request_id=request_id, time=row["time"].isoformat(), payload=row["payload"], arm=row["arm"],
-        model_version=version, artifact_sha256=row["artifact_sha256"],
+        request_id=request_id,
+        time=row["time"].isoformat(),
+        payload=row["payload"],
+        arm=row["arm"],
+        model_version=version,
+        artifact_sha256=row["artifact_sha256"],
         answered={"prediction": row["prediction"], "probabilities": row["probabilities"]},
         deployment=deployment_record(log, row["artifact_sha256"], row["time"].isoformat()),
     )
@@ -100,15 +96,18 @@ def replay(request_id: str, log: str | Path, registry_url: str | None = None, sh
     except ArtifactError as exc:
         result.reason = f"cannot replay: {exc}"
         return result
-    group = request_rows(log, "score_batch = ? AND shadow = ? AND artifact_sha256 = ?",
-                         (row["score_batch"], int(shadow), row["artifact_sha256"]))
-    group = group.sort_values("score_index")
+    _score_again(result, model, scoring_group(log, row["score_batch"], row["artifact_sha256"], shadow), row)
+    return result
+
+
+def _score_again(result: Replay, model: LoadedModel, group, row) -> None:
+    """Score the request's model-call group again, in its order, and compare the request's answer."""
     payloads = list(group["payload"])
     index = int(row["score_index"])
     if list(group["score_index"]) != list(range(len(group))):
         result.reason = "some rows scored with this request are missing from the log; scored the request alone"
         payloads, index = [row["payload"]], 0
-    deployment = Deployment(ref="replay", model=model, version=version, lineage={})
+    deployment = Deployment(ref="replay", model=model, version=result.model_version, lineage={})
     predictions, probabilities = deployment.score(features_frame(model.spec, payloads))
     replayed_probs = dict(zip(model.labels, probabilities[index].tolist())) if probabilities is not None else None
     result.replayed = {"prediction": predictions[index], "probabilities": replayed_probs}
@@ -117,4 +116,3 @@ def replay(request_id: str, log: str | Path, registry_url: str | None = None, sh
     result.identical = bool(same_prediction and same_probs)
     if not result.identical:
         result.reason = "the replayed answer differs from the logged one"
-    return result

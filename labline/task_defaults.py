@@ -81,9 +81,13 @@ def pipeline_dataset(spec: PipelineSpec, overrides: list[str]) -> tuple[str | No
 
 def for_dataset(spec: PipelineSpec, overrides: list[str]) -> PipelineSpec:
     """`spec` with the task defaults of the data set its steps will read (unchanged when none is named)."""
-    from labline.data.datasets import dataset_task
+    from labline.data.datasets import DatasetError, dataset_task
 
     dataset, target = pipeline_dataset(spec, overrides)
     if dataset is None or "${" in dataset:
         return spec
-    return with_task_defaults(spec, dataset_task(dataset, target))
+    try:
+        task = dataset_task(dataset, target)
+    except DatasetError:  # not a data set labline knows: the step that reads it says what is wrong
+        return spec
+    return with_task_defaults(spec, task)

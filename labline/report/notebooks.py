@@ -42,6 +42,9 @@ def standalone(title: str, fragment: str) -> str:
 
 def exporter():
     """An HTMLExporter for the cells only: the report supplies page, styles and no scripts."""
+    from runner.lazy_imports import defer_slow_imports
+
+    defer_slow_imports()  # nbformat's jsonschema would build an unused grammar for ~2 s
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 

@@ -28,7 +28,7 @@ $(STAMP): $(BIN)/python requirements.lock pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/labline run
+	$(BIN)/labline run --report
 
 # Lint and format check first (ruff, configured in pyproject.toml), then the tests.
 test: $(STAMP)

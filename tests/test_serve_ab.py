@@ -10,12 +10,12 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
+from labline.cli import main
 from labline.registry import Registry
 from labline.serve import ServeSettings, create_app
 from labline.serve.abtest import ab_report, two_proportion_z
 from labline.serve.request_log import read_requests
 from labline.serve.routing import choose_arm
-from labline.cli import main
 from tests.fixtures.serve import iris_records, model_dir
 
 
@@ -76,7 +76,7 @@ def test_a_batch_takes_its_clients_arm_whole(ab_service):
     records, _ = iris_records()
     arms = []
     for i in range(40):
-        body = client.post("/predict/batch", json={"records": records[i:i + 4]}).json()
+        body = client.post("/predict/batch", json={"records": records[i : i + 4]}).json()
         assert [a["request_id"] for a in body["answers"]] == [f"{body['batch_id']}-{j}" for j in range(4)]
         assert body["arm"] == choose_arm(body["batch_id"], 0.3)
         assert body["model_version"] == versions["train_torch" if body["arm"] == "challenger" else "train_sklearn"]
@@ -100,8 +100,10 @@ def test_shadow_is_logged_never_returned(served_registry, tmp_path):
     records, _ = iris_records()
     with client:
         answers = [client.post("/predict", json=r).json() for r in records[:20]]
-    assert all(set(a) == {"request_id", "prediction", "probabilities", "model_version", "artifact_sha256", "arm"}
-               for a in answers)
+    assert all(
+        set(a) == {"request_id", "prediction", "probabilities", "model_version", "artifact_sha256", "arm"}
+        for a in answers
+    )
     rows = _wait_for_shadow(settings.request_log, 20)
     shadow = rows[rows["shadow"]].set_index("request_id")
     import pandas as pd
@@ -123,8 +125,9 @@ def test_a_failing_shadow_never_fails_the_request(iris_run, tmp_path):
     manifest = json.loads((broken / "manifest.json").read_text())
     manifest["spec"]["numeric"].append("stem_length")
     (broken / "manifest.json").write_text(json.dumps(manifest))
-    settings = ServeSettings(model_dir=str(model_dir(iris_run)), shadow=str(broken),
-                             request_log=str(tmp_path / "requests.db"))
+    settings = ServeSettings(
+        model_dir=str(model_dir(iris_run)), shadow=str(broken), request_log=str(tmp_path / "requests.db")
+    )
     records, _ = iris_records()
     with TestClient(create_app(settings)) as client:
         single = [client.post("/predict", json=r) for r in records[:5]]
@@ -150,7 +153,9 @@ def test_feedback_and_ab_report(ab_service, tmp_path, capsys):
         body = client.post("/predict", json=record, headers={"X-Client-Id": f"flower-{i}"}).json()
         sent.append((body, label))
     feedback = tmp_path / "labels.csv"
-    feedback.write_text("request_id,label\n" + "".join(f"{b['request_id']},{t}\n" for b, t in sent) + "unknown-id,setosa\n")
+    feedback.write_text(
+        "request_id,label\n" + "".join(f"{b['request_id']},{t}\n" for b, t in sent) + "unknown-id,setosa\n"
+    )
     assert main(["feedback", str(feedback), "--log", settings.request_log]) == 0
     assert "stored 150 labels; 1 request ids not in the log" in capsys.readouterr().out
     result = ab_report(settings.request_log, min_samples=30, registry_url=url).to_dict()

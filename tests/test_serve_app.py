@@ -80,7 +80,11 @@ def test_batch_gives_one_answer_and_one_row_per_record(service):
     assert set(logged["batch_id"]) == {response.json()["batch_id"]}
     assert list(logged["request_id"]) == [a["request_id"] for a in answers]
     body = response.json()  # one model answered the whole batch: said once, logged on every row
-    assert (body["model_version"], body["arm"], body["artifact_sha256"]) == (versions["train_sklearn"], "champion", model.sha256)
+    assert (body["model_version"], body["arm"], body["artifact_sha256"]) == (
+        versions["train_sklearn"],
+        "champion",
+        model.sha256,
+    )
     assert set(logged["artifact_sha256"]) == {model.sha256} and set(logged["arm"]) == {"champion"}
     assert response.headers["X-Model-Version"] == str(versions["train_sklearn"])
 
@@ -91,11 +95,16 @@ def test_metrics_count_predictions_by_label_version_and_arm(service):
     predictions = [client.post("/predict", json=r).json()["prediction"] for r in records[::10]]
     client.post("/predict", json={"sepal_length": "x"})
     text = client.get("/metrics").text
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(text) for s in family.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
     for label in set(predictions):
-        key = ("labline_predictions_total",
-               (("arm", "champion"), ("label", label), ("model_version", str(versions["train_sklearn"]))))
+        key = (
+            "labline_predictions_total",
+            (("arm", "champion"), ("label", label), ("model_version", str(versions["train_sklearn"]))),
+        )
         assert samples[key] == predictions.count(label)
     assert samples[("labline_requests_total", (("endpoint", "/predict"), ("status", "200")))] == len(predictions)
     assert samples[("labline_requests_total", (("endpoint", "/predict"), ("status", "422")))] == 1
@@ -169,8 +178,10 @@ def test_a_regression_model_answers_values_without_probabilities(tmp_path):
     model = build_training_pipeline(spec, "ridge").fit(train[spec.features], train[spec.target])
     save_sklearn_model(tmp_path / "model", model, spec)
     rows = frame.iloc[1500:1540][spec.features]
-    records = [{c: (None if isinstance(v, float) and np.isnan(v) else v) for c, v in r.items()}
-               for r in rows.to_dict("records")]
+    records = [
+        {c: (None if isinstance(v, float) and np.isnan(v) else v) for c, v in r.items()}
+        for r in rows.to_dict("records")
+    ]
     assert any(None in r.values() for r in records) and any("," in r["name"] for r in records)
     log = tmp_path / "requests.db"
     with TestClient(create_app(ServeSettings(model_dir=str(tmp_path / "model"), request_log=str(log)))) as client:
@@ -194,5 +205,23 @@ def test_a_registry_without_a_champion_says_how_to_get_one(iris_run, tmp_path):
 
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     Registry(url=url).register_run(copy.deepcopy(iris_run.manifest))
-    with pytest.raises(DeploymentError, match=r"aliases are none yet\. Promote a registered version first \(`labline promote`"):
+    with pytest.raises(
+        DeploymentError, match=r"aliases are none yet\. Promote a registered version first \(`labline promote`"
+    ):
         create_app(ServeSettings(registry_url=url, request_log=str(tmp_path / "r.db")))
+
+
+def test_every_route_of_the_app_is_its_own_metrics_endpoint_and_any_other_path_is_other(iris_run, tmp_path):
+    settings = ServeSettings(model_dir=str(model_dir(iris_run)), request_log=str(tmp_path / "r.db"), admin_token="t")
+    with TestClient(create_app(settings)) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+        for path, operations in paths.items():
+            for method in operations:
+                client.request(method, path)
+        assert client.get("/no/such/path").status_code == 404
+        assert client.get("/redoc").status_code == 200
+        text = client.get("/metrics").text
+    assert set(paths) == {"/", "/health", "/ready", "/model", "/metrics", "/predict", "/predict/batch", "/admin/reload"}
+    endpoints = {sample.labels["endpoint"] for family in text_string_to_metric_families(text)
+                 for sample in family.samples if sample.name == "labline_requests_total"}  # fmt: skip
+    assert endpoints == set(paths) | {"/openapi.json", "/redoc", "other"}

@@ -7,7 +7,8 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from labline.serve import ServeSettings, create_app
 from labline.serve.request_log import read_requests
@@ -19,8 +20,9 @@ GOOD = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_wid
 @pytest.fixture(scope="module")
 def strict_service(iris_run, tmp_path_factory):
     log = tmp_path_factory.mktemp("bad-input") / "requests.db"
-    settings = ServeSettings(model_dir=str(model_dir(iris_run)), request_log=str(log),
-                             max_body_bytes=4096, max_batch_records=5)
+    settings = ServeSettings(
+        model_dir=str(model_dir(iris_run)), request_log=str(log), max_body_bytes=4096, max_batch_records=5
+    )
     with TestClient(create_app(settings)) as client:
         yield client, log
 
@@ -46,21 +48,56 @@ CASES = [
     ("number as text", "/predict", json.dumps(_with(sepal_width="3.5")).encode(), 422, "sepal_width"),
     ("boolean", "/predict", json.dumps(_with(sepal_width=True)).encode(), 422, "sepal_width"),
     ("null", "/predict", json.dumps(_with(petal_length=None)).encode(), 422, "petal_length"),
-    ("NaN", "/predict", b'{"sepal_length": NaN, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}',
-     422, "sepal_length: Input should be a finite number"),
-    ("Infinity", "/predict", b'{"sepal_length": 1, "sepal_width": -Infinity, "petal_length": 1.4, "petal_width": 0.2}',
-     422, "sepal_width: Input should be a finite number"),
-    ("overflowing number", "/predict", b'{"sepal_length": 1e400, "sepal_width": 3, "petal_length": 1.4, "petal_width": 0.2}',
-     422, "sepal_length"),
-    ("outside the declared range", "/predict", json.dumps(_with(petal_length=7.8e307)).encode(), 422,
-     "petal_length: Input should be less than or equal to 30"),
-    ("negative length", "/predict", json.dumps(_with(petal_length=-1)).encode(), 422,
-     "petal_length: Input should be greater than or equal to 0"),
+    (
+        "NaN",
+        "/predict",
+        b'{"sepal_length": NaN, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}',
+        422,
+        "sepal_length: Input should be a finite number",
+    ),
+    (
+        "Infinity",
+        "/predict",
+        b'{"sepal_length": 1, "sepal_width": -Infinity, "petal_length": 1.4, "petal_width": 0.2}',
+        422,
+        "sepal_width: Input should be a finite number",
+    ),
+    (
+        "overflowing number",
+        "/predict",
+        b'{"sepal_length": 1e400, "sepal_width": 3, "petal_length": 1.4, "petal_width": 0.2}',
+        422,
+        "sepal_length",
+    ),
+    (
+        "outside the declared range",
+        "/predict",
+        json.dumps(_with(petal_length=7.8e307)).encode(),
+        422,
+        "petal_length: Input should be less than or equal to 30",
+    ),
+    (
+        "negative length",
+        "/predict",
+        json.dumps(_with(petal_length=-1)).encode(),
+        422,
+        "petal_length: Input should be greater than or equal to 0",
+    ),
     ("empty batch", "/predict/batch", b'{"records": []}', 422, "records: List should have at least 1 item"),
-    ("batch over the record limit", "/predict/batch", json.dumps({"records": [GOOD] * 6}).encode(), 422,
-     "records: List should have at most 5 items"),
-    ("bad record in a batch", "/predict/batch", json.dumps({"records": [GOOD, _with(sepal_length="x")]}).encode(),
-     422, "records[1].sepal_length"),
+    (
+        "batch over the record limit",
+        "/predict/batch",
+        json.dumps({"records": [GOOD] * 6}).encode(),
+        422,
+        "records: List should have at most 5 items",
+    ),
+    (
+        "bad record in a batch",
+        "/predict/batch",
+        json.dumps({"records": [GOOD, _with(sepal_length="x")]}).encode(),
+        422,
+        "records[1].sepal_length",
+    ),
     ("batch without records", "/predict/batch", json.dumps({"rows": [GOOD]}).encode(), 422, "records: Field required"),
     ("body over the size limit", "/predict/batch", json.dumps({"records": [GOOD] * 60}).encode(), 413, "body"),
 ]
@@ -97,10 +134,21 @@ def test_unknown_category_is_refused_with_the_allowed_values(tmp_path):
     from labline.models.artifact import save_sklearn_model
     from labline.models.preprocess import build_preprocessor
 
-    spec = DatasetSpec(name="census-mini", target="income", numeric=["age"], categorical=["marital-status"],
-                       labels=["<=50K", ">50K"], categories={"marital-status": ["Married", "Never-married"]})
-    frame = pd.DataFrame({"age": [25, 50, 33, 61, 45, 22], "marital-status": ["Never-married", "Married"] * 3,
-                          "income": ["<=50K", ">50K", "<=50K", ">50K", ">50K", "<=50K"]})
+    spec = DatasetSpec(
+        name="census-mini",
+        target="income",
+        numeric=["age"],
+        categorical=["marital-status"],
+        labels=["<=50K", ">50K"],
+        categories={"marital-status": ["Married", "Never-married"]},
+    )
+    frame = pd.DataFrame(
+        {
+            "age": [25, 50, 33, 61, 45, 22],
+            "marital-status": ["Never-married", "Married"] * 3,
+            "income": ["<=50K", ">50K", "<=50K", ">50K", ">50K", "<=50K"],
+        }
+    )
     pipeline = Pipeline([("pre", build_preprocessor(spec)), ("model", LogisticRegression())])
     pipeline.fit(frame[spec.features], frame["income"])
     save_sklearn_model(tmp_path / "model", pipeline, spec)
@@ -124,7 +172,8 @@ json_values = st.recursive(
 )
 field_values = st.floats(allow_nan=True, allow_infinity=True) | json_values
 records = st.fixed_dictionaries({}, optional={f: field_values for f in FEATURES}) | st.dictionaries(
-    st.sampled_from([*FEATURES, "extra", "sepal-length", ""]), field_values, max_size=6)
+    st.sampled_from([*FEATURES, "extra", "sepal-length", ""]), field_values, max_size=6
+)
 bodies = st.one_of(
     records.map(lambda r: ("/predict", json.dumps(r).encode())),
     st.lists(records, max_size=7).map(lambda rs: ("/predict/batch", json.dumps({"records": rs}).encode())),
@@ -134,8 +183,9 @@ bodies = st.one_of(
 )
 
 
-@settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@settings(
+    max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(case=bodies)
 def test_fuzzed_requests_never_get_a_5xx(strict_service, case):
     client, _ = strict_service

@@ -10,10 +10,9 @@ import threading
 import time
 
 import httpx
-import pytest
 
-from labline.serve.request_log import read_requests
 from labline.cli import main
+from labline.serve.request_log import read_requests
 from tests.fixtures.serve import Server, copy_registry, iris_records, model_dir
 
 
@@ -41,7 +40,9 @@ def test_every_endpoint_reload_under_load_and_replay(served_registry, tmp_path, 
     url, versions = copy_registry(served_registry, tmp_path)
     log = tmp_path / "requests.db"
     env = {"LABLINE_DB": url, "LABLINE_ADMIN_TOKEN": "t0ken"}
-    server = Server(["--challenger", "challenger", "--split", "0.5", "--shadow", "challenger", "--log", str(log)], env=env)
+    server = Server(
+        ["--challenger", "challenger", "--split", "0.5", "--shadow", "challenger", "--log", str(log)], env=env
+    )
     records, _ = iris_records()
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -54,13 +55,16 @@ def test_every_endpoint_reload_under_load_and_replay(served_registry, tmp_path, 
             assert one.headers["X-Model-Version"] == str(one.json()["model_version"])
             batch = client.post("/predict/batch", json={"records": records})
             assert len(batch.json()["answers"]) == 150
-            assert client.post("/predict", content=b"{", headers={"Content-Type": "application/json"}).status_code == 422
+            assert (
+                client.post("/predict", content=b"{", headers={"Content-Type": "application/json"}).status_code == 422
+            )
             assert "labline_predictions_total" in client.get("/metrics").text
             assert client.post("/admin/reload").status_code == 401
 
             stop, answered, failures = threading.Event(), [], []
-            threads = [threading.Thread(target=_hammer, args=(server.url, stop, answered, failures, f"t{n}"))
-                       for n in range(4)]
+            threads = [
+                threading.Thread(target=_hammer, args=(server.url, stop, answered, failures, f"t{n}")) for n in range(4)
+            ]
             for thread in threads:
                 thread.start()
             time.sleep(0.5)

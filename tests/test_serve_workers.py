@@ -38,10 +38,12 @@ def _predict_counts_by_worker(folder: Path) -> dict[int, float]:
     counts = {}
     for path in folder.glob("counter_*.db"):
         pid = int(path.stem.split("_")[1])
-        counts[pid] = sum(sample.value for family in MultiProcessCollector.merge([str(path)])
-                          for sample in family.samples
-                          if sample.name == "labline_requests_total"
-                          and sample.labels == {"endpoint": "/predict", "status": "200"})
+        counts[pid] = sum(
+            sample.value
+            for family in MultiProcessCollector.merge([str(path)])
+            for sample in family.samples
+            if sample.name == "labline_requests_total" and sample.labels == {"endpoint": "/predict", "status": "200"}
+        )
     return counts
 
 
@@ -70,8 +72,9 @@ def test_two_workers_share_the_log_and_metrics_add_up_across_them(iris_run, tmp_
     temp = tmp_path / "tmp"  # the server's TMPDIR: where its metrics folder must appear, then vanish
     temp.mkdir()
     log = tmp_path / "requests.db"
-    server = Server(["--workers", "2", "--model-dir", str(model_dir(iris_run)), "--log", str(log)],
-                    env={"TMPDIR": str(temp)})
+    server = Server(
+        ["--workers", "2", "--model-dir", str(model_dir(iris_run)), "--log", str(log)], env={"TMPDIR": str(temp)}
+    )
     records, _ = iris_records()
     answers: list[httpx.Response] = []
     try:
@@ -86,8 +89,7 @@ def test_two_workers_share_the_log_and_metrics_add_up_across_them(iris_run, tmp_
         with ThreadPoolExecutor(max_workers=8) as pool:
             for _ in range(MAX_ROUNDS):
                 start = len(answers)
-                answers += pool.map(lambda i: _post_fresh(server.url, records[i % 150]),
-                                    range(start, start + ROUND))
+                answers += pool.map(lambda i: _post_fresh(server.url, records[i % 150]), range(start, start + ROUND))
                 by_worker = _predict_counts_by_worker(folder)
                 if len(answers) >= 2 * ROUND and len([n for n in by_worker.values() if n > 0]) == 2:
                     break
@@ -104,8 +106,13 @@ def test_two_workers_share_the_log_and_metrics_add_up_across_them(iris_run, tmp_
         # A worker counts a request just after sending its answer, so the first scrape may come
         # an instant early; once it shows the totals, every later scrape, whichever worker takes
         # its fresh connection, must report exactly the totals of both.
-        expected = {"predict": sent, "batch": 1, "log_rows": sent + 150, "predictions": sent + 150,
-                    "latency_count": sent}
+        expected = {
+            "predict": sent,
+            "batch": 1,
+            "log_rows": sent + 150,
+            "predictions": sent + 150,
+            "latency_count": sent,
+        }
         deadline = time.monotonic() + 5
         while _scrape(server.url) != expected and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -118,8 +125,7 @@ def test_two_workers_share_the_log_and_metrics_add_up_across_them(iris_run, tmp_
     assert server.proc.returncode == 0, server.proc.stdout.read().decode()
     assert not folder.exists()
     assert list(temp.iterdir()) == []
-    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-                   for pid in by_worker)
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in by_worker)
 
     # One log for both workers: exactly one row per answered request id, none lost or doubled.
     answered = [r.json()["request_id"] for r in answers] + [a["request_id"] for a in batch.json()["answers"]]
@@ -137,9 +143,26 @@ def test_a_model_that_does_not_load_stops_the_server_with_the_reason(tmp_path):
     temp, empty = tmp_path / "tmp", tmp_path / "not-a-model"
     temp.mkdir()
     empty.mkdir()
-    done = subprocess.run([sys.executable, "-m", "labline.cli", "serve", "--workers", "2", "--port", str(free_port()),
-                           "--model-dir", str(empty), "--log", str(tmp_path / "requests.db")],
-                          env={**os.environ, "TMPDIR": str(temp)}, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "labline.cli",
+            "serve",
+            "--workers",
+            "2",
+            "--port",
+            str(free_port()),
+            "--model-dir",
+            str(empty),
+            "--log",
+            str(tmp_path / "requests.db"),
+        ],
+        env={**os.environ, "TMPDIR": str(temp)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("labline serve: the workers could not start: ") and str(empty) in last, done.stderr
@@ -167,4 +190,4 @@ def test_multiprocess_metrics_refuse_a_setup_that_would_export_nothing(tmp_path,
     first, second = ServiceMetrics(), ServiceMetrics()
     first.observe("/predict", 200, 0.001)
     assert b'labline_requests_total{endpoint="/predict",status="200"} 1.0' in first.render()
-    assert b'labline_requests_total{endpoint=' not in second.render()
+    assert b"labline_requests_total{endpoint=" not in second.render()

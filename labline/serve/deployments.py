@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ class DeploymentError(RuntimeError):
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 @dataclass
@@ -75,10 +75,17 @@ class Deployment:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "ref": self.ref, "version": self.version, "name": self.lineage.get("name"),
-            "artifact_sha256": self.sha256, "artifact_path": str(self.model.path),
-            "kind": self.model.kind, "task": self.model.spec.task, "dataset": self.model.spec.name,
-            "labels": self.model.labels, "deployed_at": self.deployed_at, "lineage": self.lineage,
+            "ref": self.ref,
+            "version": self.version,
+            "name": self.lineage.get("name"),
+            "artifact_sha256": self.sha256,
+            "artifact_path": str(self.model.path),
+            "kind": self.model.kind,
+            "task": self.model.spec.task,
+            "dataset": self.model.spec.name,
+            "labels": self.model.labels,
+            "deployed_at": self.deployed_at,
+            "lineage": self.lineage,
         }
 
 
@@ -100,9 +107,14 @@ def load_deployment(ref: str, registry_url: str | None = None, folder: bool | No
         except ArtifactError as exc:
             raise DeploymentError(str(exc)) from exc
         estimator = model.metadata.get("estimator")
-        lineage = {"name": f"{model.kind}-{estimator}" if estimator else model.kind, "source": "folder",
-                   "dataset": model.spec.name, "data_fingerprint": model.metadata.get("data_fingerprint"),
-                   "artifact_path": str(path.resolve()), "metadata": model.metadata}
+        lineage = {
+            "name": f"{model.kind}-{estimator}" if estimator else model.kind,
+            "source": "folder",
+            "dataset": model.spec.name,
+            "data_fingerprint": model.metadata.get("data_fingerprint"),
+            "artifact_path": str(path.resolve()),
+            "metadata": model.metadata,
+        }
         return Deployment(ref=ref, model=model, version=None, lineage=lineage)
     from labline.registry import RegistryError
 
@@ -111,15 +123,25 @@ def load_deployment(ref: str, registry_url: str | None = None, folder: bool | No
     except (RegistryError, ArtifactError) as exc:
         hint = ""
         if "neither a version number nor an alias" in str(exc):  # e.g. `labline run` registered, nobody promoted
-            hint = (". Promote a registered version first (`labline promote`, through the gate), "
-                    "or serve one directly with `--alias VERSION` or `--model-dir DIR`")
+            hint = (
+                ". Promote a registered version first (`labline promote`, through the gate), "
+                "or serve one directly with `--alias VERSION` or `--model-dir DIR`"
+            )
         raise DeploymentError(f"cannot deploy {ref!r}: {exc}{hint}") from exc
     lineage = {
-        "name": version.name, "source": "registry", "run_id": version.run_id, "step": version.step,
-        "dataset": version.dataset, "data_fingerprint": version.data_fingerprint,
-        "git_sha": version.git_sha, "git_dirty": version.git_dirty, "metrics": version.metrics,
-        "parameters": version.parameters, "artifact_path": version.artifact_path,
-        "created": str(version.created), "aliases": list(version.aliases or []),
+        "name": version.name,
+        "source": "registry",
+        "run_id": version.run_id,
+        "step": version.step,
+        "dataset": version.dataset,
+        "data_fingerprint": version.data_fingerprint,
+        "git_sha": version.git_sha,
+        "git_dirty": version.git_dirty,
+        "metrics": version.metrics,
+        "parameters": version.parameters,
+        "artifact_path": version.artifact_path,
+        "created": str(version.created),
+        "aliases": list(version.aliases or []),
     }
     return Deployment(ref=ref, model=model, version=int(version.version), lineage=lineage)
 

@@ -17,7 +17,6 @@ files (counts of apps built in the same process add up), and `_created` samples 
 from __future__ import annotations
 
 import collections
-
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
@@ -47,16 +46,21 @@ class ServiceMetrics:
             owner = None
         else:
             owner = self.registry
-        self.requests = Counter("labline_requests", "HTTP requests answered", ["endpoint", "status"],
-                                registry=owner)
-        self.latency = Histogram("labline_request_latency_seconds", "Time from request to answer",
-                                 ["endpoint"], buckets=LATENCY_BUCKETS, registry=owner)
-        self.predictions = Counter("labline_predictions", "Records scored",
-                                   ["model_version", "arm", "label"], registry=owner)
-        self.shadow_errors = Counter("labline_shadow_errors", "Shadow scorings that failed",
-                                     ["model_version"], registry=owner)
-        self.log_rows = Counter("labline_request_log_rows", "Rows committed to the request log",
-                                registry=owner)
+        self.requests = Counter("labline_requests", "HTTP requests answered", ["endpoint", "status"], registry=owner)
+        self.latency = Histogram(
+            "labline_request_latency_seconds",
+            "Time from request to answer",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=owner,
+        )
+        self.predictions = Counter(
+            "labline_predictions", "Records scored", ["model_version", "arm", "label"], registry=owner
+        )
+        self.shadow_errors = Counter(
+            "labline_shadow_errors", "Shadow scorings that failed", ["model_version"], registry=owner
+        )
+        self.log_rows = Counter("labline_request_log_rows", "Rows committed to the request log", registry=owner)
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, str(status)).inc()
@@ -77,11 +81,15 @@ class ServiceMetrics:
 def _check_multiprocess(folder: str) -> None:
     """Refuse a setup that would silently export nothing from this process."""
     if not os.path.isdir(folder):
-        raise RuntimeError(f"{MULTIPROC_ENV}={folder!r} is not a folder; create an empty folder for the "
-                           f"metric files before the service starts, or unset {MULTIPROC_ENV} for "
-                           "single-process metrics")
+        raise RuntimeError(
+            f"{MULTIPROC_ENV}={folder!r} is not a folder; create an empty folder for the "
+            f"metric files before the service starts, or unset {MULTIPROC_ENV} for "
+            "single-process metrics"
+        )
     # prometheus_client picks its value storage once, when it is first imported.
     if values.ValueClass is values.MutexValue:
-        raise RuntimeError(f"{MULTIPROC_ENV} was set after prometheus_client was imported in this process, "
-                           "so its metrics are kept in memory and no other process could see them; set "
-                           f"{MULTIPROC_ENV} before anything imports prometheus_client")
+        raise RuntimeError(
+            f"{MULTIPROC_ENV} was set after prometheus_client was imported in this process, "
+            "so its metrics are kept in memory and no other process could see them; set "
+            f"{MULTIPROC_ENV} before anything imports prometheus_client"
+        )

@@ -2,9 +2,10 @@
 
 The spec is the one declaration of a data set's columns, so the service's request schema is
 built from it rather than written by hand: numeric features are finite floats (NaN and
-infinity refused) inside the spec's declared range, declared categories are closed sets (an unknown value is a 422 that lists
-the allowed ones), extra fields are refused. Column names that are not Python identifiers
-(Census's `marital-status`) are accepted as they are through aliases.
+infinity refused) inside the spec's declared range, declared categories are closed sets (an
+unknown value is a 422 that lists the allowed ones), extra fields are refused. Column names
+that are not Python identifiers (Census's `marital-status`) are accepted as they are through
+aliases.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import keyword
 import re
 from operator import itemgetter
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -67,7 +68,7 @@ def _field_type(spec: DatasetSpec, column: str) -> Any:
         kind = Literal[tuple(str(c) for c in spec.categories[column])]
     else:
         kind = Annotated[str, Field(strict=True, max_length=100_000)]
-    return Optional[kind] if nullable else kind
+    return kind | None if nullable else kind
 
 
 class RecordSchema:
@@ -78,11 +79,9 @@ class RecordSchema:
         self.names = {column: python_name(column) for column in spec.features}
         example = example_record(spec)
         fields = {
-            self.names[c]: (_field_type(spec, c), Field(..., alias=c, examples=[example[c]]))
-            for c in spec.features
+            self.names[c]: (_field_type(spec, c), Field(..., alias=c, examples=[example[c]])) for c in spec.features
         }
-        config = ConfigDict(extra="forbid", populate_by_name=True,
-                            json_schema_extra={"examples": [example]})
+        config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra={"examples": [example]})
         self.example = example
         self.record_model: type[BaseModel] = create_model(f"{_title(spec.name)}Record", __config__=config, **fields)
         batch_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"records": [example]}]})
@@ -96,8 +95,10 @@ class RecordSchema:
         forbid = ConfigDict(extra="forbid")
         payload_type = TypedDict(f"{_title(spec.name)}Payload", {c: _field_type(spec, c) for c in spec.features})
         payload_type.__pydantic_config__ = forbid  # type: ignore[attr-defined]
-        batch_type = TypedDict(f"{_title(spec.name)}Payloads", {
-            "records": Annotated[list[payload_type], Field(min_length=1, max_length=max_batch_records)]})
+        batch_type = TypedDict(  # noqa: UP013 - the name is the data set's
+            f"{_title(spec.name)}Payloads",
+            {"records": Annotated[list[payload_type], Field(min_length=1, max_length=max_batch_records)]},
+        )
         batch_type.__pydantic_config__ = forbid  # type: ignore[attr-defined]
         self._batch_payloads = TypeAdapter(batch_type)
 
@@ -149,8 +150,8 @@ class PredictAnswer(BaseModel):
 
     request_id: str
     prediction: Any
-    probabilities: Optional[dict[str, float]] = None
-    model_version: Optional[int] = None
+    probabilities: dict[str, float] | None = None
+    model_version: int | None = None
     artifact_sha256: str
     arm: str
 
@@ -160,14 +161,14 @@ class RecordAnswer(BaseModel):
 
     request_id: str
     prediction: Any
-    probabilities: Optional[dict[str, float]] = None
+    probabilities: dict[str, float] | None = None
 
 
 class BatchAnswer(BaseModel):
     """A batch is one client's request, answered by one model: who answered is said once."""
 
     batch_id: str
-    model_version: Optional[int] = None
+    model_version: int | None = None
     artifact_sha256: str
     arm: str
     answers: list[RecordAnswer]

@@ -14,8 +14,8 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from itertools import repeat
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -129,8 +129,15 @@ class MicroBatcher:
                 if index in scored.bad and not future.done():
                     future.set_exception(UnscorableRecord(unscorable_message()))
                 elif not future.done():
-                    future.set_result((scored.predictions[index], probabilities[index] if probabilities else None,
-                                       score_batch, index, scored_at))
+                    future.set_result(
+                        (
+                            scored.predictions[index],
+                            probabilities[index] if probabilities else None,
+                            score_batch,
+                            index,
+                            scored_at,
+                        )
+                    )
 
 
 class ShadowScorer:
@@ -173,14 +180,23 @@ class ShadowScorer:
                 self.metrics.shadow_errors.labels(deployment.label).inc(sum(1 for e in errors if e))
             latency_ms = (time.perf_counter() - start) * 1000
             answers = [
-                (request_id, i, None if client_key == request_id else client_key, dumps(payload),
-                 None if errors[i] else predictions[i], None if errors[i] else probabilities[i],
-                 latency_ms, 1, errors[i])
+                (
+                    request_id,
+                    i,
+                    None if client_key == request_id else client_key,
+                    dumps(payload),
+                    None if errors[i] else predictions[i],
+                    None if errors[i] else probabilities[i],
+                    latency_ms,
+                    1,
+                    errors[i],
+                )
                 for i, (request_id, client_key, payload, _) in enumerate(items)
             ]
             batch_id = items[0][3]  # one submission is one request or one batch
-            self.log.submit([Scoring.by(deployment, SHADOW, uuid.uuid4().hex, utc_now(), answers=answers,
-                                        batch_id=batch_id)])
+            self.log.submit(
+                [Scoring.by(deployment, SHADOW, uuid.uuid4().hex, utc_now(), answers=answers, batch_id=batch_id)]
+            )
         except Exception:  # the log refused the shadow rows (closing, disk full): shadow work is best effort
             self.dropped += len(items)
         finally:

@@ -53,10 +53,10 @@ class ServeSettings:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "ServeSettings":
+    def from_json(cls, text: str) -> ServeSettings:
         return cls(**json.loads(text))
 
     @classmethod
-    def from_env(cls) -> "ServeSettings":
+    def from_env(cls) -> ServeSettings:
         text = paths.serve_settings_json()
         return cls.from_json(text) if text else cls()

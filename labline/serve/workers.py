@@ -78,8 +78,14 @@ def serve_workers(settings: ServeSettings, host: str, port: int, workers: int) -
         # Set before the workers start: prometheus_client picks file-backed values at import.
         os.environ[MULTIPROC_ENV] = str(folder)
         os.environ[SETTINGS_ENV] = settings.to_json()
-        uvicorn.run("labline.serve.workers:app_from_env", factory=True, host=host, port=port,
-                    workers=workers, log_level="warning")
+        uvicorn.run(
+            "labline.serve.workers:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )
         failure = folder / STARTUP_FAILURE_FILE
         return failure.read_text() if failure.exists() else None
     finally:

@@ -37,7 +37,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS)
-    parser.add_argument("--workdir", type=Path, default=None, help="where the input and output files go (default: a temp folder)")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="where the input and output files go (default: a temp folder)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "batch_inference.json")
     args = parser.parse_args()
 
@@ -45,8 +47,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.workdir) as folder:
         folder = Path(folder)
         train = write_synth_parquet(folder / "train.parquet", rows=50_000, seed=1)
-        model_dir = train_parquet(train, folder / "model", target="species", epochs=1, batch_size=1024,
-                                  device="cpu")["model_dir"]
+        model_dir = train_parquet(train, folder / "model", target="species", epochs=1, batch_size=1024, device="cpu")[
+            "model_dir"
+        ]
         model = load_model(model_dir)
         started = time.perf_counter()
         source = write_synth_parquet(folder / "rows.parquet", rows=args.rows, seed=2)
@@ -55,8 +58,10 @@ def main() -> None:
 
         streamed = predict_file(model, source, folder / "predictions.parquet", batch_rows=args.batch_rows)
         streaming_peak = peak_memory_mb()
-        print(f"streaming: {streamed['row_count']:,} rows in {streamed['seconds']:.1f} s = "
-              f"{streamed['rows_per_second']:,.0f} rows/s; peak RSS {streaming_peak:.0f} MiB (before: {baseline_rss:.0f})")
+        print(
+            f"streaming: {streamed['row_count']:,} rows in {streamed['seconds']:.1f} s = "
+            f"{streamed['rows_per_second']:,.0f} rows/s; peak RSS {streaming_peak:.0f} MiB (before: {baseline_rss:.0f})"
+        )
         output_bytes = (folder / "predictions.parquet").stat().st_size
         first = pq.ParquetFile(folder / "predictions.parquet").read_row_group(0).to_pandas()
 
@@ -69,16 +74,28 @@ def main() -> None:
         agree = bool((labels[: len(first)] == first["prediction"].astype(str).to_numpy()).all())
         input_bytes = source.stat().st_size
         in_memory_bytes = int(frame.memory_usage(deep=True).sum())
-        print(f"floor (in-memory predict_proba): {floor_rate:,.0f} rows/s; streaming / floor = "
-              f"{streamed['rows_per_second'] / floor_rate:.1%}; first batch agrees: {agree}")
+        print(
+            f"floor (in-memory predict_proba): {floor_rate:,.0f} rows/s; streaming / floor = "
+            f"{streamed['rows_per_second'] / floor_rate:.1%}; first batch agrees: {agree}"
+        )
 
     result = {
-        "benchmark": "batch_inference", "rows": args.rows, "batch_rows": args.batch_rows,
-        "cores": os.cpu_count(), "load_average_1min": os.getloadavg()[0],
-        "input_write_seconds": write_seconds, "input_parquet_bytes": input_bytes, "input_in_memory_bytes": in_memory_bytes,
+        "benchmark": "batch_inference",
+        "rows": args.rows,
+        "batch_rows": args.batch_rows,
+        "cores": os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0],
+        "input_write_seconds": write_seconds,
+        "input_parquet_bytes": input_bytes,
+        "input_in_memory_bytes": in_memory_bytes,
         "output_parquet_bytes": output_bytes,
-        "streaming": {"seconds": streamed["seconds"], "rows_per_second": streamed["rows_per_second"],
-                      "batches": streamed["batches"], "peak_rss_mb": streaming_peak, "rss_before_mb": baseline_rss},
+        "streaming": {
+            "seconds": streamed["seconds"],
+            "rows_per_second": streamed["rows_per_second"],
+            "batches": streamed["batches"],
+            "peak_rss_mb": streaming_peak,
+            "rss_before_mb": baseline_rss,
+        },
         "floor": {"seconds": floor_seconds, "rows_per_second": floor_rate, "peak_rss_mb": peak_memory_mb()},
         "streaming_vs_floor": streamed["rows_per_second"] / floor_rate,
         "first_batch_agrees_with_floor": agree,

@@ -30,7 +30,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from labline.data.synth import FEATURES, TARGET, synth_frame
 from labline.models.torch_net import Net, select_device
 from labline.models.torch_train import (
-    FitConfig, NetworkTargets, TensorData, build_model, fit, peak_memory_mb, scaled_lr,
+    FitConfig,
+    NetworkTargets,
+    TensorData,
+    build_model,
+    fit,
+    peak_memory_mb,
+    scaled_lr,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -52,7 +58,9 @@ def matmul_flops(device: torch.device, size: int = 1024, seconds: float = 2.0) -
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
     with torch.no_grad():
-        correct = sum(int((model(x[s : s + 65536]).argmax(1) == y[s : s + 65536]).sum()) for s in range(0, len(x), 65536))
+        correct = sum(
+            int((model(x[s : s + 65536]).argmax(1) == y[s : s + 65536]).sum()) for s in range(0, len(x), 65536)
+        )
     model.train()
     return correct / len(x)
 
@@ -78,9 +86,14 @@ def tutorial_loop(x, y, x_test, y_test, target: float, max_seconds: float, check
             if elapsed > max_seconds:
                 break
     seconds = time.perf_counter() - started
-    return {"samples_per_second": samples / seconds, "seconds": seconds, "samples": samples,
-            "time_to_target": reached, "test_accuracy": accuracy(model, x_test, y_test),
-            "peak_rss_mb": peak_memory_mb()}
+    return {
+        "samples_per_second": samples / seconds,
+        "seconds": seconds,
+        "samples": samples,
+        "time_to_target": reached,
+        "test_accuracy": accuracy(model, x_test, y_test),
+        "peak_rss_mb": peak_memory_mb(),
+    }
 
 
 def main() -> None:
@@ -108,47 +121,92 @@ def main() -> None:
     del frame
     flops_at_start = matmul_flops(device)
     flops = flops_at_start
-    print(f"{args.rows:,} rows ({cut:,} train) on {device}, {torch.get_num_threads()} threads; "
-          f"matmul {flops / 1e9:.1f} GFLOP/s")
+    print(
+        f"{args.rows:,} rows ({cut:,} train) on {device}, {torch.get_num_threads()} threads; "
+        f"matmul {flops / 1e9:.1f} GFLOP/s"
+    )
 
     # (a) the tutorial loop, on CPU tensors as tutorials have them
     tutorial = tutorial_loop(x, y, x_test, y_test, args.target, args.tutorial_seconds, check_every=1000, seed=args.seed)
-    print(f"(a) tutorial loop: {tutorial['samples_per_second']:,.0f} samples/s, to {args.target}: {tutorial['time_to_target']}")
+    print(
+        f"(a) tutorial loop: {tutorial['samples_per_second']:,.0f} samples/s, "
+        f"to {args.target}: {tutorial['time_to_target']}"
+    )
 
     # (b) labline: time to target (validated every 5 steps), then throughput over full epochs
     xd, yd, xtd, ytd = (t.to(device) for t in (x, y, x_test, y_test))
     lr = scaled_lr(0.01, args.batch_size, 16)
     _, model = build_model(x.shape[1], [16], 3, device, seed=args.seed)
-    to_target = fit(model, TensorData(xd, yd), (xtd, ytd), "classification",
-                    FitConfig(epochs=args.epochs, batch_size=args.batch_size, lr=lr, seed=args.seed,
-                              target_accuracy=args.target, eval_every_steps=5, stop_at_target=True))
+    to_target = fit(
+        model,
+        TensorData(xd, yd),
+        (xtd, ytd),
+        "classification",
+        FitConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=lr,
+            seed=args.seed,
+            target_accuracy=args.target,
+            eval_every_steps=5,
+            stop_at_target=True,
+        ),
+    )
     net, model = build_model(x.shape[1], [16], 3, device, seed=args.seed)
-    throughput = fit(model, TensorData(xd, yd), (xtd, ytd), "classification",
-                     FitConfig(epochs=args.epochs, batch_size=args.batch_size, lr=lr, seed=args.seed))
-    labline = {"samples_per_second": throughput.samples_per_second, "seconds": throughput.seconds,
-               "epochs": args.epochs, "batch_size": args.batch_size, "lr": lr,
-               "time_to_target": to_target.target_reached, "test_accuracy": accuracy(net, xtd, ytd),
-               "achieved_flops": throughput.achieved_flops, "fraction_of_matmul_flops": throughput.achieved_flops / flops,
-               "peak_rss_mb": peak_memory_mb(device)}
+    throughput = fit(
+        model,
+        TensorData(xd, yd),
+        (xtd, ytd),
+        "classification",
+        FitConfig(epochs=args.epochs, batch_size=args.batch_size, lr=lr, seed=args.seed),
+    )
+    labline = {
+        "samples_per_second": throughput.samples_per_second,
+        "seconds": throughput.seconds,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": lr,
+        "time_to_target": to_target.target_reached,
+        "test_accuracy": accuracy(net, xtd, ytd),
+        "achieved_flops": throughput.achieved_flops,
+        "fraction_of_matmul_flops": throughput.achieved_flops / flops,
+        "peak_rss_mb": peak_memory_mb(device),
+    }
     # The same loop on a wide network: where the work is matrix products, not per-step overhead.
     _, wide = build_model(x.shape[1], args.wide, 3, device, seed=args.seed)
-    wide_run = fit(wide, TensorData(xd, yd), (xtd, ytd), "classification",
-                   FitConfig(epochs=1, batch_size=args.batch_size, lr=lr, seed=args.seed))
-    labline["wide_network"] = {"hidden_sizes": args.wide, "samples_per_second": wide_run.samples_per_second,
-                               "achieved_flops": wide_run.achieved_flops,
-                               "fraction_of_matmul_flops": wide_run.achieved_flops / flops}
-    print(f"(b) labline loop: {labline['samples_per_second']:,.0f} samples/s, to {args.target}: {labline['time_to_target']}; "
-          f"{labline['achieved_flops'] / 1e9:.2f} GFLOP/s = {labline['fraction_of_matmul_flops']:.1%} of matmul; "
-          f"hidden {args.wide}: {wide_run.achieved_flops / 1e9:.2f} GFLOP/s = {wide_run.achieved_flops / flops:.1%}")
+    wide_run = fit(
+        wide,
+        TensorData(xd, yd),
+        (xtd, ytd),
+        "classification",
+        FitConfig(epochs=1, batch_size=args.batch_size, lr=lr, seed=args.seed),
+    )
+    labline["wide_network"] = {
+        "hidden_sizes": args.wide,
+        "samples_per_second": wide_run.samples_per_second,
+        "achieved_flops": wide_run.achieved_flops,
+        "fraction_of_matmul_flops": wide_run.achieved_flops / flops,
+    }
+    print(
+        f"(b) labline loop: {labline['samples_per_second']:,.0f} samples/s, "
+        f"to {args.target}: {labline['time_to_target']}; "
+        f"{labline['achieved_flops'] / 1e9:.2f} GFLOP/s = {labline['fraction_of_matmul_flops']:.1%} of matmul; "
+        f"hidden {args.wide}: {wide_run.achieved_flops / 1e9:.2f} GFLOP/s = {wide_run.achieved_flops / flops:.1%}"
+    )
 
     # (c) scikit-learn on the same standardized rows
     xs, ys, xts, yts = features[:cut], targets[:cut], features[cut:], targets[cut:]
     started = time.perf_counter()
     logreg = LogisticRegression(max_iter=1000).fit(xs, ys)
     logreg_seconds = time.perf_counter() - started
-    sklearn = {"logistic_regression": {"fit_seconds": logreg_seconds, "test_accuracy": logreg.score(xts, yts),
-                                       "samples_per_second": len(xs) * logreg.n_iter_.max() / logreg_seconds,
-                                       "iterations": int(logreg.n_iter_.max())}}
+    sklearn = {
+        "logistic_regression": {
+            "fit_seconds": logreg_seconds,
+            "test_accuracy": logreg.score(xts, yts),
+            "samples_per_second": len(xs) * logreg.n_iter_.max() / logreg_seconds,
+            "iterations": int(logreg.n_iter_.max()),
+        }
+    }
     sgd, sgd_reached, started = SGDClassifier(loss="log_loss", random_state=args.seed), None, time.perf_counter()
     for epoch in range(1, 11):
         sgd.partial_fit(xs, ys, classes=np.arange(3))
@@ -156,11 +214,18 @@ def main() -> None:
             sgd_reached = {"seconds": time.perf_counter() - started, "epochs": epoch}
             break
     sgd_seconds = time.perf_counter() - started
-    sklearn["sgd_classifier"] = {"fit_seconds": sgd_seconds, "time_to_target": sgd_reached,
-                                 "test_accuracy": sgd.score(xts, yts), "samples_per_second": len(xs) * epoch / sgd_seconds}
+    sklearn["sgd_classifier"] = {
+        "fit_seconds": sgd_seconds,
+        "time_to_target": sgd_reached,
+        "test_accuracy": sgd.score(xts, yts),
+        "samples_per_second": len(xs) * epoch / sgd_seconds,
+    }
     sklearn["peak_rss_mb"] = peak_memory_mb()
-    print(f"(c) LogisticRegression fit {logreg_seconds:.2f} s (accuracy {sklearn['logistic_regression']['test_accuracy']:.4f}); "
-          f"SGDClassifier to {args.target}: {sgd_reached}")
+    print(
+        f"(c) LogisticRegression fit {logreg_seconds:.2f} s "
+        f"(accuracy {sklearn['logistic_regression']['test_accuracy']:.4f}); "
+        f"SGDClassifier to {args.target}: {sgd_reached}"
+    )
 
     # On a shared machine the rate varies with the neighbours' load: measure again, keep the best.
     flops_at_end = matmul_flops(device)
@@ -170,20 +235,34 @@ def main() -> None:
     ratio = labline["samples_per_second"] / tutorial["samples_per_second"]
     labline_to_target = (labline["time_to_target"] or {}).get("seconds")
     result = {
-        "benchmark": "train_throughput", "rows": args.rows, "train_rows": cut, "target_accuracy": args.target,
-        "device": str(device), "threads": torch.get_num_threads(), "cores": os.cpu_count(),
-        "load_average_1min": [load_at_start, os.getloadavg()[0]], "platform": platform.platform(),
-        "torch": torch.__version__, "matmul_flops": flops,
+        "benchmark": "train_throughput",
+        "rows": args.rows,
+        "train_rows": cut,
+        "target_accuracy": args.target,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "cores": os.cpu_count(),
+        "load_average_1min": [load_at_start, os.getloadavg()[0]],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "matmul_flops": flops,
         "matmul_flops_at_start_and_end": [flops_at_start, flops_at_end],
-        "tutorial": tutorial, "labline": labline, "sklearn": sklearn,
+        "tutorial": tutorial,
+        "labline": labline,
+        "sklearn": sklearn,
         "labline_vs_tutorial_samples_per_second": ratio,
         "labline_time_to_target_vs_logreg_fit": (labline_to_target / logreg_seconds) if labline_to_target else None,
         "note": "peak_rss_mb is the process peak so far (ru_maxrss), so it only grows phase to phase",
     }
-    print(f"matmul {flops_at_start / 1e9:.1f} GFLOP/s at start, {flops_at_end / 1e9:.1f} at end; labline "
-          f"{labline['fraction_of_matmul_flops']:.1%} of the best, wide {labline['wide_network']['fraction_of_matmul_flops']:.1%}")
-    print(f"labline / tutorial samples per second: {ratio:.1f}x; labline to {args.target} in "
-          f"{labline_to_target} s vs LogisticRegression fit {logreg_seconds:.2f} s")
+    print(
+        f"matmul {flops_at_start / 1e9:.1f} GFLOP/s at start, {flops_at_end / 1e9:.1f} at end; labline "
+        f"{labline['fraction_of_matmul_flops']:.1%} of the best, "
+        f"wide {labline['wide_network']['fraction_of_matmul_flops']:.1%}"
+    )
+    print(
+        f"labline / tutorial samples per second: {ratio:.1f}x; labline to {args.target} in "
+        f"{labline_to_target} s vs LogisticRegression fit {logreg_seconds:.2f} s"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=float))
     print(f"wrote {args.out}")

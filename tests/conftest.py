@@ -16,8 +16,11 @@ from tests.fixtures import FAST_OVERRIDES, ROOT
 def isolated_state(tmp_path_factory):
     """Registry, request log and runs of the suite live in a temporary folder, never in the checkout."""
     state = tmp_path_factory.mktemp("labline-state")
-    defaults = {"LABLINE_DB": f"sqlite:///{state / 'labline.db'}", "LABLINE_REQUEST_LOG": str(state / "requests.db"),
-                "LABLINE_RUNS": str(state / "runs")}
+    defaults = {
+        "LABLINE_DB": f"sqlite:///{state / 'labline.db'}",
+        "LABLINE_REQUEST_LOG": str(state / "requests.db"),
+        "LABLINE_RUNS": str(state / "runs"),
+    }
     saved = {k: os.environ.get(k) for k in defaults}
     os.environ.update({k: v for k, v in defaults.items() if not saved[k]})
     yield state
@@ -42,8 +45,9 @@ def iris_run(tmp_path_factory):
 
     runs = tmp_path_factory.mktemp("iris-runs")
     spec = load_pipeline(ROOT / "pipeline.yaml")
-    record = run_pipeline(spec, runs, overrides=FAST_OVERRIDES, workers=2,
-                          metadata={"dataset": "iris", **run_metadata(ROOT)})
+    record = run_pipeline(
+        spec, runs, overrides=FAST_OVERRIDES, workers=2, metadata={"dataset": "iris", **run_metadata(ROOT)}
+    )
     assert record.manifest["status"] == "succeeded", record.manifest
     return record
 

@@ -28,8 +28,9 @@ def test_load_applies_the_course_cleaning(raw):
     assert spec is SPEC and spec.task == "regression" and spec.text == ["name"]
     assert frame["price"].between(10, 350).all()
     assert frame["longitude"].between(-74.25, -73.50).all() and frame["latitude"].between(40.5, 41.2).all()
-    expected = raw[raw["price"].between(10, 350) & raw["longitude"].between(-74.25, -73.5)
-                   & raw["latitude"].between(40.5, 41.2)]
+    expected = raw[
+        raw["price"].between(10, 350) & raw["longitude"].between(-74.25, -73.5) & raw["latitude"].between(40.5, 41.2)
+    ]
     assert len(frame) == len(expected) and len(frame) < len(raw)
     assert validate(frame, spec).passed
 
@@ -78,13 +79,16 @@ def test_perturbations_have_the_stated_size(raw):
     assert blank["availability_365"].isna().sum() == 300
 
 
-@pytest.mark.parametrize("shift,message", [
-    ("nope=+1", "column 'nope' not found"),
-    ("price=+x", "cannot read '\\+x'"),
-    ("room_type=mix:Castle:0.5", "category 'Castle' does not occur"),
-    ("price=set:1@2", "share 2.0 is not between 0 and 1"),
-    ("price", "is not COLUMN=CHANGE"),
-])
+@pytest.mark.parametrize(
+    "shift,message",
+    [
+        ("nope=+1", "column 'nope' not found"),
+        ("price=+x", "cannot read '\\+x'"),
+        ("room_type=mix:Castle:0.5", "category 'Castle' does not occur"),
+        ("price=set:1@2", "share 2.0 is not between 0 and 1"),
+        ("price", "is not COLUMN=CHANGE"),
+    ],
+)
 def test_bad_shifts_are_named(raw, shift, message):
     with pytest.raises(PerturbError, match=message):
         perturb(raw.head(50), [shift])
@@ -96,8 +100,17 @@ def test_batches_and_perturb_commands(tmp_path):
     files = sorted(p.name for p in (tmp_path / "b").iterdir())
     assert files[0] == "2019-01-01.csv" and "before-2019-01-01.csv" in files and "undated.csv" in files
     out = tmp_path / "drifted.csv"
-    done = run_cli("data", "perturb", str(tmp_path / "b" / "2019-06-01.csv"), "--shift", "price=+10%",
-                   "--shift", "name=drop", "--out", str(out))
+    done = run_cli(
+        "data",
+        "perturb",
+        str(tmp_path / "b" / "2019-06-01.csv"),
+        "--shift",
+        "price=+10%",
+        "--shift",
+        "name=drop",
+        "--out",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     before, after = read_table(tmp_path / "b" / "2019-06-01.csv"), read_table(out)
     np.testing.assert_allclose(after["price"], before["price"] * 1.1)

@@ -13,8 +13,14 @@ from tests.fixtures import ROOT
 from tests.fixtures.cli import run_cli
 
 FAST = [
-    "dataset=census", "explore.sample_rows=2000", "train_torch.epochs=3", "train_torch.batch_size=64",
-    "train_sklearn.cv_folds=2", 'train_sklearn.param_grid={"C": [1.0]}', "min_slice_count=20", "n_boot=100",
+    "dataset=census",
+    "explore.sample_rows=2000",
+    "train_torch.epochs=3",
+    "train_torch.batch_size=64",
+    "train_sklearn.cv_folds=2",
+    'train_sklearn.param_grid={"C": [1.0]}',
+    "min_slice_count=20",
+    "n_boot=100",
 ]
 
 
@@ -24,10 +30,16 @@ def census_run(tmp_path_factory):
     from runner.pipeline import run_pipeline
     from runner.spec import load_pipeline
 
-    record = run_pipeline(load_pipeline(ROOT / "pipeline.yaml"), tmp_path_factory.mktemp("census-runs"),
-                          overrides=FAST, workers=2, metadata={"dataset": "census", **run_metadata(ROOT)})
+    record = run_pipeline(
+        load_pipeline(ROOT / "pipeline.yaml"),
+        tmp_path_factory.mktemp("census-runs"),
+        overrides=FAST,
+        workers=2,
+        metadata={"dataset": "census", **run_metadata(ROOT)},
+    )
     assert record.manifest["status"] == "succeeded", json.dumps(
-        {k: v.get("error") for k, v in record.manifest["steps"].items()}, default=str)
+        {k: v.get("error") for k, v in record.manifest["steps"].items()}, default=str
+    )
     return record
 
 
@@ -74,8 +86,9 @@ def test_audit_rates_match_an_independent_computation(census_run, step, trainer)
     assert d["passed"] == (0.8 <= d["ratio"] <= 1.25)
     assert by_metric[("sex", "Female", "ppr")]["ratio"] == pytest.approx(ppr["Female"] / ppr["Male"])
     assert audit["audit_passed"] == all(x["passed"] for x in audit["disparities"] if x["judged"])
-    failing = [f"{x['attribute']}={x['group']} {x['metric']}" for x in audit["disparities"]
-               if x["judged"] and not x["passed"]]
+    failing = [
+        f"{x['attribute']}={x['group']} {x['metric']}" for x in audit["disparities"] if x["judged"] and not x["passed"]
+    ]
     card = Path(audit["model_card_path"]).read_text()
     for name in failing:
         assert name in card
@@ -98,8 +111,17 @@ def test_audit_slices_cover_every_categorical_value(census_run):
     worst = audit["worst_slice"]
     assert worst["f1"] == pytest.approx(judged["f1"].min())
     card = Path(audit["model_card_path"]).read_text()
-    for section in ("Model Details", "Intended Use", "Factors", "Metrics", "Evaluation Data", "Training Data",
-                    "Quantitative Analyses", "Ethical Considerations", "Caveats and Recommendations"):
+    for section in (
+        "Model Details",
+        "Intended Use",
+        "Factors",
+        "Metrics",
+        "Evaluation Data",
+        "Training Data",
+        "Quantitative Analyses",
+        "Ethical Considerations",
+        "Caveats and Recommendations",
+    ):
         assert f"## {section}" in card
     assert f"`{worst['feature']} = {worst['value']}`" in card and audit["model_sha256"] in card
     assert "1600 rows of `census`" in card and "400 held-out rows" in card
@@ -119,8 +141,17 @@ def test_a_bad_batch_stops_the_run_before_training(tmp_path):
     batch["age"] = batch["age"] + 8
     path = write_census_format(batch, tmp_path / "batch.csv")
     reference = write_census_format(rows.iloc[1200:6000], tmp_path / "reference.csv")
-    result = run_cli("run", "--dataset", f"census:{path}", "-p", f"explore.reference_path={reference}",
-                     "--runs", str(tmp_path / "runs"), "--workers", "1")
+    result = run_cli(
+        "run",
+        "--dataset",
+        f"census:{path}",
+        "-p",
+        f"explore.reference_path={reference}",
+        "--runs",
+        str(tmp_path / "runs"),
+        "--workers",
+        "1",
+    )
     assert result.returncode == 1
     output = result.stdout + result.stderr
     assert "ValidationError" in output and "categories workclass" in output and "validation.md" in output

@@ -17,8 +17,24 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 
 def _train(data: Path, out: Path, processes: int) -> dict:
-    args = ["-m", "labline.models.train_parquet", "--data", str(data), "--target", "species", "--out", str(out),
-            "--epochs", "2", "--batch-size", "256", "--device", "cpu", "--seed", "3"]
+    args = [
+        "-m",
+        "labline.models.train_parquet",
+        "--data",
+        str(data),
+        "--target",
+        "species",
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "256",
+        "--device",
+        "cpu",
+        "--seed",
+        "3",
+    ]
     if processes == 1:
         command = [sys.executable, *args]
     else:

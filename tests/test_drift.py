@@ -10,8 +10,15 @@ import pytest
 
 from labline.data.datasets import load_dataset
 from labline.data.perturb import perturb
-from labline.monitor.drift import (MISSING, NOT_ENOUGH, DriftConfig, detect_drift, numeric_drift,
-                                   prediction_drift, rank_wasserstein)
+from labline.monitor.drift import (
+    MISSING,
+    NOT_ENOUGH,
+    DriftConfig,
+    detect_drift,
+    numeric_drift,
+    prediction_drift,
+    rank_wasserstein,
+)
 from labline.monitor.health import MonitorConfig, assess, data_quality
 
 SMALL, LARGE = 300, 1500  # window sizes on either side of DriftConfig.large_sample (1000)
@@ -36,8 +43,10 @@ def test_false_alarm_rate_over_many_seeds_stays_below_alpha(airbnb):
             any_feature += bool(report.drifted)
             features_flagged += len(report.drifted)
             features_tested += len(report.tested)
-        print(f"window {size}: dataset drift {dataset_alarms}/{seeds}, any feature {any_feature}/{seeds}, "
-              f"features {features_flagged}/{features_tested}")
+        print(
+            f"window {size}: dataset drift {dataset_alarms}/{seeds}, any feature {any_feature}/{seeds}, "
+            f"features {features_flagged}/{features_tested}"
+        )
         assert features_tested == seeds * len(spec.features)
         # Bonferroni keeps the chance of any flagged feature near alpha = 0.05 per window;
         # 40 windows allow some sampling slack. Dataset drift needs a quarter of the features.

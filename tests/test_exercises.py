@@ -14,12 +14,12 @@ import nbformat
 import psutil
 import pytest
 
+from labline.cli import main
 from labline.exercises.catalog import ExerciseError, discover, infer_name
 from labline.exercises.checking import template_problems
 from labline.exercises.execution import Execution
-from labline.exercises.grading import GRADER_TAG, GradeReport, CheckResult, assemble, grade, grade_notebook
+from labline.exercises.grading import GRADER_TAG, CheckResult, GradeReport, assemble, grade, grade_notebook
 from labline.exercises.template import SolutionFormatError, build_template, strip_solutions
-from labline.cli import main
 from tests.fixtures import ROOT
 from tests.fixtures.cli import run_cli
 
@@ -45,24 +45,31 @@ def code(source, cell_id, tags=None):
 
 def tiny_solution():
     cells = [
-        code("def area(w, h):\n    # BEGIN SOLUTION hint: multiply the sides\n    result = w * h\n    return result\n"
-             "    # END SOLUTION\n\nscale = 2 * 3  # SOLUTION hint: two times three", "work"),
+        code(
+            "def area(w, h):\n    # BEGIN SOLUTION hint: multiply the sides\n    result = w * h\n    return result\n"
+            "    # END SOLUTION\n\nscale = 2 * 3  # SOLUTION hint: two times three",
+            "work",
+        ),
         code("# Check: area works\nassert area(2, 3) == 6", "visible", ["checks"]),
         code("# Check: the scale\nassert scale == 6", "hidden", ["hidden-checks"]),
     ]
     cells[0].outputs = [nbformat.v4.new_output("stream", text="noise")]
     cells[0].execution_count = 7
-    return nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "P",
-                                                                          "language": "python"}})
+    return nbformat.v4.new_notebook(
+        cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "P", "language": "python"}}
+    )
 
 
 # ---- building: no kernels -------------------------------------------------------------------------------------
 
+
 def test_template_replaces_regions_and_expressions_and_drops_hidden_checks():
     template = build_template(tiny_solution(), "00_tiny")
     sources = [c.source for c in template.notebook.cells]
-    assert sources[0] == ("def area(w, h):\n    raise NotImplementedError('Exercise: multiply the sides')\n\n"  # noqa
-                          "scale = ...  # hint: two times three")
+    assert sources[0] == (
+        "def area(w, h):\n    raise NotImplementedError('Exercise: multiply the sides')\n\n"  # noqa
+        "scale = ...  # hint: two times three"
+    )
     assert [c.id for c in template.notebook.cells] == ["work", "visible"]  # hidden check gone, ids kept
     assert template.notebook.cells[0].outputs == [] and template.notebook.cells[0].execution_count is None
     assert template.notebook.metadata["labline"]["exercise"] == "00_tiny"
@@ -85,13 +92,16 @@ def test_build_is_deterministic_and_matches_the_committed_templates(tmp_path, ca
         assert "# BEGIN SOLUTION" not in built.decode() and "# END SOLUTION" not in built.decode()
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("# BEGIN SOLUTION\nx = 1\n", "line 1: BEGIN SOLUTION has no END SOLUTION"),
-    ("x = 1\n# END SOLUTION\n", "line 2: END SOLUTION without a BEGIN SOLUTION"),
-    ("# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION\n", "line 2: BEGIN SOLUTION inside the region"),
-    ("print(1)  # SOLUTION\n", "line 1: a '# SOLUTION' line must be an assignment or a return"),
-    ("x = (1 +  # SOLUTION\n 2)\n", "line 1: a '# SOLUTION' line must be one complete statement"),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("# BEGIN SOLUTION\nx = 1\n", "line 1: BEGIN SOLUTION has no END SOLUTION"),
+        ("x = 1\n# END SOLUTION\n", "line 2: END SOLUTION without a BEGIN SOLUTION"),
+        ("# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION\n", "line 2: BEGIN SOLUTION inside the region"),
+        ("print(1)  # SOLUTION\n", "line 1: a '# SOLUTION' line must be an assignment or a return"),
+        ("x = (1 +  # SOLUTION\n 2)\n", "line 1: a '# SOLUTION' line must be one complete statement"),
+    ],
+)
 def test_bad_markers_are_refused_with_their_line(source, expected):
     with pytest.raises(SolutionFormatError, match=expected.replace("(", r"\(").replace("'", "'")):
         strip_solutions(source, "00_x, cell 0")
@@ -107,7 +117,7 @@ def test_stale_template_fails_check_with_a_diff(tmp_path, capsys):
     folders = ("--solutions", str(solutions), "--exercises", str(exercises))
     status, out, _ = cli(capsys, "exercises", "check", "--no-run", *folders)
     assert status == 1
-    assert "is stale" in out and "-    \"def check_range(" in out, out
+    assert "is stale" in out and '-    "def check_range(' in out, out
     assert cli(capsys, "exercises", "build", *folders)[0] == 0
     status, out, _ = cli(capsys, "exercises", "check", "--no-run", *folders)
     assert status == 0 and f"ok   {GRADED}" in out, out
@@ -130,13 +140,18 @@ def _error(cell, ename, evalue):
 
 def test_template_rules_catch_an_early_failure_and_an_exercise_with_nothing_to_do():
     template = build_template(tiny_solution(), "00_tiny")
-    broken = _executed([_error(code("import nothing", "setup"), "ModuleNotFoundError", "No module named 'nothing'"),
-                        _error(code("raise X", "work"), "NotImplementedError", "Exercise: multiply the sides")])
+    broken = _executed(
+        [
+            _error(code("import nothing", "setup"), "ModuleNotFoundError", "No module named 'nothing'"),
+            _error(code("raise X", "work"), "NotImplementedError", "Exercise: multiply the sides"),
+        ]
+    )
     failing = GradeReport("00_tiny", "t", "completed", "", [CheckResult("c", False, False, "AssertionError")])
     problems = template_problems(template, failing, broken.notebook)
     assert len(problems) == 1 and "fails at cell 0 (setup) before reaching a stub: ModuleNotFoundError" in problems[0]
-    at_stub = _executed([code("x = 1", "setup"),
-                         _error(code("raise X", "work"), "NotImplementedError", "Exercise: multiply the sides")])
+    at_stub = _executed(
+        [code("x = 1", "setup"), _error(code("raise X", "work"), "NotImplementedError", "Exercise: multiply the sides")]
+    )
     assert template_problems(template, failing, at_stub.notebook) == []
     passing = GradeReport("00_tiny", "t", "completed", "", [CheckResult("c", False, True, "ok")])
     assert "passes all 1 checks untouched" in template_problems(template, passing, at_stub.notebook)[0]
@@ -187,6 +202,7 @@ def test_unparseable_notebook_gets_a_zero_score_not_a_crash(tmp_path, capsys):
 
 
 # ---- kernels: the sync check over every exercise, and grading -------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def check_all():

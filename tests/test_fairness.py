@@ -55,8 +55,13 @@ def test_disparities_against_the_largest_group(example):
     found = {(d["group"], d["metric"]): d for d in disparities(rates, min_group_size=3)}
     assert {d["reference_group"] for d in found.values()} == {"A"}
     # B over A: tpr 1/(2/3) = 1.5 fails; fpr 1.0, precision 1.0, ppr 0.6/0.5 = 1.2 pass; fnr 0/(1/3) = 0 fails.
-    expected = {"tpr": (1.5, False), "fpr": (1.0, True), "precision": (1.0, True), "ppr": (1.2, True),
-                "fnr": (0.0, False)}
+    expected = {
+        "tpr": (1.5, False),
+        "fpr": (1.0, True),
+        "precision": (1.0, True),
+        "ppr": (1.2, True),
+        "fnr": (0.0, False),
+    }
     for metric, (ratio, passed) in expected.items():
         item = found[("B", metric)]
         assert item["ratio"] == pytest.approx(ratio), metric
@@ -97,12 +102,14 @@ def test_audit_passes_only_when_every_judged_disparity_passes(example):
 
 def test_bootstrap_intervals_bracket_the_rates_and_shrink_with_size():
     rng = np.random.default_rng(1)
+
     def intervals(n):
         truth = rng.random(n) < 0.4
         pred = np.where(rng.random(n) < 0.8, truth, ~truth)
         table = bootstrap_intervals(names(truth), names(pred), ["g"] * n, "yes", n_boot=300, seed=3)
         rate = ((truth & pred).sum()) / truth.sum()
         return table.iloc[0], rate
+
     small, small_rate = intervals(40)
     large, large_rate = intervals(4000)
     assert small.tpr_low <= small_rate <= small.tpr_high
@@ -139,8 +146,9 @@ def test_regression_overall_and_slices_match_hand_computation():
 
 def test_binary_slices_leave_f1_undefined_without_positives():
     slices = pd.DataFrame({"s": ["x", "x", "y", "y"]})
-    table = slice_metrics(slices, ["no", "no", "yes", "no"], ["no", "no", "yes", "yes"], min_count=1,
-                          positive_label="yes").set_index("value")
+    table = slice_metrics(
+        slices, ["no", "no", "yes", "no"], ["no", "no", "yes", "yes"], min_count=1, positive_label="yes"
+    ).set_index("value")
     assert math.isnan(table.loc["x", "f1"]) and table.loc["x", "positives"] == 0
     assert table.loc["y", "f1"] == pytest.approx(2 / 3) and table.loc["y", "precision"] == 0.5
     assert worst_slice(table.reset_index(), "f1")["value"] == "y"
@@ -151,13 +159,32 @@ def test_model_card_is_filled_from_the_facts(example):
     audit = audit_fairness(test, y_true, y_pred, ["group"], "yes", min_group_size=3, n_boot=20)
     slices = slice_metrics(pd.DataFrame({"group": GROUPS}), y_true, y_pred, min_count=3, positive_label="yes")
     facts = ModelFacts(
-        model_name="toy-sklearn", model_kind="sklearn", parameters={"C": 1.0}, dataset="toy",
-        dataset_description="thirteen hand-made rows", task="classification", labels=["no", "yes"],
-        features=["group"], data_fingerprint="f" * 64, train_rows=100, test_rows=13, artifact_sha256="a" * 64,
-        metrics={"f1": 0.625}, slices=slices, worst_slice=worst_slice(slices), sensitive=["group"],
-        disparities=audit.disparity_frame(), failing_disparities=audit.failing, run_id="run-1",
-        target="label", positive_label="yes", group_rates=audit.rates, reference_groups=audit.reference_groups,
-        min_group_size=3, min_slice_count=3, audit_passed=audit.passed,
+        model_name="toy-sklearn",
+        model_kind="sklearn",
+        parameters={"C": 1.0},
+        dataset="toy",
+        dataset_description="thirteen hand-made rows",
+        task="classification",
+        labels=["no", "yes"],
+        features=["group"],
+        data_fingerprint="f" * 64,
+        train_rows=100,
+        test_rows=13,
+        artifact_sha256="a" * 64,
+        metrics={"f1": 0.625},
+        slices=slices,
+        worst_slice=worst_slice(slices),
+        sensitive=["group"],
+        disparities=audit.disparity_frame(),
+        failing_disparities=audit.failing,
+        run_id="run-1",
+        target="label",
+        positive_label="yes",
+        group_rates=audit.rates,
+        reference_groups=audit.reference_groups,
+        min_group_size=3,
+        min_slice_count=3,
+        audit_passed=audit.passed,
     )
     card = render_model_card(facts)
     for section in SECTIONS:
@@ -187,9 +214,15 @@ def test_audit_notebook_on_a_regression_model(tmp_path, root):
     model = build_training_pipeline(spec, "ridge").fit(train[spec.features], train[spec.target])
     sha = save_sklearn_model(tmp_path / "model", model, spec)
     outcome = execute_step(
-        root / "notebooks" / "audit.ipynb", tmp_path / "audit.ipynb",
-        {"model_dir": str(tmp_path / "model"), "data_path": str(tmp_path / "snapshot.parquet"),
-         "spec_path": str(tmp_path / "spec.json"), "min_slice_count": 20, "output_dir": str(tmp_path / "out")},
+        root / "notebooks" / "audit.ipynb",
+        tmp_path / "audit.ipynb",
+        {
+            "model_dir": str(tmp_path / "model"),
+            "data_path": str(tmp_path / "snapshot.parquet"),
+            "spec_path": str(tmp_path / "spec.json"),
+            "min_slice_count": 20,
+            "output_dir": str(tmp_path / "out"),
+        },
         cwd=root,
     )
     assert outcome.status == "succeeded", outcome.error
@@ -197,7 +230,7 @@ def test_audit_notebook_on_a_regression_model(tmp_path, root):
     test = snapshot[snapshot["split"] == "test"]
     error = model.predict(test[spec.features]) - test[spec.target].to_numpy()
     assert scraps["audit_metrics"]["mae"] == pytest.approx(np.abs(error).mean())
-    assert scraps["audit_metrics"]["rmse"] == pytest.approx(np.sqrt((error ** 2).mean()))
+    assert scraps["audit_metrics"]["rmse"] == pytest.approx(np.sqrt((error**2).mean()))
     slices = pd.read_csv(scraps["slices_path"])
     boroughs = slices[slices["feature"] == "neighbourhood_group"].set_index("value")
     by_borough = pd.Series(np.abs(error), index=test.index).groupby(test["neighbourhood_group"]).mean()

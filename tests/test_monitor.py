@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,10 +39,19 @@ def world(tmp_path_factory):
     model = build_training_pipeline(spec, "ridge").fit(train[spec.features], train[spec.target])
     save_sklearn_model(run / "train_sklearn" / "model", model, spec)
     mae = float(np.mean(np.abs(model.predict(test[spec.features]) - test[spec.target])))
-    manifest = {"run_id": "run-1", "status": "succeeded", "steps": {
-        "explore": {"scraps": {"snapshot_path": str(run / "explore" / "snapshot.parquet"),
-                               "spec_path": str(run / "explore" / "spec.json")}},
-        "train_sklearn": {"scraps": {"model_dir": str(run / "train_sklearn" / "model"), "test_mae": mae}}}}
+    manifest = {
+        "run_id": "run-1",
+        "status": "succeeded",
+        "steps": {
+            "explore": {
+                "scraps": {
+                    "snapshot_path": str(run / "explore" / "snapshot.parquet"),
+                    "spec_path": str(run / "explore" / "spec.json"),
+                }
+            },
+            "train_sklearn": {"scraps": {"model_dir": str(run / "train_sklearn" / "model"), "test_mae": mae}},
+        },
+    }
     (run / "manifest.json").write_text(json.dumps(manifest))
     seen = set(frame.iloc[order[:4000]]["id"])
     raw = read_table(ROOT / "data" / "nyc_airbnb_2019_sample.csv.gz")
@@ -82,8 +90,17 @@ def webhook():
 
 def test_healthy_batch_exits_0_with_a_report(world, tmp_path):
     batch = _batch(world, "clean.csv", world["pool"].sample(600, random_state=1))
-    done = run_cli("monitor", "--source", str(batch), "--reference", str(world["run"]), "--out", str(tmp_path),
-                   "--no-notebook", env={"LABLINE_ALERTS": str(tmp_path / "alerts.jsonl")})
+    done = run_cli(
+        "monitor",
+        "--source",
+        str(batch),
+        "--reference",
+        str(world["run"]),
+        "--out",
+        str(tmp_path),
+        "--no-notebook",
+        env={"LABLINE_ALERTS": str(tmp_path / "alerts.jsonl")},
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["status"] == "healthy" and result["alerts"] == [] and result["current_rows"] == 600
@@ -94,13 +111,26 @@ def test_healthy_batch_exits_0_with_a_report(world, tmp_path):
 
 def test_drifted_batch_alerts_records_and_posts_to_the_webhook(world, tmp_path, webhook):
     url, received = webhook
-    shifted = perturb(world["pool"].sample(600, random_state=2),
-                      ["latitude=+0.5sd", "availability_365=+0.5sd", "minimum_nights=*3",
-                       "room_type=mix:Shared room:0.3"], seed=2)
+    shifted = perturb(
+        world["pool"].sample(600, random_state=2),
+        ["latitude=+0.5sd", "availability_365=+0.5sd", "minimum_nights=*3", "room_type=mix:Shared room:0.3"],
+        seed=2,
+    )
     batch = _batch(world, "drifted.csv", shifted)
     alerts = tmp_path / "alerts.jsonl"
-    done = run_cli("monitor", "--source", str(batch), "--reference", str(world["run"]), "--out", str(tmp_path),
-                   "--no-notebook", "--webhook", url, env={"LABLINE_ALERTS": str(alerts)})
+    done = run_cli(
+        "monitor",
+        "--source",
+        str(batch),
+        "--reference",
+        str(world["run"]),
+        "--out",
+        str(tmp_path),
+        "--no-notebook",
+        "--webhook",
+        url,
+        env={"LABLINE_ALERTS": str(alerts)},
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"alerts sent to {url}" in done.stdout
     assert len(received) == 1 and received[0]["status"] == "alert"
@@ -115,10 +145,16 @@ def test_unreachable_webhook_is_reported_and_the_alerts_are_still_recorded(world
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    batch = _batch(world, "oob.csv", perturb(world["pool"].sample(300, random_state=3),
-                                             ["longitude=set:-75.2@0.1"], seed=3))
-    outcome = monitor_once(str(batch), str(world["run"]), out_dir=tmp_path, webhook=f"http://127.0.0.1:{port}/x",
-                           alert_log=tmp_path / "alerts.jsonl")
+    batch = _batch(
+        world, "oob.csv", perturb(world["pool"].sample(300, random_state=3), ["longitude=set:-75.2@0.1"], seed=3)
+    )
+    outcome = monitor_once(
+        str(batch),
+        str(world["run"]),
+        out_dir=tmp_path,
+        webhook=f"http://127.0.0.1:{port}/x",
+        alert_log=tmp_path / "alerts.jsonl",
+    )
     assert outcome.result.status == "alert" and "data_quality" in [a.kind for a in outcome.result.alerts]
     assert outcome.delivery is not None and not outcome.delivery.ok and outcome.delivery.error
     assert [a.kind for a in read_alerts(tmp_path / "alerts.jsonl")] == [a.kind for a in outcome.result.alerts]
@@ -131,7 +167,7 @@ def test_request_log_window_and_feedback_labels_find_performance_decay(world, tm
     model = load_model(world["run"] / "train_sklearn" / "model")
     rows = derive_features(pool.sample(400, random_state=4)).reset_index(drop=True)
     predictions = model.predict(rows)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     log = tmp_path / "requests.db"
     conn = connect(log)
     records, feedback = [], []
@@ -139,10 +175,23 @@ def test_request_log_window_and_feedback_labels_find_performance_decay(world, tm
         old = i < 100  # a month ago: outside the 7-day window
         when = (now - timedelta(days=30 if old else 1)).isoformat(timespec="microseconds")
         payload = {c: (None if isinstance(row[c], float) and np.isnan(row[c]) else row[c]) for c in spec.features}
-        values = dict(request_id=f"r{i}", time=when, client_key="test", payload=dumps(payload),
-                      prediction=dumps(float(predictions[i])), probabilities=None, model_version=1,
-                      artifact_sha256=model.sha256, arm="champion", latency_ms=1.0, shadow=0, error=None,
-                      batch_id=None, score_batch=None, score_index=None)
+        values = dict(
+            request_id=f"r{i}",
+            time=when,
+            client_key="test",
+            payload=dumps(payload),
+            prediction=dumps(float(predictions[i])),
+            probabilities=None,
+            model_version=1,
+            artifact_sha256=model.sha256,
+            arm="champion",
+            latency_ms=1.0,
+            shadow=0,
+            error=None,
+            batch_id=None,
+            score_batch=None,
+            score_index=None,
+        )
         records.append(tuple(values[c] for c in COLUMNS))
         # Prices went up by half since training: the labels that come back say so.
         feedback.append((f"r{i}", str(float(row["price"]) * 1.5), when))
@@ -151,8 +200,14 @@ def test_request_log_window_and_feedback_labels_find_performance_decay(world, tm
     conn.executemany("INSERT INTO feedback VALUES (?, ?, ?)", feedback)
     conn.execute("COMMIT")
     conn.close()
-    outcome = monitor_once("requests", str(world["run"]), window="7d", out_dir=tmp_path / "report",
-                           request_log=log, alert_log=tmp_path / "alerts.jsonl")
+    outcome = monitor_once(
+        "requests",
+        str(world["run"]),
+        window="7d",
+        out_dir=tmp_path / "report",
+        request_log=log,
+        alert_log=tmp_path / "alerts.jsonl",
+    )
     result = outcome.result
     assert result.current_rows == 300  # the 100 older requests are outside the window
     assert result.performance["rows"] == 300 and result.performance["decayed"]
@@ -165,8 +220,9 @@ def test_request_log_window_and_feedback_labels_find_performance_decay(world, tm
 
 def test_too_few_rows_is_not_enough_data_and_exits_0(world, tmp_path):
     batch = _batch(world, "tiny.csv", world["pool"].head(20))
-    done = run_cli("monitor", "--source", str(batch), "--reference", str(world["run"]), "--out", str(tmp_path),
-                   "--no-notebook")
+    done = run_cli(
+        "monitor", "--source", str(batch), "--reference", str(world["run"]), "--out", str(tmp_path), "--no-notebook"
+    )
     assert done.returncode == 0, done.stderr
     assert "monitor: not enough data" in done.stdout
 
@@ -174,8 +230,20 @@ def test_too_few_rows_is_not_enough_data_and_exits_0(world, tmp_path):
 def test_bad_source_and_window_are_usage_errors(world, tmp_path):
     missing = run_cli("monitor", "--source", str(tmp_path / "nope.csv"), "--reference", str(world["run"]))
     assert missing.returncode == 2 and "no such file" in missing.stderr
-    window = run_cli("monitor", "--source", "requests", "--window", "7 days", "--reference", str(world["run"]),
-                     "--request-log", str(tmp_path / "r.db"), "--out", str(tmp_path), "--no-notebook")
+    window = run_cli(
+        "monitor",
+        "--source",
+        "requests",
+        "--window",
+        "7 days",
+        "--reference",
+        str(world["run"]),
+        "--request-log",
+        str(tmp_path / "r.db"),
+        "--out",
+        str(tmp_path),
+        "--no-notebook",
+    )
     assert window.returncode == 2 and "window '7 days'" in window.stderr
 
 

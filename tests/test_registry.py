@@ -47,15 +47,23 @@ def rows(path: Path, sql: str) -> list[tuple]:
 
 def audit_step_of(manifest: dict, step: str) -> str:
     sha = manifest["steps"][step]["scraps"]["artifact_sha256"]
-    return next(s for s, b in manifest["steps"].items()
-                if (b.get("scraps") or {}).get("model_sha256") == sha and "audit_passed" in b["scraps"])
+    return next(
+        s
+        for s, b in manifest["steps"].items()
+        if (b.get("scraps") or {}).get("model_sha256") == sha and "audit_passed" in b["scraps"]
+    )
 
 
 def slice_frame(manifest: dict, audit_step: str) -> dict:
     """The audit's slice table as a DataFrame scrap (read from its CSV)."""
     frame = pd.read_csv(manifest["steps"][audit_step]["scraps"]["slices_path"])
-    return {FRAME_KEY: {"columns": list(frame.columns), "index": list(range(len(frame))),
-                        "data": frame.astype(object).values.tolist()}}
+    return {
+        FRAME_KEY: {
+            "columns": list(frame.columns),
+            "index": list(range(len(frame))),
+            "data": frame.astype(object).values.tolist(),
+        }
+    }
 
 
 # ---- registration and lineage -------------------------------------------------------------------
@@ -66,8 +74,11 @@ def test_register_run_records_lineage_in_sqlite(iris_run, tmp_path):
     trained = [s for s, b in manifest["steps"].items() if "model_dir" in (b.get("scraps") or {})]
     assert sorted(v.step for v in versions) == sorted(trained) and len(trained) == 2
 
-    stored = rows(path, "SELECT step, run_id, artifact_sha256, data_fingerprint, git_sha, dataset, metrics, "
-                        "parameters, packages FROM model_versions ORDER BY version")
+    stored = rows(
+        path,
+        "SELECT step, run_id, artifact_sha256, data_fingerprint, git_sha, dataset, metrics, "
+        "parameters, packages FROM model_versions ORDER BY version",
+    )
     assert len(stored) == 2
     for step, run_id, sha, fingerprint, git_sha, dataset, metrics, parameters, packages in stored:
         scraps = manifest["steps"][step]["scraps"]
@@ -174,6 +185,7 @@ def test_promote_best_eligible_with_no_champion_and_record_decision(iris_run, tm
 def test_gate_refuses_failed_validation(iris_run, tmp_path):
     def edit(m):
         m["steps"]["explore"]["scraps"]["checks_passed"] = False
+
     reg, _, versions = _registered(iris_run, tmp_path, "run-bad-data", edit)
     decision = reg.promote(version=versions[0].version)
     assert not decision.promoted and "data validation failed in step 'explore'" in _failed_rules(decision)["validation"]
@@ -185,6 +197,7 @@ def test_gate_refuses_failed_or_missing_audit(iris_run, tmp_path):
     def edit(m):
         m["steps"][audit_step_of(m, "train_torch")]["scraps"]["audit_passed"] = False
         del m["steps"][audit_step_of(m, "train_sklearn")]
+
     reg, _, versions = _registered(iris_run, tmp_path, "run-bad-audit", edit)
     by_step = {v.step: v for v in versions}
     failed = _failed_rules(reg.promote(version=by_step["train_torch"].version))
@@ -197,14 +210,43 @@ def test_gate_refuses_failed_or_missing_audit(iris_run, tmp_path):
 def test_gate_refuses_disparities_out_of_bounds(iris_run, tmp_path):
     def edit(m):
         m["steps"][audit_step_of(m, "train_torch")]["scraps"]["disparities"] = [
-            {"attribute": "sex", "group": "Female", "reference_group": "Male", "metric": "selection_rate",
-             "value": 0.1, "reference_value": 0.3, "ratio": 0.3333, "passed": False, "group_size": 40},
-            {"attribute": "race", "group": "Other", "reference_group": "White", "metric": "selection_rate",
-             "value": 0.28, "reference_value": 0.3, "ratio": 0.9333, "passed": True, "group_size": 40},
+            {
+                "attribute": "sex",
+                "group": "Female",
+                "reference_group": "Male",
+                "metric": "selection_rate",
+                "value": 0.1,
+                "reference_value": 0.3,
+                "ratio": 0.3333,
+                "passed": False,
+                "group_size": 40,
+            },
+            {
+                "attribute": "race",
+                "group": "Other",
+                "reference_group": "White",
+                "metric": "selection_rate",
+                "value": 0.28,
+                "reference_value": 0.3,
+                "ratio": 0.9333,
+                "passed": True,
+                "group_size": 40,
+            },
             # Out of bounds, but on a group the audit found too small to judge: reported, not held against it.
-            {"attribute": "race", "group": "Eskimo", "reference_group": "White", "metric": "selection_rate",
-             "value": 0.0, "reference_value": 0.3, "ratio": 0.0, "passed": False, "group_size": 4, "judged": False},
+            {
+                "attribute": "race",
+                "group": "Eskimo",
+                "reference_group": "White",
+                "metric": "selection_rate",
+                "value": 0.0,
+                "reference_value": 0.3,
+                "ratio": 0.0,
+                "passed": False,
+                "group_size": 4,
+                "judged": False,
+            },
         ]
+
     reg, _, versions = _registered(iris_run, tmp_path, "run-unfair", edit)
     torch = next(v for v in versions if v.step == "train_torch")
     failed = _failed_rules(reg.promote(version=torch.version))
@@ -214,29 +256,66 @@ def test_gate_refuses_disparities_out_of_bounds(iris_run, tmp_path):
 
 
 def test_gate_refuses_sensitive_data_without_disparities():
-    base = dict(run_id="r", step="train", dataset="census", data_fingerprint="f", git_sha=None, git_dirty=None,
-                parameters={}, artifact_path="/m", artifact_sha256="a" * 64, packages={},
-                task="classification", created="")
-    audit = {"step": "audit", "status": "succeeded", "passed": True, "disparities": None,
-             "sensitive": ["sex", "race"], "slices": None}
-    candidate = ModelVersion(version=1, name="m", metrics={"macro_f1": 0.8},
-                             checks={"validation": {"step": "explore", "passed": True}, "audit": audit}, **base)
+    base = dict(
+        run_id="r",
+        step="train",
+        dataset="census",
+        data_fingerprint="f",
+        git_sha=None,
+        git_dirty=None,
+        parameters={},
+        artifact_path="/m",
+        artifact_sha256="a" * 64,
+        packages={},
+        task="classification",
+        created="",
+    )
+    audit = {
+        "step": "audit",
+        "status": "succeeded",
+        "passed": True,
+        "disparities": None,
+        "sensitive": ["sex", "race"],
+        "slices": None,
+    }
+    candidate = ModelVersion(
+        version=1,
+        name="m",
+        metrics={"macro_f1": 0.8},
+        checks={"validation": {"step": "explore", "passed": True}, "audit": audit},
+        **base,
+    )
     checks = {c.rule: c for c in evaluate(candidate, None, "champion", GatePolicy("macro_f1"))}
     assert not checks["disparities"].passed and "['sex', 'race']" in checks["disparities"].reason
 
 
 def test_metric_direction_and_margin():
     assert higher_is_better("macro_f1") and higher_is_better("test_r2") and not higher_is_better("test_mae")
-    base = dict(name="m", run_id="r", step="train", dataset="d", data_fingerprint="f", git_sha=None,
-                git_dirty=None, parameters={}, artifact_path="/m", artifact_sha256="a" * 64, packages={},
-                task="regression", created="", checks={})
+    base = dict(
+        name="m",
+        run_id="r",
+        step="train",
+        dataset="d",
+        data_fingerprint="f",
+        git_sha=None,
+        git_dirty=None,
+        parameters={},
+        artifact_path="/m",
+        artifact_sha256="a" * 64,
+        packages={},
+        task="regression",
+        created="",
+        checks={},
+    )
     champion = ModelVersion(version=1, metrics={"test_mae": 1.5}, **base)
     better = ModelVersion(version=2, metrics={"test_mae": 1.0}, **base)
     worse = ModelVersion(version=3, metrics={"test_mae": 2.0}, **base)
 
     def metric_check(candidate, margin):
-        return next(c for c in evaluate(candidate, champion, "champion", GatePolicy("test_mae", margin))
-                    if c.rule == "metric")
+        return next(
+            c for c in evaluate(candidate, champion, "champion", GatePolicy("test_mae", margin)) if c.rule == "metric"
+        )
+
     assert metric_check(better, 0.0).passed and metric_check(better, 0.5).passed
     assert not metric_check(better, 0.6).passed
     assert not metric_check(worse, 0.0).passed and "improvement -0.5000" in metric_check(worse, 0.0).reason
@@ -255,9 +334,13 @@ def test_gate_compares_slices_and_margin_with_the_champion(iris_run, tmp_path):
         frame = slice_frame(m, champion_audit)
         columns = frame[FRAME_KEY]["columns"]
         for row in frame[FRAME_KEY]["data"]:
-            if row[columns.index("feature")] == target["feature"] and str(row[columns.index("value")]) == target["value"]:
+            if (
+                row[columns.index("feature")] == target["feature"]
+                and str(row[columns.index("value")]) == target["value"]
+            ):
                 row[columns.index("f1")] = target["f1"] - 0.2
         m["steps"][champion_audit]["scraps"]["slice_metrics"] = frame
+
     _, _, second = _registered(iris_run, tmp_path, "run-bad-slice", better_but_one_bad_slice)
     candidate = next(v for v in second if v.step == "train_torch")
     failed = _failed_rules(reg.promote(version=candidate.version))
@@ -268,6 +351,7 @@ def test_gate_compares_slices_and_margin_with_the_champion(iris_run, tmp_path):
 
     def slightly_better(m):
         m["steps"]["train_torch"]["scraps"]["macro_f1"] = candidate.metrics["macro_f1"] + 0.01
+
     _, _, third = _registered(iris_run, tmp_path, "run-slightly-better", slightly_better)
     newest = next(v for v in third if v.step == "train_torch")
     failed = _failed_rules(reg.promote(version=newest.version, margin=0.05))
@@ -276,9 +360,14 @@ def test_gate_compares_slices_and_margin_with_the_champion(iris_run, tmp_path):
     assert reg.promote(version=newest.version, margin=0.005).promoted
     assert "already holds" in _failed_rules(reg.promote(version=newest.version))["candidate"]
     history = rows(Path(reg.engine.url.database), "SELECT version, previous, promoted FROM decisions ORDER BY id")
-    assert history == [(champion.version, None, 1), (candidate.version, champion.version, 0),
-                       (candidate.version, champion.version, 1), (newest.version, candidate.version, 0),
-                       (newest.version, candidate.version, 1), (newest.version, newest.version, 0)]
+    assert history == [
+        (champion.version, None, 1),
+        (candidate.version, champion.version, 0),
+        (candidate.version, champion.version, 1),
+        (newest.version, candidate.version, 0),
+        (newest.version, candidate.version, 1),
+        (newest.version, newest.version, 0),
+    ]
 
 
 # ---- migrations -----------------------------------------------------------------------------------
@@ -286,9 +375,11 @@ def test_newer_labline_opens_older_database(tmp_path):
     url, path = db_file(tmp_path)
     assert migrate(make_engine(url), target=1) == 1
     with sqlite3.connect(path) as conn:
-        conn.execute("INSERT INTO model_versions (name, run_id, step, parameters, metrics, artifact_path, "
-                     "artifact_sha256, packages, created, registered) VALUES ('old', 'r1', 'train', '{}', "
-                     "'{\"macro_f1\": 0.9}', '/m', 'abc', '{}', 't', 't')")
+        conn.execute(
+            "INSERT INTO model_versions (name, run_id, step, parameters, metrics, artifact_path, "
+            "artifact_sha256, packages, created, registered) VALUES ('old', 'r1', 'train', '{}', "
+            "'{\"macro_f1\": 0.9}', '/m', 'abc', '{}', 't', 't')"
+        )
         conn.execute("INSERT INTO aliases VALUES ('champion', 1, 't')")
     reg = Registry(url)
     assert rows(path, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
@@ -318,7 +409,7 @@ def test_cli_register_list_show_promote(iris_run, tmp_path, capsys):
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("registered v") == 2
     code, listed, _ = cli(capsys, "models", "--db", url, "--format", "json")
-    assert [r["step"] for r in json.loads(listed)] == [s for s, in rows(path, "SELECT step FROM model_versions")]
+    assert [r["step"] for r in json.loads(listed)] == [s for (s,) in rows(path, "SELECT step FROM model_versions")]
     code, shown, _ = cli(capsys, "model", "show", "2", "--db", url)
     sha = rows(path, "SELECT artifact_sha256 FROM model_versions WHERE version = 2")[0][0]
     assert code == 0 and sha in shown and iris_run.run_id in shown
@@ -348,6 +439,7 @@ def _promote_in_process(url: str, version: int, barrier) -> None:
 def test_concurrent_promotions_stay_consistent(iris_run, tmp_path):
     def lower(m):
         m["steps"]["train_torch"]["scraps"]["macro_f1"] = 0.5
+
     reg, _, low = _registered(iris_run, tmp_path, "run-low", lower)
     _, _, high = _registered(iris_run, tmp_path, "run-high")
     low_v = next(v for v in low if v.step == "train_torch").version

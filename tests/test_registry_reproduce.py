@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from labline.registry.reproduce import DataChanged, compare_metrics, reproduce_run, reproduction_overrides
+from labline.registry.reproduce import compare_metrics, reproduce_run, reproduction_overrides
 from runner.records import list_runs
 from runner.spec import load_pipeline
 from tests.fixtures import ROOT
@@ -41,8 +41,11 @@ def test_reproduce_refuses_when_the_data_fingerprint_changed(iris_run, tmp_path)
     new = [m for m in list_runs(runs) if m["run_id"] != old["run_id"]]
     assert len(new) == 1 and new[0]["reproduces"] == old["run_id"] and new[0]["status"] == "interrupted"
     assert new[0]["steps"]["explore"]["status"] == "succeeded"
-    assert all(body["status"] != "succeeded" and not body.get("scraps")
-               for step, body in new[0]["steps"].items() if step != "explore")
+    assert all(
+        body["status"] != "succeeded" and not body.get("scraps")
+        for step, body in new[0]["steps"].items()
+        if step != "explore"
+    )
 
 
 def test_reproduce_iris_gives_identical_metrics(iris_run, tmp_path):
@@ -65,13 +68,27 @@ def test_reproduce_iris_gives_identical_metrics(iris_run, tmp_path):
 
 
 def test_compared_metrics_leave_out_machine_measurements():
-    manifest = {"steps": {
-        "train": {"status": "succeeded", "scraps": {
-            "test_accuracy": 0.9, "fit_seconds": 3.2, "samples_per_second": 1e4, "peak_memory_mb": 400.0,
-            "time_to_target": {"seconds": 0.07, "epoch": 12}, "audit_metrics": {"f1": 0.8}, "passed": True}},
-        "broken": {"status": "failed", "scraps": {"test_accuracy": 0.1}},
-    }}
+    manifest = {
+        "steps": {
+            "train": {
+                "status": "succeeded",
+                "scraps": {
+                    "test_accuracy": 0.9,
+                    "fit_seconds": 3.2,
+                    "samples_per_second": 1e4,
+                    "peak_memory_mb": 400.0,
+                    "time_to_target": {"seconds": 0.07, "epoch": 12},
+                    "audit_metrics": {"f1": 0.8},
+                    "passed": True,
+                },
+            },
+            "broken": {"status": "failed", "scraps": {"test_accuracy": 0.1}},
+        }
+    }
     from labline.registry.reproduce import recorded_metrics
 
-    assert recorded_metrics(manifest) == {("train", "test_accuracy"): 0.9, ("train", "time_to_target.epoch"): 12.0,
-                                          ("train", "audit_metrics.f1"): 0.8}
+    assert recorded_metrics(manifest) == {
+        ("train", "test_accuracy"): 0.9,
+        ("train", "time_to_target.epoch"): 12.0,
+        ("train", "audit_metrics.f1"): 0.8,
+    }

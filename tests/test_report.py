@@ -14,9 +14,8 @@ import pytest
 from labline.report import write_report
 from labline.report.facts import wilson
 from labline.report.html import fmt, seconds
-from tests.fixtures import ROOT
+from tests.fixtures import ROOT, make_project
 from tests.fixtures.cli import run_cli
-from tests.fixtures import make_project
 
 
 def text_of(page: str) -> str:

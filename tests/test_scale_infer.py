@@ -47,8 +47,15 @@ def test_regression_and_csv_input(tmp_path):
     frame["y"] = frame["a"] * 2
     spec = DatasetSpec(name="toy", target="y", numeric=["a", "b"], task="regression")
     net, _ = build_model(2, [4], 1, torch.device("cpu"))
-    save_torch_model(tmp_path / "m", net, build_preprocessor(spec).fit(frame), {"n_features": 2, "hidden_sizes": [4],
-                     "n_outputs": 1}, spec, [], {"target_mean": 5.0, "target_scale": 2.0})
+    save_torch_model(
+        tmp_path / "m",
+        net,
+        build_preprocessor(spec).fit(frame),
+        {"n_features": 2, "hidden_sizes": [4], "n_outputs": 1},
+        spec,
+        [],
+        {"target_mean": 5.0, "target_scale": 2.0},
+    )
     model = load_model(tmp_path / "m")
     frame[["a", "b"]].to_csv(tmp_path / "in.csv", index=False)
     summary = predict_file(model, tmp_path / "in.csv", tmp_path / "out.parquet", batch_rows=64)

@@ -50,13 +50,18 @@ from labline.data.synth import write_synth_parquet
 import sklearn.datasets  # imported lazily by the Iris loader: a fixed cost, not the writer's memory
 tracemalloc.start()
 write_synth_parquet(sys.argv[1], rows=int(sys.argv[2]), seed=0, row_group_rows=int(sys.argv[3]))
-print(json.dumps({"python_peak": tracemalloc.get_traced_memory()[1], "arrow_peak": pa.default_memory_pool().max_memory()}))
+peaks = {"python_peak": tracemalloc.get_traced_memory()[1], "arrow_peak": pa.default_memory_pool().max_memory()}
+print(json.dumps(peaks))
 """
 
 
 def _writer_peaks(path, rows: int, group: int) -> dict:
-    done = subprocess.run([sys.executable, "-c", WRITER_MEMORY, str(path), str(rows), str(group)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER_MEMORY, str(path), str(rows), str(group)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert pq.ParquetFile(path).metadata.num_rows == rows
     return json.loads(done.stdout)

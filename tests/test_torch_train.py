@@ -41,20 +41,32 @@ def test_network_targets_round_trip_and_names_unknown_labels():
 
 @pytest.fixture(scope="module")
 def synth_file(tmp_path_factory):
-    return write_synth_parquet(tmp_path_factory.mktemp("synth") / "iris.parquet", rows=12_000, seed=5,
-                               row_group_rows=2_000)
+    return write_synth_parquet(
+        tmp_path_factory.mktemp("synth") / "iris.parquet", rows=12_000, seed=5, row_group_rows=2_000
+    )
 
 
 def test_streamed_and_in_memory_training_see_the_same_split_and_both_learn(synth_file, tmp_path):
     spec = infer_spec(pd.read_parquet(synth_file).head(1000), "species", name="iris")
     common = {"seed": 1, "test_size": 0.2, "val_size": 0.1}
-    sizes = {part: len(pd.concat(list(ParquetRows(synth_file, spec, part, **common).frames()))) for part in
-             ("train", "val", "test")}
+    sizes = {
+        part: len(pd.concat(list(ParquetRows(synth_file, spec, part, **common).frames())))
+        for part in ("train", "val", "test")
+    }
     assert sum(sizes.values()) == 12_000 and 0.17 < sizes["test"] / 12_000 < 0.23
     results = {}
     for stream in ("no", "yes"):
-        results[stream] = train_parquet(synth_file, tmp_path / stream, target="species", epochs=2, batch_size=256,
-                                        seed=1, stream=stream, device="cpu", target_accuracy=0.95)
+        results[stream] = train_parquet(
+            synth_file,
+            tmp_path / stream,
+            target="species",
+            epochs=2,
+            batch_size=256,
+            seed=1,
+            stream=stream,
+            device="cpu",
+            target_accuracy=0.95,
+        )
     assert results["no"]["streamed"] is False and results["yes"]["streamed"] is True
     for summary in results.values():
         assert summary["test_rows"] == sizes["test"]
@@ -83,14 +95,20 @@ def test_fit_records_when_validation_first_reaches_the_target():
 
 def test_train_torch_notebook_does_regression(root, tmp_path):
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"a": rng.normal(size=500), "b": rng.uniform(0, 10, 500),
-                          "c": rng.choice(["x", "y", "z"], 500)})
-    frame["y"] = 3 * frame["a"] + 0.5 * frame["b"] + np.where(frame["c"] == "x", 2.0, 0.0) + 100 + rng.normal(0, 0.2, 500)
+    frame = pd.DataFrame(
+        {"a": rng.normal(size=500), "b": rng.uniform(0, 10, 500), "c": rng.choice(["x", "y", "z"], 500)}
+    )
+    frame["y"] = (
+        3 * frame["a"] + 0.5 * frame["b"] + np.where(frame["c"] == "x", 2.0, 0.0) + 100 + rng.normal(0, 0.2, 500)
+    )
     data = tmp_path / "reg.csv"
     frame.to_csv(data, index=False)
-    outcome = execute_step(root / "notebooks" / "train_torch.ipynb", tmp_path / "out.ipynb",
-                           {"dataset": str(data), "target": "y", "epochs": 40, "batch_size": 32,
-                            "output_dir": str(tmp_path / "run")}, cwd=root)
+    outcome = execute_step(
+        root / "notebooks" / "train_torch.ipynb",
+        tmp_path / "out.ipynb",
+        {"dataset": str(data), "target": "y", "epochs": 40, "batch_size": 32, "output_dir": str(tmp_path / "run")},
+        cwd=root,
+    )
     assert outcome.status == "succeeded", outcome.error
     scraps = outcome.scraps
     assert scraps["task"] == "regression" and scraps["model_name"] == "torch-mlp"
@@ -103,9 +121,12 @@ def test_train_torch_notebook_does_regression(root, tmp_path):
 
 
 def test_train_torch_scale_notebook_trains_large_data_with_the_library_loop(root, tmp_path):
-    outcome = execute_step(root / "notebooks" / "train_torch_scale.ipynb", tmp_path / "out.ipynb",
-                           {"dataset": "iris_synth:80000", "epochs": 2, "batch_size": 2048,
-                            "output_dir": str(tmp_path / "run")}, cwd=root)
+    outcome = execute_step(
+        root / "notebooks" / "train_torch_scale.ipynb",
+        tmp_path / "out.ipynb",
+        {"dataset": "iris_synth:80000", "epochs": 2, "batch_size": 2048, "output_dir": str(tmp_path / "run")},
+        cwd=root,
+    )
     assert outcome.status == "succeeded", outcome.error
     scraps = outcome.scraps
     assert scraps["trainer"] == "labline" and scraps["epochs"] == 2 and scraps["model_name"] == "torch-mlp"
@@ -125,8 +146,12 @@ def test_train_torch_notebook_is_one_readable_loop(root, tmp_path):
 
     declared = read_parameters(root / "notebooks" / "train_torch.ipynb")
     assert "trainer" not in declared and {"epochs", "batch_size", "lr", "hidden_sizes"} <= set(declared)
-    outcome = execute_step(root / "notebooks" / "train_torch.ipynb", tmp_path / "out.ipynb",
-                           {"epochs": 30, "output_dir": str(tmp_path / "run")}, cwd=root)
+    outcome = execute_step(
+        root / "notebooks" / "train_torch.ipynb",
+        tmp_path / "out.ipynb",
+        {"epochs": 30, "output_dir": str(tmp_path / "run")},
+        cwd=root,
+    )
     assert outcome.status == "succeeded", outcome.error
     scraps = outcome.scraps
     assert "trainer" not in scraps and scraps["epochs"] == 30 and scraps["device"] == select_device("auto").type

@@ -198,14 +198,17 @@ def test_cli_validate_exit_codes_and_report(tmp_path, batches, capsys):
     batch.to_csv(clean, index=False)
     corrupt_category(batch).assign(age=batch["age"] + 6).to_csv(bad, index=False)
     reference.to_csv(ref, index=False)
-    code, out, err = cli(capsys, "data", "validate", str(clean), "--dataset", "census", "--reference", str(ref), "--json")
+    code, out, err = cli(
+        capsys, "data", "validate", str(clean), "--dataset", "census", "--reference", str(ref), "--json"
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["passed"] is True and report["reference_rows"] == len(reference)
     saved = tmp_path / "report.md"
     # Once as a user runs it, in its own process.
-    failed = run_cli("data", "validate", str(bad), "--dataset", "census", "--reference", str(ref),
-                     "--report", str(saved))
+    failed = run_cli(
+        "data", "validate", str(bad), "--dataset", "census", "--reference", str(ref), "--report", str(saved)
+    )
     assert failed.returncode == 1
     assert "categories workclass" in failed.stdout and "KS test age" in failed.stdout and str(saved) in failed.stdout
     assert "| KS test age |" in saved.read_text()
@@ -215,8 +218,9 @@ def test_cli_validate_exit_codes_and_report(tmp_path, batches, capsys):
 
 def test_cli_spec_prints_an_editable_spec(tmp_path, capsys):
     path = tmp_path / "toy.csv"
-    pd.DataFrame({"x": [1.0, 2.5, 3.0, 4.0], "colour": ["red", "blue", "red", "blue"],
-                  "label": ["a", "b", "a", "b"]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {"x": [1.0, 2.5, 3.0, 4.0], "colour": ["red", "blue", "red", "blue"], "label": ["a", "b", "a", "b"]}
+    ).to_csv(path, index=False)
     code, out, err = cli(capsys, "data", "spec", str(path), "--target", "label")
     assert code == 0, err
     spec = json.loads(out)

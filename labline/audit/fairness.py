@@ -54,8 +54,14 @@ def rates_from_counts(tp, fp, fn, tn) -> dict[str, np.ndarray]:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
-    return {"tpr": ratio(tp, tp + fn), "fpr": ratio(fp, fp + tn), "fnr": ratio(fn, tp + fn),
-            "precision": ratio(tp, tp + fp), "ppr": ratio(tp + fp, n), "prevalence": ratio(tp + fn, n)}
+    return {
+        "tpr": ratio(tp, tp + fn),
+        "fpr": ratio(fp, fp + tn),
+        "fnr": ratio(fn, tp + fn),
+        "precision": ratio(tp, tp + fp),
+        "ppr": ratio(tp + fp, n),
+        "prevalence": ratio(tp + fn, n),
+    }
 
 
 def binarize(labels, positive_label) -> np.ndarray:
@@ -68,8 +74,9 @@ def group_rates(y_true, y_pred, groups, positive_label, attribute: str = "group"
     """One row per group: size, confusion counts and the six rates."""
     yt, yp = binarize(y_true, positive_label), binarize(y_pred, positive_label)
     groups = pd.Series(np.asarray(groups, dtype=object), name=attribute).fillna("missing").astype(str)
-    frame = MetricFrame(metrics={"tp": _tp, "fp": _fp, "fn": _fn, "tn": _tn}, y_true=yt, y_pred=yp,
-                        sensitive_features=groups).by_group
+    frame = MetricFrame(
+        metrics={"tp": _tp, "fp": _fp, "fn": _fn, "tn": _tn}, y_true=yt, y_pred=yp, sensitive_features=groups
+    ).by_group
     counts = frame.astype(int).reset_index().rename(columns={attribute: "group"})
     counts.insert(0, "attribute", attribute)
     counts.insert(2, "size", counts[["tp", "fp", "fn", "tn"]].sum(axis=1))
@@ -78,8 +85,9 @@ def group_rates(y_true, y_pred, groups, positive_label, attribute: str = "group"
     return counts
 
 
-def bootstrap_intervals(y_true, y_pred, groups, positive_label, n_boot: int = 200,
-                        confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def bootstrap_intervals(
+    y_true, y_pred, groups, positive_label, n_boot: int = 200, confidence: float = 0.95, seed: int = 0
+) -> pd.DataFrame:
     """Percentile intervals of every rate, resampling rows with replacement within each group."""
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
@@ -92,12 +100,13 @@ def bootstrap_intervals(y_true, y_pred, groups, positive_label, n_boot: int = 20
         t, p = yt[groups == group], yp[groups == group]
         idx = rng.integers(0, len(t), size=(n_boot, len(t)))
         bt, bp = t[idx], p[idx]
-        rates = rates_from_counts((bt & bp).sum(1), ((1 - bt) & bp).sum(1), (bt & (1 - bp)).sum(1),
-                                  ((1 - bt) & (1 - bp)).sum(1))
+        rates = rates_from_counts(
+            (bt & bp).sum(1), ((1 - bt) & bp).sum(1), (bt & (1 - bp)).sum(1), ((1 - bt) & (1 - bp)).sum(1)
+        )
         row = {"group": group}
         for name, values in rates.items():
             finite = values[~np.isnan(values)]
-            low, high = (np.percentile(finite, [tail, 100 - tail]) if len(finite) else (np.nan, np.nan))
+            low, high = np.percentile(finite, [tail, 100 - tail]) if len(finite) else (np.nan, np.nan)
             row[f"{name}_low"], row[f"{name}_high"] = float(low), float(high)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -107,8 +116,13 @@ def _clean(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def disparities(rates: pd.DataFrame, reference_group: str | None = None, metrics=JUDGED_RATES,
-                bounds: tuple[float, float] = BOUNDS, min_group_size: int = MIN_GROUP_SIZE) -> list[dict]:
+def disparities(
+    rates: pd.DataFrame,
+    reference_group: str | None = None,
+    metrics=JUDGED_RATES,
+    bounds: tuple[float, float] = BOUNDS,
+    min_group_size: int = MIN_GROUP_SIZE,
+) -> list[dict]:
     """Each non-reference group's rate over the reference group's, for one attribute's rate table.
 
     `passed` is True when the ratio lies within `bounds` (or both rates are 0); an undefined ratio
@@ -136,10 +150,16 @@ def disparities(rates: pd.DataFrame, reference_group: str | None = None, metrics
                 ratio = value / ref_value
                 passed = low <= ratio <= high
             item = {
-                "attribute": str(row["attribute"]), "group": str(row["group"]),
-                "reference_group": reference_group, "metric": metric, "value": value,
-                "reference_value": ref_value, "ratio": ratio, "passed": bool(passed),
-                "group_size": int(row["size"]), "judged": bool(row["size"] >= min_group_size),
+                "attribute": str(row["attribute"]),
+                "group": str(row["group"]),
+                "reference_group": reference_group,
+                "metric": metric,
+                "value": value,
+                "reference_value": ref_value,
+                "ratio": ratio,
+                "passed": bool(passed),
+                "group_size": int(row["size"]),
+                "judged": bool(row["size"] >= min_group_size),
             }
             if f"{metric}_low" in row.index:
                 item["ci_low"], item["ci_high"] = _clean(row[f"{metric}_low"]), _clean(row[f"{metric}_high"])
@@ -164,17 +184,29 @@ class FairnessAudit:
     @property
     def failing(self) -> list[str]:
         """Readable names of judged disparities outside the bounds, e.g. `sex=Female fpr 0.31`."""
-        return [f"{d['attribute']}={d['group']} {d['metric']} "
-                + (f"{d['ratio']:.2f}" if d["ratio"] is not None else "undefined")
-                for d in self.disparities if d["judged"] and not d["passed"]]
+        return [
+            f"{d['attribute']}={d['group']} {d['metric']} "
+            + (f"{d['ratio']:.2f}" if d["ratio"] is not None else "undefined")
+            for d in self.disparities
+            if d["judged"] and not d["passed"]
+        ]
 
     def disparity_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.disparities)
 
 
-def audit_fairness(test: pd.DataFrame, y_true, y_pred, attributes: list[str], positive_label,
-                   reference_groups: dict[str, str] | None = None, bounds: tuple[float, float] = BOUNDS,
-                   min_group_size: int = MIN_GROUP_SIZE, n_boot: int = 200, seed: int = 0) -> FairnessAudit:
+def audit_fairness(
+    test: pd.DataFrame,
+    y_true,
+    y_pred,
+    attributes: list[str],
+    positive_label,
+    reference_groups: dict[str, str] | None = None,
+    bounds: tuple[float, float] = BOUNDS,
+    min_group_size: int = MIN_GROUP_SIZE,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> FairnessAudit:
     """Rates, bootstrap intervals and disparities for each attribute in `attributes`."""
     missing = [a for a in attributes if a not in test.columns]
     if missing:
@@ -183,8 +215,9 @@ def audit_fairness(test: pd.DataFrame, y_true, y_pred, attributes: list[str], po
     tables, found, chosen = [], [], {}
     for attribute in attributes:
         rates = group_rates(y_true, y_pred, test[attribute].to_numpy(), positive_label, attribute)
-        intervals = bootstrap_intervals(y_true, y_pred, test[attribute].to_numpy(), positive_label,
-                                        n_boot=n_boot, seed=seed)
+        intervals = bootstrap_intervals(
+            y_true, y_pred, test[attribute].to_numpy(), positive_label, n_boot=n_boot, seed=seed
+        )
         rates = rates.merge(intervals, on="group", how="left")
         items = disparities(rates, reference_groups.get(attribute), bounds=bounds, min_group_size=min_group_size)
         chosen[attribute] = items[0]["reference_group"] if items else str(rates["group"].iloc[0])

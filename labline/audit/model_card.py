@@ -12,8 +12,15 @@ from typing import Any
 import pandas as pd
 
 SECTIONS = (
-    "Model Details", "Intended Use", "Factors", "Metrics", "Evaluation Data", "Training Data",
-    "Quantitative Analyses", "Ethical Considerations", "Caveats and Recommendations",
+    "Model Details",
+    "Intended Use",
+    "Factors",
+    "Metrics",
+    "Evaluation Data",
+    "Training Data",
+    "Quantitative Analyses",
+    "Ethical Considerations",
+    "Caveats and Recommendations",
 )
 METRIC_MEANINGS = {
     "accuracy": "share of rows predicted correctly",
@@ -26,8 +33,20 @@ METRIC_MEANINGS = {
     "r2": "share of the target's variance explained",
 }
 RATE_COLUMNS = ["attribute", "group", "size", "prevalence", "ppr", "tpr", "fpr", "fnr", "precision"]
-DISPARITY_COLUMNS = ["attribute", "group", "reference_group", "metric", "value", "reference_value", "ratio",
-                     "ci_low", "ci_high", "passed", "judged", "group_size"]
+DISPARITY_COLUMNS = [
+    "attribute",
+    "group",
+    "reference_group",
+    "metric",
+    "value",
+    "reference_value",
+    "ratio",
+    "ci_low",
+    "ci_high",
+    "passed",
+    "judged",
+    "group_size",
+]
 
 
 @dataclass
@@ -91,20 +110,26 @@ def _worst(f: ModelFacts) -> str:
     if not f.worst_slice:
         return "No slice could be judged."
     figures = ", ".join(f"{k} {v:.3f}" for k, v in f.worst_slice.items() if isinstance(v, float))
-    return f"Worst slice: `{f.worst_slice['feature']} = {f.worst_slice['value']}` (n={f.worst_slice['count']}, {figures})."
+    return (
+        f"Worst slice: `{f.worst_slice['feature']} = {f.worst_slice['value']}` (n={f.worst_slice['count']}, {figures})."
+    )
 
 
 def _factors(f: ModelFacts) -> str:
     if not f.sensitive:
-        return ("No sensitive attributes are declared for this data set, so no group-fairness audit applies. "
-                "Slices are evaluated on every categorical feature and on quantile bins of each numeric feature.")
+        return (
+            "No sensitive attributes are declared for this data set, so no group-fairness audit applies. "
+            "Slices are evaluated on every categorical feature and on quantile bins of each numeric feature."
+        )
     lines = [f"Sensitive attributes audited for bias: {', '.join(f'`{a}`' for a in f.sensitive)}."]
     if f.group_rates is not None and not f.group_rates.empty:
         for attribute in f.sensitive:
             groups = f.group_rates[f.group_rates["attribute"] == attribute]
             listing = ", ".join(f"{g} ({n})" for g, n in zip(groups["group"], groups["size"]))
-            lines.append(f"- `{attribute}`: groups (held-out rows) {listing}; reference group "
-                         f"`{f.reference_groups.get(attribute, 'n/a')}`.")
+            lines.append(
+                f"- `{attribute}`: groups (held-out rows) {listing}; reference group "
+                f"`{f.reference_groups.get(attribute, 'n/a')}`."
+            )
     in_features = [a for a in f.sensitive if a in f.features]
     if in_features:
         lines.append(f"The model takes {', '.join(f'`{a}`' for a in in_features)} as input features.")
@@ -124,22 +149,28 @@ def _metrics(f: ModelFacts) -> str:
         lines.append("\nPrecision, recall and F1 are macro averages over the classes.")
     if f.sensitive:
         low, high = f.fairness_bounds
-        lines.append(f"Group rates: TPR, FPR, FNR, precision, predicted positive rate (ppr) and prevalence. "
-                     f"A disparity is a group's rate over the reference group's; it passes within "
-                     f"[{low}, {high}]. Groups under {f.min_group_size} rows are reported but not judged.")
+        lines.append(
+            f"Group rates: TPR, FPR, FNR, precision, predicted positive rate (ppr) and prevalence. "
+            f"A disparity is a group's rate over the reference group's; it passes within "
+            f"[{low}, {high}]. Groups under {f.min_group_size} rows are reported but not judged."
+        )
     return "\n".join(lines) or "_no metrics were computed_"
 
 
 def _ethics(f: ModelFacts) -> str:
     if not f.sensitive:
-        return ("No group disparities were computed (no sensitive attributes declared); the data set "
-                f"`{f.dataset}` describes no people, or none were declared.")
+        return (
+            "No group disparities were computed (no sensitive attributes declared); the data set "
+            f"`{f.dataset}` describes no people, or none were declared."
+        )
     verdict = "passed" if f.audit_passed else "FAILED"
     lines = [f"The bias audit {verdict}."]
     if f.failing_disparities:
         lines.append("Disparities outside the bounds: " + "; ".join(f.failing_disparities) + ".")
-        lines.append("A model with failing disparities treats these groups measurably differently from the "
-                     "reference group; do not use it for decisions about people without review.")
+        lines.append(
+            "A model with failing disparities treats these groups measurably differently from the "
+            "reference group; do not use it for decisions about people without review."
+        )
     else:
         lines.append("Every judged disparity lies within the bounds.")
     return "\n".join(lines)
@@ -151,13 +182,17 @@ def _caveats(f: ModelFacts) -> str:
         small = f.slices[f.slices["small"]]
         if len(small):
             names = ", ".join(f"{r.feature}={r.value} ({r.count})" for r in small.head(12).itertuples())
-            lines.append(f"{len(small)} slices have fewer than {f.min_slice_count} rows and are too small to "
-                         f"judge: {names}{' ...' if len(small) > 12 else ''}.")
+            lines.append(
+                f"{len(small)} slices have fewer than {f.min_slice_count} rows and are too small to "
+                f"judge: {names}{' ...' if len(small) > 12 else ''}."
+            )
     if f.disparities is not None and not f.disparities.empty and "judged" in f.disparities.columns:
         unjudged = sorted(set(f.disparities.loc[~f.disparities["judged"], "group"]))
         if unjudged:
-            lines.append(f"Groups too small to judge (under {f.min_group_size} rows): {', '.join(unjudged)}; "
-                         "collect more data about them before trusting the model for them.")
+            lines.append(
+                f"Groups too small to judge (under {f.min_group_size} rows): {', '.join(unjudged)}; "
+                "collect more data about them before trusting the model for them."
+            )
     lines.append("Re-audit after retraining, and when monitoring reports drift.")
     return "\n".join(lines)
 
@@ -166,8 +201,7 @@ def render_model_card(f: ModelFacts) -> str:
     """The card as Markdown, with every section of Mitchell et al. 2019."""
     params = ", ".join(f"`{k}={v}`" for k, v in sorted(f.parameters.items())) or "the estimator's defaults"
     target = f"`{f.target}`" if f.target else "the target"
-    predicts = (f"{target} (classes {', '.join(f'`{x}`' for x in f.labels)})" if f.labels else
-                f"{target} (a number)")
+    predicts = f"{target} (classes {', '.join(f'`{x}`' for x in f.labels)})" if f.labels else f"{target} (a number)"
     parts = [
         f"# Model card: {f.model_name}",
         "## Model Details",

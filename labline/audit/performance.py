@@ -8,8 +8,15 @@ A figure that cannot be computed (ROC AUC with one class present) is None, never
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, f1_score, mean_absolute_error, precision_score, r2_score,
-                             recall_score, roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    mean_absolute_error,
+    precision_score,
+    r2_score,
+    recall_score,
+    roc_auc_score,
+)
 
 
 def positive_class(labels: list[str], declared: str | None) -> str | None:
@@ -21,8 +28,9 @@ def positive_class(labels: list[str], declared: str | None) -> str | None:
     return str(labels[1]) if len(labels) == 2 else None
 
 
-def classification_overall(y_true, y_pred, proba: np.ndarray | None, labels: list[str],
-                           positive_label: str | None = None) -> dict[str, float | None]:
+def classification_overall(
+    y_true, y_pred, proba: np.ndarray | None, labels: list[str], positive_label: str | None = None
+) -> dict[str, float | None]:
     """Accuracy, precision, recall, F1 and ROC AUC; `proba` columns follow `labels`."""
     y_true = np.asarray(y_true, dtype=object).astype(str)
     y_pred = np.asarray(y_pred, dtype=object).astype(str)

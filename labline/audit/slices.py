@@ -12,13 +12,15 @@ def per_class_metrics(y_true, y_pred, labels: list[str]) -> pd.DataFrame:
     y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
     rows = []
     for label in labels:
-        rows.append({
-            "class": label,
-            "support": int((y_true == label).sum()),
-            "precision": float(precision_score(y_true == label, y_pred == label, zero_division=0)),
-            "recall": float(recall_score(y_true == label, y_pred == label, zero_division=0)),
-            "f1": float(f1_score(y_true == label, y_pred == label, zero_division=0)),
-        })
+        rows.append(
+            {
+                "class": label,
+                "support": int((y_true == label).sum()),
+                "precision": float(precision_score(y_true == label, y_pred == label, zero_division=0)),
+                "recall": float(recall_score(y_true == label, y_pred == label, zero_division=0)),
+                "f1": float(f1_score(y_true == label, y_pred == label, zero_division=0)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -33,8 +35,9 @@ def slice_columns(frame: pd.DataFrame, numeric: list[str], categorical: list[str
     return slices
 
 
-def slice_metrics(slices: pd.DataFrame, y_true, y_pred, min_count: int = 30, average: str = "macro",
-                  positive_label: str | None = None) -> pd.DataFrame:
+def slice_metrics(
+    slices: pd.DataFrame, y_true, y_pred, min_count: int = 30, average: str = "macro", positive_label: str | None = None
+) -> pd.DataFrame:
     """Per (feature, value): count, accuracy, precision, recall, F1; small slices flagged, not hidden."""
     y_true = pd.Series(np.asarray(y_true, dtype=object), index=slices.index)
     y_pred = pd.Series(np.asarray(y_pred, dtype=object), index=slices.index)
@@ -76,16 +79,18 @@ def regression_slice_metrics(slices: pd.DataFrame, y_true, y_pred, min_count: in
     for col in slices.columns:
         for value, index in slices.groupby(col, observed=True).groups.items():
             error = y_pred.loc[index] - y_true.loc[index]
-            rows.append({
-                "feature": col,
-                "value": str(value),
-                "count": int(len(index)),
-                "mae": float(error.abs().mean()),
-                "rmse": float(np.sqrt((error ** 2).mean())),
-                "mean_true": float(y_true.loc[index].mean()),
-                "mean_pred": float(y_pred.loc[index].mean()),
-                "small": bool(len(index) < min_count),
-            })
+            rows.append(
+                {
+                    "feature": col,
+                    "value": str(value),
+                    "count": int(len(index)),
+                    "mae": float(error.abs().mean()),
+                    "rmse": float(np.sqrt((error**2).mean())),
+                    "mean_true": float(y_true.loc[index].mean()),
+                    "mean_pred": float(y_pred.loc[index].mean()),
+                    "small": bool(len(index) < min_count),
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -15,18 +15,27 @@ def register_data(subparsers) -> None:
     batches = subparsers.add_parser("batches", help="split a data file into dated batches (one CSV per period)")
     batches.add_argument("file", help="CSV/Parquet file of raw rows")
     batches.add_argument("--by", choices=PERIOD_NAMES, default="week", help="period of one batch (default: week)")
-    batches.add_argument("--date-column", default="last_review",
-                         help="the column that dates a row (default: last_review, the Airbnb data's only date)")
-    batches.add_argument("--since", default=None,
-                         help="rows dated before this day go into one history batch before-DATE.csv")
+    batches.add_argument(
+        "--date-column",
+        default="last_review",
+        help="the column that dates a row (default: last_review, the Airbnb data's only date)",
+    )
+    batches.add_argument(
+        "--since", default=None, help="rows dated before this day go into one history batch before-DATE.csv"
+    )
     batches.add_argument("--out", required=True, help="folder for the batch files")
     batches.set_defaults(handler=run_batches)
 
     shift = subparsers.add_parser("perturb", help="write a drifted or corrupted copy of a batch")
     shift.add_argument("file", help="CSV/Parquet file of raw rows")
-    shift.add_argument("--shift", action="append", required=True, metavar="COLUMN=CHANGE",
-                       help="e.g. price=+20%%, latitude=+0.5sd, longitude=set:-75.1@0.2, "
-                            "room_type=mix:Shared room:0.5, reviews_per_month=missing:0.4, name=drop (repeatable)")
+    shift.add_argument(
+        "--shift",
+        action="append",
+        required=True,
+        metavar="COLUMN=CHANGE",
+        help="e.g. price=+20%%, latitude=+0.5sd, longitude=set:-75.1@0.2, "
+        "room_type=mix:Shared room:0.5, reviews_per_month=missing:0.4, name=drop (repeatable)",
+    )
     shift.add_argument("--seed", type=int, default=0)
     shift.add_argument("--out", required=True, help="the CSV file to write")
     shift.set_defaults(handler=run_perturb)

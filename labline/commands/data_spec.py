@@ -29,11 +29,17 @@ def register_data(subparsers) -> None:
 
     validate = subparsers.add_parser("validate", help="check a data batch against a data set's spec")
     validate.add_argument("file", type=Path, help="the batch to check (CSV or Parquet)")
-    validate.add_argument("--dataset", help=f"a built-in data set whose declaration applies ({', '.join(builtin_names())})")
+    validate.add_argument(
+        "--dataset", help=f"a built-in data set whose declaration applies ({', '.join(builtin_names())})"
+    )
     validate.add_argument("--spec", type=Path, help="a spec JSON file (from `labline data spec`) instead of --dataset")
     validate.add_argument("--reference", type=Path, help="a known-good batch: also compare distributions with it")
-    validate.add_argument("--kl-threshold", type=float, default=None, help="KL divergence bound per categorical column (default 0.2)")
-    validate.add_argument("--alpha", type=float, default=None, help="KS test significance before correction (default 0.05)")
+    validate.add_argument(
+        "--kl-threshold", type=float, default=None, help="KL divergence bound per categorical column (default 0.2)"
+    )
+    validate.add_argument(
+        "--alpha", type=float, default=None, help="KS test significance before correction (default 0.05)"
+    )
     validate.add_argument("--report", type=Path, help="also save the Markdown report here")
     validate.add_argument("--json", action="store_true", help="print the report as JSON instead of Markdown")
     validate.set_defaults(handler=cmd_validate)
@@ -73,8 +79,10 @@ def _spec_for(args: argparse.Namespace) -> DatasetSpec:
         except (OSError, ValueError, TypeError) as exc:
             raise CommandError(f"cannot read spec {str(args.spec)!r}: {exc}") from None
     if args.dataset.split(":")[0] not in BUILTIN:
-        raise CommandError(f"unknown data set {args.dataset!r}; built-in data sets: {', '.join(builtin_names())} "
-                           "(for your own file, save a spec with `labline data spec` and pass --spec)")
+        raise CommandError(
+            f"unknown data set {args.dataset!r}; built-in data sets: {', '.join(builtin_names())} "
+            "(for your own file, save a spec with `labline data spec` and pass --spec)"
+        )
     return get_spec(args.dataset)
 
 
@@ -94,6 +102,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_markdown(), end="")
     if not report.passed:
         where = f"; report: {args.report}" if args.report else ""
-        print(f"\n{args.file}: {len(report.failures)} blocking checks failed: "
-              + ", ".join(c.name for c in report.failures) + where)
+        print(
+            f"\n{args.file}: {len(report.failures)} blocking checks failed: "
+            + ", ".join(c.name for c in report.failures)
+            + where
+        )
     return 0 if report.passed else 1

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from labline.commands.common import CommandError
+
 GENERATORS = {"iris": "labline.data.synth:write_synth_parquet"}  # imported when used: the CLI starts fast
 
 
@@ -27,8 +28,12 @@ def register_data(subparsers) -> None:
     synth.add_argument("--rows", type=_positive, required=True, help="number of rows (10_000_000 is fine)")
     synth.add_argument("--out", type=Path, required=True, help="the Parquet file to write")
     synth.add_argument("--seed", type=int, default=0, help="seed of the random draws (default 0)")
-    synth.add_argument("--row-group-rows", type=_positive, default=None,
-                       help="rows per Parquet row group, also the rows held in memory (default 262,144)")
+    synth.add_argument(
+        "--row-group-rows",
+        type=_positive,
+        default=None,
+        help="rows per Parquet row group, also the rows held in memory (default 262,144)",
+    )
     synth.set_defaults(handler=cmd_synth)
 
 

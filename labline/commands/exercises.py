@@ -19,10 +19,20 @@ def _folders(parser: argparse.ArgumentParser) -> None:
 
 
 def _limits(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cell-timeout", type=float, default=DEFAULT_CELL_TIMEOUT, metavar="SECONDS",
-                        help=f"most seconds one cell may run (default {DEFAULT_CELL_TIMEOUT:g})")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TOTAL_TIMEOUT, metavar="SECONDS",
-                        help=f"most seconds a whole notebook may run (default {DEFAULT_TOTAL_TIMEOUT:g})")
+    parser.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=DEFAULT_CELL_TIMEOUT,
+        metavar="SECONDS",
+        help=f"most seconds one cell may run (default {DEFAULT_CELL_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TOTAL_TIMEOUT,
+        metavar="SECONDS",
+        help=f"most seconds a whole notebook may run (default {DEFAULT_TOTAL_TIMEOUT:g})",
+    )
 
 
 def register(subparsers) -> None:
@@ -44,8 +54,12 @@ def register(subparsers) -> None:
 
     grade = sub.add_parser("grade", help="run a student's notebook with the hidden checks and print a score")
     grade.add_argument("notebook", type=Path, help="the student's notebook")
-    grade.add_argument("--exercise", default=None, metavar="NN_name",
-                       help="which exercise it answers (default: from its metadata or file name)")
+    grade.add_argument(
+        "--exercise",
+        default=None,
+        metavar="NN_name",
+        help="which exercise it answers (default: from its metadata or file name)",
+    )
     grade.add_argument("--json", action="store_true", help="print the report as JSON")
     _folders(grade)
     _limits(grade)
@@ -65,8 +79,11 @@ def _usage(exc: Exception):
 def _positive(args: argparse.Namespace) -> None:
     for option in ("cell_timeout", "timeout"):
         if getattr(args, option) <= 0:
-            raise _usage(ValueError(f"--{option.replace('_', '-')} must be a positive number of seconds, "
-                                    f"got {getattr(args, option):g}"))
+            raise _usage(
+                ValueError(
+                    f"--{option.replace('_', '-')} must be a positive number of seconds, got {getattr(args, option):g}"
+                )
+            )
 
 
 def _selected(args: argparse.Namespace, names: list[str] | None):
@@ -108,8 +125,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise _usage(ExerciseError("no solutions to check (expected solutions/NN_name.ipynb)"))
     failed = 0
     for exercise in exercises:
-        outcome = check_exercise(exercise, run=not args.no_run, cell_timeout=args.cell_timeout,
-                                 total_timeout=args.timeout)
+        outcome = check_exercise(
+            exercise, run=not args.no_run, cell_timeout=args.cell_timeout, total_timeout=args.timeout
+        )
         print(f"{'ok  ' if outcome.ok else 'FAIL'} {exercise.name}", flush=True)
         for problem in outcome.problems:
             print("  " + problem.replace("\n", "\n  "))

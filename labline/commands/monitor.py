@@ -7,7 +7,7 @@ source, run or model). Cron-friendly: one command, the report folder printed on 
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from labline.commands.common import CommandError, add_db_option, add_runs_option, resolve_runs
@@ -18,21 +18,38 @@ USAGE_ERRORS = ("SourceError", "FileNotFoundError", "ArtifactError", "RegistryEr
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("monitor", help="check production input for drift; exit 1 when it alerts")
-    parser.add_argument("--source", default="requests",
-                        help="requests (the request log, default), heldout (the reference's held-out rows), or a batch file")
-    parser.add_argument("--reference", default="",
-                        help="the model to watch: a run id or folder, or registry:ALIAS (default: the registry's champion)")
-    parser.add_argument("--window", default="7d", help="how far back to read requests: 30m, 12h, 7d, 2w or all (default 7d)")
+    parser.add_argument(
+        "--source",
+        default="requests",
+        help="requests (the request log, default), heldout (the reference's held-out rows), or a batch file",
+    )
+    parser.add_argument(
+        "--reference",
+        default="",
+        help="the model to watch: a run id or folder, or registry:ALIAS (default: the registry's champion)",
+    )
+    parser.add_argument(
+        "--window", default="7d", help="how far back to read requests: 30m, 12h, 7d, 2w or all (default 7d)"
+    )
     parser.add_argument("--webhook", default="", metavar="URL", help="POST the alerts as JSON to this URL")
     parser.add_argument("--out", type=Path, default=None, help="report folder (default runs/monitor/<time>)")
     add_db_option(parser)
-    parser.add_argument("--request-log", default=None, help="request log (default $LABLINE_REQUEST_LOG or .labline/requests.db)")
+    parser.add_argument(
+        "--request-log", default=None, help="request log (default $LABLINE_REQUEST_LOG or .labline/requests.db)"
+    )
     add_runs_option(parser)
     parser.add_argument("--min-rows", type=int, default=50, help="fewer rows per feature: not enough data (default 50)")
-    parser.add_argument("--drift-share", type=float, default=0.25,
-                        help="dataset drift when this share of features drifted (default 0.25)")
-    parser.add_argument("--no-notebook", action="store_true",
-                        help="assess in-process (same checks and report, no executed notebook): faster for cron")
+    parser.add_argument(
+        "--drift-share",
+        type=float,
+        default=0.25,
+        help="dataset drift when this share of features drifted (default 0.25)",
+    )
+    parser.add_argument(
+        "--no-notebook",
+        action="store_true",
+        help="assess in-process (same checks and report, no executed notebook): faster for cron",
+    )
     parser.set_defaults(handler=run_monitor)
 
 
@@ -42,10 +59,20 @@ def _parameters(args, out: Path) -> dict:
         if not Path(source).exists():
             raise CommandError(f"--source {source!r}: no such file; expected requests, heldout or a batch file")
         source = str(Path(source).resolve())
-    return {"source": source, "reference": args.reference, "model_dir": "", "window": args.window,
-            "webhook": args.webhook, "registry_url": args.db or "", "request_log": args.request_log or "",
-            "runs_root": str(args.runs.resolve()) if args.runs else "", "alert_log": "",
-            "min_rows": args.min_rows, "drift_share": args.drift_share, "output_dir": str(out.resolve())}
+    return {
+        "source": source,
+        "reference": args.reference,
+        "model_dir": "",
+        "window": args.window,
+        "webhook": args.webhook,
+        "registry_url": args.db or "",
+        "request_log": args.request_log or "",
+        "runs_root": str(args.runs.resolve()) if args.runs else "",
+        "alert_log": "",
+        "min_rows": args.min_rows,
+        "drift_share": args.drift_share,
+        "output_dir": str(out.resolve()),
+    }
 
 
 def _in_process(params: dict) -> dict:
@@ -56,17 +83,29 @@ def _in_process(params: dict) -> dict:
 
     config = MonitorConfig(drift=DriftConfig(min_rows=params["min_rows"], drift_share=params["drift_share"]))
     try:
-        outcome = monitor_once(params["source"], params["reference"], params["window"], params["output_dir"],
-                               params["webhook"], params["registry_url"] or None, params["runs_root"] or None,
-                               params["request_log"] or None, None, config)
+        outcome = monitor_once(
+            params["source"],
+            params["reference"],
+            params["window"],
+            params["output_dir"],
+            params["webhook"],
+            params["registry_url"] or None,
+            params["runs_root"] or None,
+            params["request_log"] or None,
+            None,
+            config,
+        )
     except (SourceError, FileNotFoundError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
     result = outcome.result
-    return {"status": result.status, "alerts": [a.kind for a in result.alerts],
-            "report_path": str(outcome.report_path),
-            "webhook": "not sent" if outcome.delivery is None else ("delivered" if outcome.delivery.ok else "failed"),
-            "webhook_error": "" if outcome.delivery is None else outcome.delivery.error,
-            "drifted_features": [f.feature for f in result.drift.drifted]}
+    return {
+        "status": result.status,
+        "alerts": [a.kind for a in result.alerts],
+        "report_path": str(outcome.report_path),
+        "webhook": "not sent" if outcome.delivery is None else ("delivered" if outcome.delivery.ok else "failed"),
+        "webhook_error": "" if outcome.delivery is None else outcome.delivery.error,
+        "drifted_features": [f.feature for f in result.drift.drifted],
+    }
 
 
 def _with_notebook(params: dict, out: Path) -> dict:
@@ -82,13 +121,14 @@ def _with_notebook(params: dict, out: Path) -> dict:
     if error is not None:
         if error.ename in USAGE_ERRORS:
             raise CommandError(f"{error.ename}: {error.evalue} (executed notebook: {executed})") from error
-        raise CommandError(f"the monitor notebook {outcome.status}: {error.ename}: {error.evalue} (see {executed})",
-                           1) from error
+        raise CommandError(
+            f"the monitor notebook {outcome.status}: {error.ename}: {error.evalue} (see {executed})", 1
+        ) from error
     return outcome.scraps
 
 
 def run_monitor(args) -> int:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out = args.out or resolve_runs(args) / "monitor" / stamp
     out.mkdir(parents=True, exist_ok=True)
     params = _parameters(args, out)

@@ -36,20 +36,37 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pipeline", type=Path, default=None, help="pipeline file (default: ./pipeline.yaml)")
     parser.add_argument("--dataset", help="built-in data set name (iris, ...) or a CSV/Parquet path")
     parser.add_argument("--target", help="label column, when --dataset is a file")
-    parser.add_argument("-p", "--param", action="append", default=[], metavar="[STEP.]PARAM=VALUE",
-                        help="set a parameter for one step, or for every step that declares it")
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="[STEP.]PARAM=VALUE",
+        help="set a parameter for one step, or for every step that declares it",
+    )
     parser.add_argument("--workers", type=int, default=None, help="steps run at once (default: number of cores)")
     add_runs_option(parser)
-    parser.add_argument("--executor", default="local", metavar="local|dask|dask://HOST:PORT",
-                        help="where steps execute: local kernels, a Dask LocalCluster, or a Dask scheduler")
-    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                        help="limit for each whole notebook (overrides the steps' timeout:)")
+    parser.add_argument(
+        "--executor",
+        default="local",
+        metavar="local|dask|dask://HOST:PORT",
+        help="where steps execute: local kernels, a Dask LocalCluster, or a Dask scheduler",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="limit for each whole notebook (overrides the steps' timeout:)",
+    )
 
 
 def register(subparsers) -> None:
     run = subparsers.add_parser("run", help="run the pipeline and print the comparison table")
     add_run_options(run)
-    run.add_argument("--only", action="append", default=None, metavar="STEP", help="run only this step and what it needs")
+    run.add_argument(
+        "--only", action="append", default=None, metavar="STEP", help="run only this step and what it needs"
+    )
     add_force_option(run)
     add_format_option(run)
     add_db_option(run)
@@ -68,10 +85,21 @@ def register(subparsers) -> None:
 
     sweep = subparsers.add_parser("sweep", help="run one step for every combination of parameter values")
     sweep.add_argument("step", help="the step to sweep (what it needs comes from the cache)")
-    sweep.add_argument("-p", "--param", action="append", default=[], metavar="PARAM=V1,V2,...",
-                       help="values to sweep; commas split at top level: -p hidden_sizes=[8],[16]")
-    sweep.add_argument("--set", action="append", default=[], metavar="[STEP.]PARAM=VALUE",
-                       help="a fixed parameter for every run of the sweep")
+    sweep.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="PARAM=V1,V2,...",
+        help="values to sweep; commas split at top level: -p hidden_sizes=[8],[16]",
+    )
+    sweep.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="[STEP.]PARAM=VALUE",
+        help="a fixed parameter for every run of the sweep",
+    )
     sweep.add_argument("--metric", default=None, help="metric to sort by, best first (default: the first one glued)")
     sweep.add_argument("--pipeline", type=Path, default=None)
     add_runs_option(sweep)
@@ -105,8 +133,15 @@ def register(subparsers) -> None:
 
 
 def add_force_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--force", nargs="?", action="append", const=True, default=None, metavar="STEP",
-                        help="execute even when cached: every step, or (repeatable) this step")
+    parser.add_argument(
+        "--force",
+        nargs="?",
+        action="append",
+        const=True,
+        default=None,
+        metavar="STEP",
+        help="execute even when cached: every step, or (repeatable) this step",
+    )
 
 
 def force_value(args: argparse.Namespace) -> bool | list[str] | None:
@@ -152,9 +187,11 @@ def failure_message(step: str, body: dict[str, Any]) -> str:
     where = f"cell {error['cell']}" if error.get("cell") is not None else "the notebook"
     line = f", line {error['line']}" if error.get("line") else ""
     source = f": {error['source_line']}" if error.get("source_line") else ""
-    return (f"step {step!r} {body.get('status')} at {where}{line}{source}\n"
-            f"  {error.get('ename', 'Error')}: {error.get('evalue', '')}\n"
-            f"  partly executed notebook: {body.get('output_notebook')}")
+    return (
+        f"step {step!r} {body.get('status')} at {where}{line}{source}\n"
+        f"  {error.get('ename', 'Error')}: {error.get('evalue', '')}\n"
+        f"  partly executed notebook: {body.get('output_notebook')}"
+    )
 
 
 def exit_code(manifest: dict[str, Any]) -> int:
@@ -171,9 +208,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = pipeline_for_task(load_pipeline(args.pipeline or default_pipeline()), overrides)
     metadata = {"dataset": args.dataset or "iris", **run_metadata(spec.root)}
     with ProgressDisplay(console, spec.order()) as progress:
-        record = run_pipeline(spec, resolve_runs(args), overrides=overrides, workers=args.workers,
-                              metadata=metadata, on_event=progress.on_event, only=args.only,
-                              force=force_value(args), timeout=args.timeout, executor=args.executor)
+        record = run_pipeline(
+            spec,
+            resolve_runs(args),
+            overrides=overrides,
+            workers=args.workers,
+            metadata=metadata,
+            on_event=progress.on_event,
+            only=args.only,
+            force=force_value(args),
+            timeout=args.timeout,
+            executor=args.executor,
+        )
     for step, body in record.manifest["steps"].items():
         if body.get("status") not in ("succeeded", "cached", "skipped"):
             console.print(f"[red]{escape(failure_message(step, body))}[/]", highlight=False, soft_wrap=True)
@@ -192,8 +238,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _trained_fresh(manifest: dict[str, Any]) -> bool:
     """Whether a step of this run trained a model (a cached step's model is registered already)."""
-    return any(body.get("status") == "succeeded" and "model_dir" in (body.get("scraps") or {})
-               for body in manifest["steps"].values())
+    return any(
+        body.get("status") == "succeeded" and "model_dir" in (body.get("scraps") or {})
+        for body in manifest["steps"].values()
+    )
 
 
 def register_models(manifest: dict[str, Any], db: str | None, console: Console) -> int:
@@ -213,8 +261,10 @@ def register_models(manifest: dict[str, Any], db: str | None, console: Console) 
 def cmd_status(args: argparse.Namespace) -> int:
     spec = pipeline_for_task(load_pipeline(args.pipeline or default_pipeline()), list(args.param))
     rows = plan_status(spec, resolve_runs(args), overrides=list(args.param), only=args.only, force=force_value(args))
-    table = [{"step": r["step"], "action": r["action"], "run": r["from_run"] or "-", "why": "; ".join(r["reasons"])}
-             for r in rows]
+    table = [
+        {"step": r["step"], "action": r["action"], "run": r["from_run"] or "-", "why": "; ".join(r["reasons"])}
+        for r in rows
+    ]
     print(render(table, args.format, title="what `labline run` would do"))
     return 0
 
@@ -226,9 +276,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     spec = pipeline_for_task(load_pipeline(args.pipeline or default_pipeline()), list(args.set))
     grid = parse_grid(spec, args.step, list(args.param))
     metadata = {"dataset": "iris", **run_metadata(spec.root)}
-    records = sweep(spec, resolve_runs(args), args.step, grid, overrides=list(args.set), executor=args.executor,
-                    workers=args.workers, metadata=metadata, timeout=args.timeout,
-                    on_event=progress_printer(console))
+    records = sweep(
+        spec,
+        resolve_runs(args),
+        args.step,
+        grid,
+        overrides=list(args.set),
+        executor=args.executor,
+        workers=args.workers,
+        metadata=metadata,
+        timeout=args.timeout,
+        on_event=progress_printer(console),
+    )
     rows = sweep_rows(records, args.step, grid)
     metric = args.metric or next((m for m in COMPARE_METRICS if any(m in r for r in rows)), None)
     if metric:
@@ -249,8 +308,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for m in list_runs(resolve_runs(args)):
         steps = m.get("steps", {})
         done = sum(1 for s in steps.values() if s.get("status") in ("succeeded", "cached"))
-        rows.append({"run_id": m["run_id"], "created": m.get("created"), "status": m.get("status"),
-                     "dataset": m.get("dataset"), "steps": f"{done}/{len(steps)}"})
+        rows.append(
+            {
+                "run_id": m["run_id"],
+                "created": m.get("created"),
+                "status": m.get("status"),
+                "dataset": m.get("dataset"),
+                "steps": f"{done}/{len(steps)}",
+            }
+        )
     print(render(rows, args.format) if rows else "no runs yet: `labline run` makes one")
     return 0
 
@@ -270,10 +336,16 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(m, indent=2, default=str))
         return 0
     console = Console()
-    console.print(f"[bold]run {m['run_id']}[/] {m.get('status')}  created {m.get('created')}  dataset {m.get('dataset')}")
-    console.print(f"git {m.get('git', {}).get('sha')} (dirty: {m.get('git', {}).get('dirty')})  device {m.get('device')}")
+    console.print(
+        f"[bold]run {m['run_id']}[/] {m.get('status')}  created {m.get('created')}  dataset {m.get('dataset')}"
+    )
+    console.print(
+        f"git {m.get('git', {}).get('sha')} (dirty: {m.get('git', {}).get('dirty')})  device {m.get('device')}"
+    )
     for step, body in m["steps"].items():
-        console.print(f"\n[bold]{step}[/] {body.get('status')} {body.get('seconds', '')}s  {body.get('output_notebook', '')}")
+        console.print(
+            f"\n[bold]{step}[/] {body.get('status')} {body.get('seconds', '')}s  {body.get('output_notebook', '')}"
+        )
         for key, value in (body.get("parameters") or {}).items():
             console.print(f"  param {key} = {_short(value)}", markup=False)
         for key, value in (body.get("scraps") or {}).items():

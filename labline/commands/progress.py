@@ -15,14 +15,29 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-STYLES = {"pending": "dim", "running": "cyan", "retrying": "yellow", "succeeded": "green", "cached": "green",
-          "skipped": "yellow", "failed": "red", "timeout": "red", "dead_kernel": "red", "interrupted": "red"}
+STYLES = {
+    "pending": "dim",
+    "running": "cyan",
+    "retrying": "yellow",
+    "succeeded": "green",
+    "cached": "green",
+    "skipped": "yellow",
+    "failed": "red",
+    "timeout": "red",
+    "dead_kernel": "red",
+    "interrupted": "red",
+}
 
 
 def progress_printer(console: Console):
     """One line per step event (cell progress left out): for logs and non-terminals."""
-    marks = {"running": "[cyan]…[/]", "succeeded": "[green]✓[/]", "cached": "[green]=[/]", "skipped": "[yellow]-[/]",
-             "retrying": "[yellow]↻[/]"}
+    marks = {
+        "running": "[cyan]…[/]",
+        "succeeded": "[green]✓[/]",
+        "cached": "[green]=[/]",
+        "skipped": "[yellow]-[/]",
+        "retrying": "[yellow]↻[/]",
+    }
 
     def on_event(step: str, state: str, details: dict[str, Any]) -> None:
         if state == "cell":
@@ -43,17 +58,19 @@ class ProgressDisplay:
 
     def __init__(self, console: Console, steps: list[str]):
         self.console = console
-        self.rows: dict[str, dict[str, Any]] = {s: {"state": "pending", "cells": "", "started": None, "note": ""}
-                                                for s in steps}
+        self.rows: dict[str, dict[str, Any]] = {
+            s: {"state": "pending", "cells": "", "started": None, "note": ""} for s in steps
+        }
         self.lock = threading.Lock()
         self.live: Live | None = None
         if not console.is_terminal:
             self._printer = progress_printer(console)
 
-    def __enter__(self) -> "ProgressDisplay":
+    def __enter__(self) -> ProgressDisplay:
         if self.console.is_terminal:
-            self.live = Live(self._table(), console=self.console, refresh_per_second=8, transient=False,
-                             get_renderable=self._table)
+            self.live = Live(
+                self._table(), console=self.console, refresh_per_second=8, transient=False, get_renderable=self._table
+            )
             self.live.__enter__()
         return self
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from labline.commands.common import add_db_option, add_format_option, add_runs_option, resolve_runs
@@ -40,16 +39,31 @@ def register(subparsers) -> None:
     promote = subparsers.add_parser("promote", help="give an alias to the best version that passes the gate")
     promote.add_argument("--alias", default="champion", help="alias to move (default: champion)")
     promote.add_argument("--version", type=int, default=None, help="promote this version (default: the best eligible)")
-    promote.add_argument("--metric", default=None,
-                         help="metric to compare (default: macro_f1 for classification, test_mae for regression)")
-    promote.add_argument("--margin", type=float, default=0.0,
-                         help="the metric must beat the current holder's by at least this much (default 0)")
-    promote.add_argument("--slice-tolerance", type=float, default=0.05,
-                         help="how much worse than the holder's any slice may be (default 0.05)")
+    promote.add_argument(
+        "--metric",
+        default=None,
+        help="metric to compare (default: macro_f1 for classification, test_mae for regression)",
+    )
+    promote.add_argument(
+        "--margin",
+        type=float,
+        default=0.0,
+        help="the metric must beat the current holder's by at least this much (default 0)",
+    )
+    promote.add_argument(
+        "--slice-tolerance",
+        type=float,
+        default=0.05,
+        help="how much worse than the holder's any slice may be (default 0.05)",
+    )
     promote.add_argument("--dry-run", action="store_true", help="show the decision without acting or recording it")
-    promote.add_argument("--dataset", default=None, metavar="NAME",
-                         help="the data set whose alias moves, candidates from it alone "
-                              "(default: --version's, or the registry's only data set)")
+    promote.add_argument(
+        "--dataset",
+        default=None,
+        metavar="NAME",
+        help="the data set whose alias moves, candidates from it alone "
+        "(default: --version's, or the registry's only data set)",
+    )
     add_db_option(promote)
     promote.set_defaults(handler=cmd_promote)
 
@@ -58,8 +72,12 @@ def register(subparsers) -> None:
     alias.add_argument("version", nargs="?", type=int, help="version number")
     alias.add_argument("--remove", action="store_true", help="remove the alias NAME")
     alias.add_argument("--force", action="store_true", help="allow setting 'champion' without the gate")
-    alias.add_argument("--dataset", default=None, metavar="NAME",
-                       help="the data set of the alias to show or remove (or name it DATASET@ALIAS)")
+    alias.add_argument(
+        "--dataset",
+        default=None,
+        metavar="NAME",
+        help="the data set of the alias to show or remove (or name it DATASET@ALIAS)",
+    )
     add_db_option(alias)
     alias.set_defaults(handler=cmd_alias)
 
@@ -90,6 +108,7 @@ def _open(args: argparse.Namespace) -> Registry:
 
 def _guard(func):
     """Turn a RegistryError into the CLI's clear one-line error (exit 1)."""
+
     def wrapped(args: argparse.Namespace) -> int:
         from labline.commands.common import CommandError
         from labline.registry import RegistryError
@@ -98,13 +117,21 @@ def _guard(func):
             return func(args)
         except RegistryError as exc:
             raise CommandError(str(exc), exit_code=1) from None
+
     return wrapped
 
 
 def _row(version) -> dict:
-    row = {"version": version.version, "name": version.name, "scope": version.scope,
-           "aliases": ",".join(version.aliases), "run_id": version.run_id, "step": version.step,
-           "dataset": version.dataset, "task": version.task}
+    row = {
+        "version": version.version,
+        "name": version.name,
+        "scope": version.scope,
+        "aliases": ",".join(version.aliases),
+        "run_id": version.run_id,
+        "step": version.step,
+        "dataset": version.dataset,
+        "task": version.task,
+    }
     row.update({m: version.metrics.get(m) for m in SHOWN_METRICS})
     row["created"] = version.created
     return row
@@ -158,11 +185,19 @@ def cmd_model_show(args: argparse.Namespace) -> int:
         print(f"  metric {name} = {value}")
     print("  packages        " + ", ".join(f"{k} {val}" for k, val in v.packages.items()))
     validation, audit = v.checks.get("validation"), v.checks.get("audit")
-    print(f"  validation      {'passed' if validation and validation['passed'] else 'failed' if validation else 'none'}"
-          + (f" (step {validation['step']})" if validation else ""))
-    print(f"  audit           {'passed' if audit and audit['passed'] else 'failed' if audit else 'none'}"
-          + (f" (step {audit['step']}, {len(audit.get('slices') or [])} slices, "
-             f"{len(audit.get('disparities') or [])} disparities)" if audit else ""))
+    print(
+        f"  validation      {'passed' if validation and validation['passed'] else 'failed' if validation else 'none'}"
+        + (f" (step {validation['step']})" if validation else "")
+    )
+    print(
+        f"  audit           {'passed' if audit and audit['passed'] else 'failed' if audit else 'none'}"
+        + (
+            f" (step {audit['step']}, {len(audit.get('slices') or [])} slices, "
+            f"{len(audit.get('disparities') or [])} disparities)"
+            if audit
+            else ""
+        )
+    )
     return 0
 
 
@@ -171,8 +206,10 @@ def print_decision(decision: Decision) -> None:
     who = decision.candidate.label if decision.candidate else "no candidate"
     held = decision.incumbent.label if decision.incumbent else "nobody"
     scope = f" of {decision.scope}" if decision.scope else ""
-    print(f"{verb}: {who} as {decision.alias!r}{scope} (held by {held}; metric {decision.metric})"
-          + ("  [dry run: nothing changed]" if decision.dry_run else ""))
+    print(
+        f"{verb}: {who} as {decision.alias!r}{scope} (held by {held}; metric {decision.metric})"
+        + ("  [dry run: nothing changed]" if decision.dry_run else "")
+    )
     for check in decision.checks:
         print(f"  {'PASS' if check.passed else 'FAIL'} {check.rule:<12} {check.reason}")
     for version, checks in decision.considered:
@@ -190,8 +227,15 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     if args.margin < 0 or args.slice_tolerance < 0:
         raise CommandError(f"--margin ({args.margin}) and --slice-tolerance ({args.slice_tolerance}) must be >= 0")
-    decision = _open(args).promote(alias=args.alias, metric=args.metric, version=args.version, margin=args.margin,
-                                   slice_tolerance=args.slice_tolerance, dry_run=args.dry_run, scope=args.dataset)
+    decision = _open(args).promote(
+        alias=args.alias,
+        metric=args.metric,
+        version=args.version,
+        margin=args.margin,
+        slice_tolerance=args.slice_tolerance,
+        dry_run=args.dry_run,
+        scope=args.dataset,
+    )
     print_decision(decision)
     return 0 if decision.promoted else 1
 
@@ -230,8 +274,10 @@ def cmd_decisions(args: argparse.Namespace) -> int:
     for d in found:
         verb = "promoted" if d["promoted"] else "refused"
         where = f"{d['scope']}@" if d.get("scope") else ""
-        print(f"#{d['id']} {d['created']} {where}{d['alias']}: {verb} v{d['version']} (held by "
-              f"{'v' + str(d['previous']) if d['previous'] else 'nobody'}; metric {d['metric']})")
+        print(
+            f"#{d['id']} {d['created']} {where}{d['alias']}: {verb} v{d['version']} (held by "
+            f"{'v' + str(d['previous']) if d['previous'] else 'nobody'}; metric {d['metric']})"
+        )
         for reason in d["reasons"]:
             print(f"    {'PASS' if reason['passed'] else 'FAIL'} {reason['rule']:<12} {reason['reason']}")
     return 0
@@ -252,14 +298,30 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     root = resolve_runs(args)
     old = find_run(root, args.run).manifest
     spec = load_pipeline(args.pipeline or default_pipeline())
-    result = reproduce_run(old, spec, root, workers=args.workers, metadata=run_metadata(spec.root),
-                           on_event=progress_printer(Console(stderr=True)))
-    rows = [{"step": c.step, "metric": c.metric, "recorded": c.old, "reproduced": c.new,
-             "identical": "yes" if c.identical else "NO"} for c in result.comparisons]
+    result = reproduce_run(
+        old,
+        spec,
+        root,
+        workers=args.workers,
+        metadata=run_metadata(spec.root),
+        on_event=progress_printer(Console(stderr=True)),
+    )
+    rows = [
+        {
+            "step": c.step,
+            "metric": c.metric,
+            "recorded": c.old,
+            "reproduced": c.new,
+            "identical": "yes" if c.identical else "NO",
+        }
+        for c in result.comparisons
+    ]
     print(render(rows, "table", title=f"run {result.old_run_id} reproduced as {result.new_run_id}"))
     if result.identical:
-        print(f"identical: all {len(result.comparisons)} metrics of run {result.old_run_id} are the same "
-              f"in run {result.new_run_id}")
+        print(
+            f"identical: all {len(result.comparisons)} metrics of run {result.old_run_id} are the same "
+            f"in run {result.new_run_id}"
+        )
         return 0
     if result.status != "succeeded":
         print(f"not reproduced: the new run {result.new_run_id} {result.status} ({result.new_run_path})")

@@ -17,17 +17,38 @@ EXIT_STOPPED, EXIT_LOCKED = 1, 4
 def register(subparsers) -> None:
     parser = subparsers.add_parser("retrain", help="retrain on a new batch; promote only a better challenger")
     parser.add_argument("--data", required=True, help="the new batch: a raw CSV/Parquet file")
-    parser.add_argument("--dataset", default="airbnb", help="the declared data set the batch belongs to (default airbnb)")
-    parser.add_argument("--pipeline", type=Path, default=Path("pipeline_airbnb.yaml"),
-                        help="the pipeline to run (default pipeline_airbnb.yaml)")
-    parser.add_argument("-p", "--param", action="append", default=[], metavar="[STEP.]PARAM=VALUE",
-                        help="override a pipeline parameter (repeatable)")
-    parser.add_argument("--only", action="append", default=None, metavar="STEP",
-                        help="run only this step and what it needs (repeatable)")
+    parser.add_argument(
+        "--dataset", default="airbnb", help="the declared data set the batch belongs to (default airbnb)"
+    )
+    parser.add_argument(
+        "--pipeline",
+        type=Path,
+        default=Path("pipeline_airbnb.yaml"),
+        help="the pipeline to run (default pipeline_airbnb.yaml)",
+    )
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="[STEP.]PARAM=VALUE",
+        help="override a pipeline parameter (repeatable)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        metavar="STEP",
+        help="run only this step and what it needs (repeatable)",
+    )
     add_db_option(parser)
     add_runs_option(parser)
-    parser.add_argument("--state", type=Path, default=None,
-                        help="lock, accumulated data and decisions (default $LABLINE_RETRAIN_STATE or .labline/retrain)")
+    parser.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        help="lock, accumulated data and decisions (default $LABLINE_RETRAIN_STATE or .labline/retrain)",
+    )
     parser.add_argument("--workers", type=int, default=None, help="pipeline steps run at once")
     parser.add_argument("--margin", type=float, default=0.0, help="improvement the challenger needs (default 0)")
     parser.set_defaults(handler=run_retrain)
@@ -40,9 +61,18 @@ def run_retrain(args) -> int:
     if not Path(args.data).exists():
         raise CommandError(f"--data {args.data!r}: no such file; expected a CSV or Parquet batch of raw rows")
     try:
-        outcome = retrain(args.data, args.dataset, pipeline=args.pipeline, registry_url=args.db,
-                          runs_root=args.runs, state_dir=args.state, overrides=args.param, only=args.only,
-                          workers=args.workers, margin=args.margin)
+        outcome = retrain(
+            args.data,
+            args.dataset,
+            pipeline=args.pipeline,
+            registry_url=args.db,
+            runs_root=args.runs,
+            state_dir=args.state,
+            overrides=args.param,
+            only=args.only,
+            workers=args.workers,
+            margin=args.margin,
+        )
     except RetrainLocked as exc:
         raise CommandError(str(exc), EXIT_LOCKED) from exc
     except (RetrainError, DatasetError) as exc:

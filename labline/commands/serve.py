@@ -7,7 +7,7 @@ import argparse
 import json
 import re
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from labline.commands.common import CommandError, add_db_option, add_format_option
@@ -17,8 +17,12 @@ DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 
 
 def _log_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--log", default=None, metavar="PATH",
-                        help="request log (default: $LABLINE_REQUEST_LOG or .labline/requests.db)")
+    parser.add_argument(
+        "--log",
+        default=None,
+        metavar="PATH",
+        help="request log (default: $LABLINE_REQUEST_LOG or .labline/requests.db)",
+    )
 
 
 def _log_path(args) -> str:
@@ -34,14 +38,24 @@ def register(subparsers) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--alias", default="champion", help="registry alias or version to serve (default: champion)")
     serve.add_argument("--model-dir", default=None, help="serve this artifact folder instead of a registry alias")
-    serve.add_argument("--dataset", default=None, metavar="NAME",
-                       help="the data set whose aliases are served (default: the only one holding the alias)")
+    serve.add_argument(
+        "--dataset",
+        default=None,
+        metavar="NAME",
+        help="the data set whose aliases are served (default: the only one holding the alias)",
+    )
     serve.add_argument("--challenger", default=None, metavar="ALIAS|VERSION", help="A/B: the challenger model")
     serve.add_argument("--split", type=float, default=0.1, help="share of client keys sent to the challenger")
-    serve.add_argument("--shadow", default=None, metavar="ALIAS|VERSION", help="score every request with this model too, logged only")
+    serve.add_argument(
+        "--shadow", default=None, metavar="ALIAS|VERSION", help="score every request with this model too, logged only"
+    )
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
-    serve.add_argument("--synchronous", default="NORMAL", choices=["NORMAL", "FULL"],
-                       help="request log durability: NORMAL survives a killed server, FULL also a power cut")
+    serve.add_argument(
+        "--synchronous",
+        default="NORMAL",
+        choices=["NORMAL", "FULL"],
+        help="request log durability: NORMAL survives a killed server, FULL also a power cut",
+    )
     serve.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024)
     serve.add_argument("--max-batch-records", type=int, default=50_000)
     _log_option(serve)
@@ -65,13 +79,17 @@ def register(subparsers) -> None:
     add_db_option(replay)
     replay.set_defaults(handler=cmd_replay)
 
-    feedback = subparsers.add_parser("feedback", help="import ground-truth labels keyed by request id (CSV or JSON lines)")
+    feedback = subparsers.add_parser(
+        "feedback", help="import ground-truth labels keyed by request id (CSV or JSON lines)"
+    )
     feedback.add_argument("file", type=Path, help="columns request_id and label")
     _log_option(feedback)
     feedback.set_defaults(handler=cmd_feedback)
 
     report = subparsers.add_parser("ab-report", help="compare the A/B arms: agreement, accuracy, z-test")
-    report.add_argument("--min-samples", type=int, default=100, help="labelled requests per arm before a winner is called")
+    report.add_argument(
+        "--min-samples", type=int, default=100, help="labelled requests per arm before a winner is called"
+    )
     report.add_argument("--alpha", type=float, default=0.05)
     report.add_argument("--since", default=None)
     report.add_argument("--json", action="store_true")
@@ -86,19 +104,29 @@ def cmd_serve(args) -> int:
     from labline.serve.settings import ServeSettings
 
     try:
-        settings = ServeSettings(alias=_scoped(args.alias, args.dataset), model_dir=args.model_dir,
-                                 challenger=_scoped(args.challenger, args.dataset), split=args.split,
-                                 shadow=_scoped(args.shadow, args.dataset), registry_url=args.db,
-                                 request_log=_log_path(args), synchronous=args.synchronous,
-                                 max_body_bytes=args.max_body_bytes, max_batch_records=args.max_batch_records)
+        settings = ServeSettings(
+            alias=_scoped(args.alias, args.dataset),
+            model_dir=args.model_dir,
+            challenger=_scoped(args.challenger, args.dataset),
+            split=args.split,
+            shadow=_scoped(args.shadow, args.dataset),
+            registry_url=args.db,
+            request_log=_log_path(args),
+            synchronous=args.synchronous,
+            max_body_bytes=args.max_body_bytes,
+            max_batch_records=args.max_batch_records,
+        )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     if args.workers > 1:
         # The parent loads no model: each worker does, and a worker that cannot stops the server.
         from labline.serve.workers import serve_workers
 
-        print(f"labline serve: http://{args.host}:{args.port} serving {_served(settings)} (request log "
-              f"{settings.request_log}, {args.workers} workers)", file=sys.stderr)
+        print(
+            f"labline serve: http://{args.host}:{args.port} serving {_served(settings)} (request log "
+            f"{settings.request_log}, {args.workers} workers)",
+            file=sys.stderr,
+        )
         failure = serve_workers(settings, args.host, args.port, args.workers)
         if failure:
             raise CommandError(f"the workers could not start: {failure}", exit_code=1)
@@ -112,8 +140,11 @@ def cmd_serve(args) -> int:
         app = create_app(settings)
     except DeploymentError as exc:
         raise CommandError(str(exc), exit_code=1) from exc
-    print(f"labline serve: http://{args.host}:{args.port} serving {_served(settings)} "
-          f"(request log {settings.request_log})", file=sys.stderr)
+    print(
+        f"labline serve: http://{args.host}:{args.port} serving {_served(settings)} "
+        f"(request log {settings.request_log})",
+        file=sys.stderr,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
@@ -149,7 +180,7 @@ def parse_since(text: str | None):
     match = DURATION.match(text.strip())
     if match:
         seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-        return datetime.now(timezone.utc) - timedelta(seconds=seconds)
+        return datetime.now(UTC) - timedelta(seconds=seconds)
     try:
         return datetime.fromisoformat(text)
     except ValueError as exc:
@@ -162,14 +193,21 @@ def cmd_requests(args) -> int:
     from labline.serve.request_log import read_requests
 
     try:
-        frame = read_requests(_log_path(args), since=parse_since(args.since), version=args.version,
-                              include_shadow=args.shadow, limit=args.limit)
+        frame = read_requests(
+            _log_path(args),
+            since=parse_since(args.since),
+            version=args.version,
+            include_shadow=args.shadow,
+            limit=args.limit,
+        )
     except FileNotFoundError as exc:
         raise CommandError(str(exc), exit_code=1) from exc
     frame = frame.assign(time=frame["time"].map(lambda t: t.isoformat()))
     # json.dumps keeps every float's full precision (pandas' to_json rounds to 10 digits)
-    records = [{k: (None if v is None or v is pd.NA else v) for k, v in row.items()}
-               for row in frame.astype(object).to_dict(orient="records")]
+    records = [
+        {k: (None if v is None or v is pd.NA else v) for k, v in row.items()}
+        for row in frame.astype(object).to_dict(orient="records")
+    ]
     if args.format == "json":
         print(json.dumps(records, indent=2, default=str))
     elif args.format == "jsonl":
@@ -187,8 +225,15 @@ def cmd_requests(args) -> int:
         for column in ("request_id", "time", "arm", "model_version", "prediction", "latency_ms", "client_key"):
             table.add_column(column)
         for row in frame.itertuples():
-            table.add_row(row.request_id, row.time, row.arm, str(row.model_version), json.dumps(row.prediction),
-                          f"{row.latency_ms:.2f}", row.client_key)
+            table.add_row(
+                row.request_id,
+                row.time,
+                row.arm,
+                str(row.model_version),
+                json.dumps(row.prediction),
+                f"{row.latency_ms:.2f}",
+                row.client_key,
+            )
         Console(width=200).print(table)
     return 0
 
@@ -210,8 +255,10 @@ def cmd_replay(args) -> int:
         if deployed:
             lineage = deployed["lineage"]
             print(f"deployed    {deployed['deployed_at']} from {deployed['artifact_path']}")
-            print(f"lineage     run {lineage.get('run_id')}, git {lineage.get('git_sha')}, "
-                  f"data {lineage.get('data_fingerprint')}")
+            print(
+                f"lineage     run {lineage.get('run_id')}, git {lineage.get('git_sha')}, "
+                f"data {lineage.get('data_fingerprint')}"
+            )
         print(f"answered    {json.dumps(result.answered)}")
         if result.replayed is not None:
             print(f"replayed    {json.dumps(result.replayed)}")
@@ -237,8 +284,9 @@ def cmd_feedback(args) -> int:
         raise CommandError(f"{args.file}: cannot read it: {exc}") from exc
     missing = [c for c in ("request_id", "label") if c not in frame.columns]
     if missing:
-        raise CommandError(f"{args.file}: missing columns {missing}; expected request_id and label, "
-                           f"found {list(frame.columns)}")
+        raise CommandError(
+            f"{args.file}: missing columns {missing}; expected request_id and label, found {list(frame.columns)}"
+        )
     frame = frame.dropna(subset=["request_id", "label"])
     labels = dict(zip(frame["request_id"].astype(str), frame["label"].astype(str)))
     try:
@@ -247,7 +295,9 @@ def cmd_feedback(args) -> int:
         raise CommandError(str(exc), exit_code=1) from exc
     print(f"stored {stored} labels; {len(unknown)} request ids not in the log")
     if unknown:
-        print("unknown request ids: " + ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else ""), file=sys.stderr)
+        print(
+            "unknown request ids: " + ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else ""), file=sys.stderr
+        )
     return 0 if stored else 1
 
 
@@ -255,8 +305,13 @@ def cmd_ab_report(args) -> int:
     from labline.serve.abtest import ab_report
 
     try:
-        report = ab_report(_log_path(args), min_samples=args.min_samples, alpha=args.alpha,
-                           since=parse_since(args.since), registry_url=args.db)
+        report = ab_report(
+            _log_path(args),
+            min_samples=args.min_samples,
+            alpha=args.alpha,
+            since=parse_since(args.since),
+            registry_url=args.db,
+        )
     except FileNotFoundError as exc:
         raise CommandError(str(exc), exit_code=1) from exc
     if args.json:
@@ -266,8 +321,10 @@ def cmd_ab_report(args) -> int:
     for stats in report.arms.values():
         agreement = f"{stats.agreement:.3f}" if stats.agreement is not None else "-"
         accuracy = f"{stats.accuracy:.3f}" if stats.accuracy is not None else "-"
-        print(f"{stats.arm:<11} {','.join(stats.model_versions) or '-':<20} {stats.requests:>9} {agreement:>10} "
-              f"{stats.labelled:>9} {accuracy:>9}")
+        print(
+            f"{stats.arm:<11} {','.join(stats.model_versions) or '-':<20} {stats.requests:>9} {agreement:>10} "
+            f"{stats.labelled:>9} {accuracy:>9}"
+        )
     print(f"two-proportion z = {report.z:.3f}, p = {report.p_value:.4g}")
     print(report.verdict)
     for note in report.notes:

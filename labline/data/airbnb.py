@@ -27,8 +27,14 @@ LONGITUDE_BOUNDS = (-74.25, -73.50)
 LATITUDE_BOUNDS = (40.5, 41.2)
 
 NUMERIC = [
-    "latitude", "longitude", "minimum_nights", "number_of_reviews", "reviews_per_month",
-    "calculated_host_listings_count", "availability_365", "days_since_review",
+    "latitude",
+    "longitude",
+    "minimum_nights",
+    "number_of_reviews",
+    "reviews_per_month",
+    "calculated_host_listings_count",
+    "availability_365",
+    "days_since_review",
 ]
 CATEGORICAL = ["neighbourhood_group", "room_type"]
 BOROUGHS = ["Bronx", "Brooklyn", "Manhattan", "Queens", "Staten Island"]
@@ -41,8 +47,7 @@ SPEC = DatasetSpec(
     categorical=CATEGORICAL,
     text=["name"],
     task="regression",
-    dtypes={**{c: "float" for c in NUMERIC}, **{c: "category" for c in CATEGORICAL}, "name": "text",
-            "price": "float"},
+    dtypes={**{c: "float" for c in NUMERIC}, **{c: "category" for c in CATEGORICAL}, "name": "text", "price": "float"},
     ranges={
         "latitude": list(LATITUDE_BOUNDS),
         "longitude": list(LONGITUDE_BOUNDS),
@@ -105,8 +110,11 @@ def load(arg: str | None = None) -> pd.DataFrame:
     from labline.paths import project_file
 
     raw = read_table(project_file(arg or DATA_FILE))
-    missing = [c for c in (*SPEC.numeric, *SPEC.categorical, "name", SPEC.target) if c not in raw.columns
-               and not (c == "days_since_review" and DATE_COLUMN in raw.columns)]
+    missing = [
+        c
+        for c in (*SPEC.numeric, *SPEC.categorical, "name", SPEC.target)
+        if c not in raw.columns and not (c == "days_since_review" and DATE_COLUMN in raw.columns)
+    ]
     if missing:
         raise ValueError(f"{arg or DATA_FILE}: missing Airbnb columns {missing}; expected the columns of {DATA_FILE}")
     frame = clean(derive_features(raw), SPEC)

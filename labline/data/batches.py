@@ -22,8 +22,9 @@ def period_starts(dates: pd.Series, by: str) -> pd.Series:
     return dates.dt.to_period(PERIODS[by]).dt.start_time.dt.normalize()
 
 
-def split_batches(frame: pd.DataFrame, date_column: str, by: str = "week",
-                  since: str | None = None) -> dict[str, pd.DataFrame]:
+def split_batches(
+    frame: pd.DataFrame, date_column: str, by: str = "week", since: str | None = None
+) -> dict[str, pd.DataFrame]:
     """{batch name: rows}, names sorting in time order: `before-<since>`, `YYYY-MM-DD`, `undated`."""
     if date_column not in frame.columns:
         raise ValueError(f"date column {date_column!r} not found; the data has columns {list(frame.columns)}")
@@ -44,8 +45,9 @@ def split_batches(frame: pd.DataFrame, date_column: str, by: str = "week",
     return batches
 
 
-def write_batches(frame: pd.DataFrame, out_dir: str | Path, date_column: str, by: str = "week",
-                  since: str | None = None) -> list[Path]:
+def write_batches(
+    frame: pd.DataFrame, out_dir: str | Path, date_column: str, by: str = "week", since: str | None = None
+) -> list[Path]:
     """Write each batch as `<out_dir>/<name>.csv`; returns the paths in time order."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -106,15 +106,12 @@ def load_dataset(source: str, target: str | None = None) -> tuple[pd.DataFrame, 
     path = Path(source)
     if not path.exists():
         raise DatasetError(
-            f"unknown data set {source!r}: not a built-in ({', '.join(builtin_names())}) "
-            "and no such file"
+            f"unknown data set {source!r}: not a built-in ({', '.join(builtin_names())}) and no such file"
         )
     if not target:
         raise DatasetError(f"data file {source!r} needs --target COLUMN to name the label column")
     frame = read_table(path)
     if target not in frame.columns:
-        raise DatasetError(
-            f"target column {target!r} is not in {source!r}; its columns are {list(frame.columns)}"
-        )
+        raise DatasetError(f"target column {target!r} is not in {source!r}; its columns are {list(frame.columns)}")
     spec = infer_spec(frame, target, name=path.name.split(".")[0])
     return clean(frame, spec), spec

@@ -29,8 +29,7 @@ def category_counts(batch: pd.Series, reference: pd.Series) -> tuple[np.ndarray,
     a = batch.astype(object).where(batch.notna(), MISSING).astype(str).value_counts()
     b = reference.astype(object).where(reference.notna(), MISSING).astype(str).value_counts()
     values = sorted(set(a.index) | set(b.index))
-    return (a.reindex(values, fill_value=0).to_numpy(float), b.reindex(values, fill_value=0).to_numpy(float),
-            values)
+    return (a.reindex(values, fill_value=0).to_numpy(float), b.reindex(values, fill_value=0).to_numpy(float), values)
 
 
 def kl_divergence(batch: pd.Series, reference: pd.Series, pseudo_count: float = PSEUDO_COUNT) -> float:
@@ -49,8 +48,14 @@ def ks_test(batch: pd.Series, reference: pd.Series) -> tuple[float, float]:
     return float(result.statistic), float(result.pvalue)
 
 
-def check_distribution(frame: pd.DataFrame, reference: pd.DataFrame, spec: DatasetSpec, report,
-                       kl_threshold: float = KL_THRESHOLD, alpha: float = ALPHA) -> None:
+def check_distribution(
+    frame: pd.DataFrame,
+    reference: pd.DataFrame,
+    spec: DatasetSpec,
+    report,
+    kl_threshold: float = KL_THRESHOLD,
+    alpha: float = ALPHA,
+) -> None:
     """Add one distribution check per categorical and numeric column to `report`.
 
     The target is compared too when it is categorical: a label shift is worth stopping for.
@@ -68,15 +73,25 @@ def check_distribution(frame: pd.DataFrame, reference: pd.DataFrame, spec: Datas
         kl = kl_divergence(frame[col], reference[col])
         p, q, values = category_counts(frame[col], reference[col])
         shifted = np.argmax(np.abs(p / max(p.sum(), 1) - q / max(q.sum(), 1)))
-        detail = (f"threshold {kl_threshold}; largest share change: {values[shifted]} "
-                  f"{q[shifted] / max(q.sum(), 1):.3f} -> {p[shifted] / max(p.sum(), 1):.3f}")
+        detail = (
+            f"threshold {kl_threshold}; largest share change: {values[shifted]} "
+            f"{q[shifted] / max(q.sum(), 1):.3f} -> {p[shifted] / max(p.sum(), 1):.3f}"
+        )
         report.add(f"KL divergence {col}", kl <= kl_threshold, f"{kl:.4f}", detail, group="distribution")
-    numeric = [c for c in spec.numeric if c in frame.columns and c in reference.columns
-               and pd.api.types.is_numeric_dtype(frame[c]) and pd.api.types.is_numeric_dtype(reference[c])]
+    numeric = [
+        c
+        for c in spec.numeric
+        if c in frame.columns
+        and c in reference.columns
+        and pd.api.types.is_numeric_dtype(frame[c])
+        and pd.api.types.is_numeric_dtype(reference[c])
+    ]
     corrected = alpha / max(len(numeric), 1)
     for col in numeric:
         statistic, pvalue = ks_test(frame[col], reference[col])
         ok = not np.isnan(pvalue) and pvalue >= corrected
-        detail = (f"KS statistic {statistic:.4f}; fails below alpha {alpha}/{len(numeric)} = {corrected:.2g}; "
-                  f"median {frame[col].median():.4g} vs reference {reference[col].median():.4g}")
+        detail = (
+            f"KS statistic {statistic:.4f}; fails below alpha {alpha}/{len(numeric)} = {corrected:.2g}; "
+            f"median {frame[col].median():.4g} vs reference {reference[col].median():.4g}"
+        )
         report.add(f"KS test {col}", ok, f"p={pvalue:.3g}", detail, group="distribution")

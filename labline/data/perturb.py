@@ -21,8 +21,10 @@ import numpy as np
 import pandas as pd
 
 NUMERIC_CHANGE = re.compile(r"^(?P<op>[+\-*])(?P<value>\d+(\.\d+)?)(?P<unit>%|sd)?$")
-USAGE = ("expected COLUMN=+N, -N, *N, +N%, +Nsd, set:VALUE, mix:CATEGORY:SHARE, missing:SHARE or drop, "
-         "optionally followed by @SHARE of rows")
+USAGE = (
+    "expected COLUMN=+N, -N, *N, +N%, +Nsd, set:VALUE, mix:CATEGORY:SHARE, missing:SHARE or drop, "
+    "optionally followed by @SHARE of rows"
+)
 
 
 class PerturbError(ValueError):
@@ -75,8 +77,10 @@ def _mix(frame: pd.DataFrame, column: str, spec: str, rng: np.random.Generator, 
     share = _share(share_text, shift)
     is_cat = frame[column].astype(str) == category
     if not is_cat.any():
-        raise PerturbError(f"shift {shift!r}: category {category!r} does not occur in {column!r}; "
-                           f"it has {sorted(frame[column].dropna().astype(str).unique())[:10]}")
+        raise PerturbError(
+            f"shift {shift!r}: category {category!r} does not occur in {column!r}; "
+            f"it has {sorted(frame[column].dropna().astype(str).unique())[:10]}"
+        )
     n_cat = int(round(share * len(frame)))
     chosen = [rng.choice(np.flatnonzero(is_cat), size=n_cat, replace=True)]
     if n_cat < len(frame):

@@ -43,9 +43,7 @@ def assign_split(frame: pd.DataFrame, spec: DatasetSpec, test_size: float, seed:
     stratify = frame[spec.target] if spec.task == "classification" else None
     if stratify is not None and stratify.value_counts().min() < 2:
         stratify = None
-    _, test_idx = train_test_split(
-        np.arange(len(frame)), test_size=test_size, random_state=seed, stratify=stratify
-    )
+    _, test_idx = train_test_split(np.arange(len(frame)), test_size=test_size, random_state=seed, stratify=stratify)
     out = frame.copy()
     out[SPLIT] = "train"
     out.iloc[test_idx, out.columns.get_loc(SPLIT)] = "test"

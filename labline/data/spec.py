@@ -74,7 +74,7 @@ class DatasetSpec:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DatasetSpec":
+    def from_dict(cls, data: dict[str, Any]) -> DatasetSpec:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:
@@ -82,7 +82,7 @@ class DatasetSpec:
         return cls(**data)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "DatasetSpec":
+    def from_file(cls, path: str | Path) -> DatasetSpec:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
@@ -94,9 +94,7 @@ def infer_spec(frame: pd.DataFrame, target: str, name: str = "custom") -> Datase
     import pandas as pd
 
     if target not in frame.columns:
-        raise KeyError(
-            f"target column {target!r} not found; the file has columns {list(frame.columns)}"
-        )
+        raise KeyError(f"target column {target!r} not found; the file has columns {list(frame.columns)}")
     y = frame[target]
     numeric_target = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
     task = "regression" if numeric_target and y.nunique() > max(20, len(y) // 20) else "classification"
@@ -116,7 +114,14 @@ def infer_spec(frame: pd.DataFrame, target: str, name: str = "custom") -> Datase
     labels = sorted(y.dropna().astype(str).unique().tolist()) if task == "classification" else []
     dtypes[target] = "category" if task == "classification" else "float"
     return DatasetSpec(
-        name=name, target=target, numeric=numeric, categorical=categorical, task=task,
-        labels=labels, dtypes=dtypes, ranges=ranges, categories=categories,
+        name=name,
+        target=target,
+        numeric=numeric,
+        categorical=categorical,
+        task=task,
+        labels=labels,
+        dtypes=dtypes,
+        ranges=ranges,
+        categories=categories,
         description=f"inferred from data with {len(frame)} rows",
     )

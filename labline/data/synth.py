@@ -31,7 +31,7 @@ class ClassGaussians:
     covariances: np.ndarray  # (classes, features, features)
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, features: list[str], target: str) -> "ClassGaussians":
+    def fit(cls, frame: pd.DataFrame, features: list[str], target: str) -> ClassGaussians:
         labels = sorted(frame[target].astype(str).unique())
         groups = [frame.loc[frame[target].astype(str) == label, features].to_numpy(float) for label in labels]
         means = np.stack([g.mean(axis=0) for g in groups])
@@ -90,8 +90,9 @@ def synth_frame(rows: int, seed: int = 0) -> pd.DataFrame:
     return pd.concat(list(iter_synth_chunks(rows, seed)), ignore_index=True)
 
 
-def write_synth_parquet(path: str | Path, rows: int, seed: int = 0,
-                        row_group_rows: int = DEFAULT_ROW_GROUP_ROWS) -> Path:
+def write_synth_parquet(
+    path: str | Path, rows: int, seed: int = 0, row_group_rows: int = DEFAULT_ROW_GROUP_ROWS
+) -> Path:
     """Write `rows` synthetic Iris rows to a Parquet file, one row group per chunk.
 
     Only one chunk is in memory at a time, so 10 million rows need no more memory than 262,144.
@@ -107,7 +108,8 @@ def write_synth_parquet(path: str | Path, rows: int, seed: int = 0,
     partial = path.with_name(path.name + ".partial")
     with pq.ParquetWriter(partial, schema, compression="snappy") as writer:
         for chunk in iter_synth_chunks(rows, seed, row_group_rows):
-            writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False),
-                               row_group_size=row_group_rows)
+            writer.write_table(
+                pa.Table.from_pandas(chunk, schema=schema, preserve_index=False), row_group_size=row_group_rows
+            )
     partial.replace(path)  # a crash never leaves a truncated file under the final name
     return path

@@ -64,13 +64,19 @@ class ValidationReport:
     def warnings(self) -> list[Check]:
         return [c for c in self.checks if not c.blocking and not c.passed]
 
-    def add(self, name: str, passed: bool, figure: str, detail: str = "", blocking: bool = True,
-            group: str = "values") -> None:
+    def add(
+        self, name: str, passed: bool, figure: str, detail: str = "", blocking: bool = True, group: str = "values"
+    ) -> None:
         self.checks.append(Check(name, bool(passed), figure, detail, blocking, group))
 
     def to_dict(self) -> dict:
-        return {"dataset": self.dataset, "rows": self.rows, "reference_rows": self.reference_rows,
-                "passed": self.passed, "checks": [asdict(c) for c in self.checks]}
+        return {
+            "dataset": self.dataset,
+            "rows": self.rows,
+            "reference_rows": self.reference_rows,
+            "passed": self.passed,
+            "checks": [asdict(c) for c in self.checks],
+        }
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([{**asdict(c), "verdict": c.verdict} for c in self.checks])
@@ -79,8 +85,10 @@ class ValidationReport:
         verdict = "PASSED" if self.passed else "FAILED"
         lines = [f"# Data validation: {self.dataset} ({self.rows} rows): {verdict}", ""]
         failed = len(self.failures)
-        lines.append(f"{len(self.checks)} checks: {len(self.checks) - failed - len(self.warnings)} passed, "
-                     f"{failed} failed, {len(self.warnings)} warnings.")
+        lines.append(
+            f"{len(self.checks)} checks: {len(self.checks) - failed - len(self.warnings)} passed, "
+            f"{failed} failed, {len(self.warnings)} warnings."
+        )
         if self.failures:
             lines.append("Failing blocking checks: " + ", ".join(c.name for c in self.failures) + ".")
         for group in GROUPS:
@@ -122,26 +130,43 @@ def check_schema(frame: pd.DataFrame, spec: DatasetSpec, report: ValidationRepor
     expected = spec.columns
     missing = [c for c in expected if c not in frame.columns]
     extra = [c for c in frame.columns if c not in expected and c not in spec.drop_columns]
-    report.add("columns present", not missing, f"{len(expected) - len(missing)}/{len(expected)}",
-               f"missing {missing}; expected {expected}" if missing else "", group="schema")
-    report.add("no unexpected columns", not extra, str(len(extra)),
-               f"unexpected {extra}; expected only {expected}" if extra else "", group="schema")
+    report.add(
+        "columns present",
+        not missing,
+        f"{len(expected) - len(missing)}/{len(expected)}",
+        f"missing {missing}; expected {expected}" if missing else "",
+        group="schema",
+    )
+    report.add(
+        "no unexpected columns",
+        not extra,
+        str(len(extra)),
+        f"unexpected {extra}; expected only {expected}" if extra else "",
+        group="schema",
+    )
     wrong = {}
     for col in spec.numeric:
         if col in frame.columns and not pd.api.types.is_numeric_dtype(frame[col]):
             wrong[col] = _non_numeric(frame[col])
-    detail = "; ".join(f"{c} holds non-numbers such as {v[:3]}" if v else f"{c} has dtype {frame[c].dtype}"
-                       for c, v in wrong.items())
-    report.add("numeric types", not wrong, f"{len(spec.numeric) - len(wrong)}/{len(spec.numeric)}",
-               detail, group="schema")
+    detail = "; ".join(
+        f"{c} holds non-numbers such as {v[:3]}" if v else f"{c} has dtype {frame[c].dtype}" for c, v in wrong.items()
+    )
+    report.add(
+        "numeric types", not wrong, f"{len(spec.numeric) - len(wrong)}/{len(spec.numeric)}", detail, group="schema"
+    )
 
 
-def check_values(frame: pd.DataFrame, spec: DatasetSpec, report: ValidationReport,
-                 max_duplicate_rate: float = MAX_DUPLICATE_RATE) -> None:
+def check_values(
+    frame: pd.DataFrame, spec: DatasetSpec, report: ValidationReport, max_duplicate_rate: float = MAX_DUPLICATE_RATE
+) -> None:
     """Target in every row, row count, ranges, categories, missing rates, duplicate rows."""
     target_missing = int(frame[spec.target].isna().sum()) if spec.target in frame.columns else 0
-    report.add("target present in every row", target_missing == 0, str(target_missing),
-               f"{target_missing} rows without {spec.target!r}" if target_missing else "")
+    report.add(
+        "target present in every row",
+        target_missing == 0,
+        str(target_missing),
+        f"{target_missing} rows without {spec.target!r}" if target_missing else "",
+    )
     low, high = spec.min_rows, spec.max_rows
     ok_rows = len(frame) >= low and (high is None or len(frame) <= high)
     report.add("row count", ok_rows, str(len(frame)), f"expected between {low} and {high or 'any'}")
@@ -149,31 +174,52 @@ def check_values(frame: pd.DataFrame, spec: DatasetSpec, report: ValidationRepor
         if col not in frame.columns or not pd.api.types.is_numeric_dtype(frame[col]):
             continue
         outside = int(((frame[col] < lo) | (frame[col] > hi)).sum())
-        report.add(f"range {col}", outside == 0, f"{outside} outside",
-                   f"expected {lo}..{hi}; observed {frame[col].min()}..{frame[col].max()}" if outside else "")
+        report.add(
+            f"range {col}",
+            outside == 0,
+            f"{outside} outside",
+            f"expected {lo}..{hi}; observed {frame[col].min()}..{frame[col].max()}" if outside else "",
+        )
     for col, allowed in spec.categories.items():
         if col not in frame.columns:
             continue
         values = frame[col].dropna().astype(str)
         unknown = sorted(set(values) - set(map(str, allowed)))
         rows = int(values.isin(unknown).sum())
-        report.add(f"categories {col}", not unknown, f"{len(unknown)} unknown",
-                   f"unexpected {unknown[:5]} in {rows} rows" if unknown else "")
+        report.add(
+            f"categories {col}",
+            not unknown,
+            f"{len(unknown)} unknown",
+            f"unexpected {unknown[:5]} in {rows} rows" if unknown else "",
+        )
     for col in spec.features:
         if col not in frame.columns:
             continue
         rate = float(frame[col].isna().mean()) if len(frame) else 0.0
-        report.add(f"missing {col}", rate <= spec.max_missing_rate, f"{rate:.3f}",
-                   f"above the bound {spec.max_missing_rate}" if rate > spec.max_missing_rate else "")
+        report.add(
+            f"missing {col}",
+            rate <= spec.max_missing_rate,
+            f"{rate:.3f}",
+            f"above the bound {spec.max_missing_rate}" if rate > spec.max_missing_rate else "",
+        )
     duplicates = int(frame.duplicated().sum())
     rate = duplicates / len(frame) if len(frame) else 0.0
-    report.add("duplicate rows", rate <= max_duplicate_rate, f"{duplicates} ({rate:.4f})",
-               f"above the bound {max_duplicate_rate}" if rate > max_duplicate_rate else "")
+    report.add(
+        "duplicate rows",
+        rate <= max_duplicate_rate,
+        f"{duplicates} ({rate:.4f})",
+        f"above the bound {max_duplicate_rate}" if rate > max_duplicate_rate else "",
+    )
 
 
-def validate(frame: pd.DataFrame, spec: DatasetSpec, reference: pd.DataFrame | None = None,
-             kl_threshold: float | None = None, alpha: float | None = None,
-             max_duplicate_rate: float = MAX_DUPLICATE_RATE) -> ValidationReport:
+def validate(
+    frame: pd.DataFrame,
+    spec: DatasetSpec,
+    reference: pd.DataFrame | None = None,
+    kl_threshold: float | None = None,
+    alpha: float | None = None,
+    max_duplicate_rate: float = MAX_DUPLICATE_RATE,
+) -> ValidationReport:
     """Run every check on `frame`; never raises for bad data (the report says what is bad).
 
     With `reference` (an earlier batch of the same data set, known good), also compares
@@ -186,9 +232,14 @@ def validate(frame: pd.DataFrame, spec: DatasetSpec, reference: pd.DataFrame | N
         from labline.data.distribution import ALPHA, KL_THRESHOLD, check_distribution
 
         report.reference_rows = len(reference)
-        check_distribution(frame, reference, spec, report,
-                           kl_threshold=KL_THRESHOLD if kl_threshold is None else kl_threshold,
-                           alpha=ALPHA if alpha is None else alpha)
+        check_distribution(
+            frame,
+            reference,
+            spec,
+            report,
+            kl_threshold=KL_THRESHOLD if kl_threshold is None else kl_threshold,
+            alpha=ALPHA if alpha is None else alpha,
+        )
     return report
 
 

@@ -83,5 +83,7 @@ def infer_name(student: Path, known: list[str]) -> str:
     by_number = [n for n in known if re.match(r"^\d{2}_$", prefix) and n.startswith(prefix)]
     if len(by_number) == 1:
         return by_number[0]
-    raise ExerciseError(f"cannot tell which exercise {student.name} answers (no labline metadata, and the file "
-                        f"name does not start with one of {', '.join(known)}); pass --exercise NAME")
+    raise ExerciseError(
+        f"cannot tell which exercise {student.name} answers (no labline metadata, and the file "
+        f"name does not start with one of {', '.join(known)}); pass --exercise NAME"
+    )

@@ -18,8 +18,15 @@ import nbformat
 from labline.exercises.catalog import Exercise
 from labline.exercises.execution import DEFAULT_CELL_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, cell_error, run_notebook
 from labline.exercises.grading import GRADER_TAG, GradeReport, assemble, report_from_execution, solution_checks
-from labline.exercises.template import (STUB_EXCEPTION, STUB_PREFIX, SolutionFormatError, Template, build_template,
-                                        cell_tags, render)
+from labline.exercises.template import (
+    STUB_EXCEPTION,
+    STUB_PREFIX,
+    SolutionFormatError,
+    Template,
+    build_template,
+    cell_tags,
+    render,
+)
 from runner.execute import execute_step
 
 MAX_DIFF_LINES = 60
@@ -60,20 +67,35 @@ def stale_diff(exercise: Exercise, expected: str) -> str | None:
     committed = exercise.template.read_text(encoding="utf-8")
     if committed == expected:
         return None
-    diff = list(difflib.unified_diff(committed.splitlines(), expected.splitlines(), f"committed {exercise.template}",
-                                     f"built from {exercise.solution}", lineterm="", n=1))
+    diff = list(
+        difflib.unified_diff(
+            committed.splitlines(),
+            expected.splitlines(),
+            f"committed {exercise.template}",
+            f"built from {exercise.solution}",
+            lineterm="",
+            n=1,
+        )
+    )
     if len(diff) > MAX_DIFF_LINES:
         diff = diff[:MAX_DIFF_LINES] + [f"... ({len(diff) - MAX_DIFF_LINES} more diff lines)"]
-    return (f"template {exercise.template} is stale (not what `labline exercises build` writes from "
-            f"{exercise.solution}); run `labline exercises build`:\n" + "\n".join(diff))
+    return (
+        f"template {exercise.template} is stale (not what `labline exercises build` writes from "
+        f"{exercise.solution}); run `labline exercises build`:\n" + "\n".join(diff)
+    )
 
 
 def run_solution(exercise: Exercise, cell_timeout: float) -> str | None:
     """Run the solution, hidden checks included, top to bottom under papermill; None when green."""
     for attempt in (1, 2):
         with tempfile.TemporaryDirectory(prefix=f"labline-{exercise.name}-") as tmp:
-            outcome = execute_step(exercise.solution, Path(tmp) / exercise.solution.name, {},
-                                   cwd=exercise.solution.parent, cell_timeout=cell_timeout)
+            outcome = execute_step(
+                exercise.solution,
+                Path(tmp) / exercise.solution.name,
+                {},
+                cwd=exercise.solution.parent,
+                cell_timeout=cell_timeout,
+            )
         if outcome.status == "succeeded":
             return None
         error = outcome.error or {}
@@ -83,10 +105,15 @@ def run_solution(exercise: Exercise, cell_timeout: float) -> str | None:
             break
     line = f": {error['source_line']}" if error.get("source_line") else ""
     where = f"cell {error['cell']}{line}" if error.get("cell") is not None else "no cell (kernel or messaging)"
-    detail = "" if error.get("cell") is not None else "\n  " + "\n  ".join(
-        str(error.get("traceback", "")).strip().splitlines()[-6:])
-    return (f"solution {exercise.solution} {outcome.status} at {where}\n"
-            f"  {error.get('ename', 'Error')}: {error.get('evalue', '')}{detail}")
+    detail = (
+        ""
+        if error.get("cell") is not None
+        else "\n  " + "\n  ".join(str(error.get("traceback", "")).strip().splitlines()[-6:])
+    )
+    return (
+        f"solution {exercise.solution} {outcome.status} at {where}\n"
+        f"  {error.get('ename', 'Error')}: {error.get('evalue', '')}{detail}"
+    )
 
 
 def template_problems(template: Template, report: GradeReport, notebook) -> list[str]:
@@ -99,18 +126,24 @@ def template_problems(template: Template, report: GradeReport, notebook) -> list
         if error is None:
             continue
         at_stub = error["ename"] == STUB_EXCEPTION and STUB_PREFIX in error["evalue"]
-        allowed = (at_stub or GRADER_TAG in cell_tags(cell) or cell.get("id") in template.expression_cells)
+        allowed = at_stub or GRADER_TAG in cell_tags(cell) or cell.get("id") in template.expression_cells
         if not allowed:
-            problems.append(f"template fails at cell {index} ({cell.get('id')}) before reaching a stub: "
-                            f"{error['ename']}: {error['evalue']}")
+            problems.append(
+                f"template fails at cell {index} ({cell.get('id')}) before reaching a stub: "
+                f"{error['ename']}: {error['evalue']}"
+            )
         break  # only the first failure says something: later cells miss what the stub did not define
     if report.passed:
         problems.append(f"template passes all {report.total} checks untouched: the exercise leaves nothing to do")
     return problems
 
 
-def check_exercise(exercise: Exercise, run: bool = True, cell_timeout: float = DEFAULT_CELL_TIMEOUT,
-                   total_timeout: float = DEFAULT_TOTAL_TIMEOUT) -> CheckOutcome:
+def check_exercise(
+    exercise: Exercise,
+    run: bool = True,
+    cell_timeout: float = DEFAULT_CELL_TIMEOUT,
+    total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
+) -> CheckOutcome:
     """Every check of one exercise pair; problems are collected, never raised."""
     outcome = CheckOutcome(exercise.name)
     try:
@@ -133,8 +166,9 @@ def check_exercise(exercise: Exercise, run: bool = True, cell_timeout: float = D
     failure = run_solution(exercise, cell_timeout)
     if failure:
         outcome.problems.append(failure)
-    execution = run_notebook(assemble(template.notebook, solution), exercise.template.parent, cell_timeout,
-                             total_timeout)
+    execution = run_notebook(
+        assemble(template.notebook, solution), exercise.template.parent, cell_timeout, total_timeout
+    )
     report = report_from_execution(exercise.name, str(exercise.template), execution)
     outcome.problems.extend(template_problems(template, report, execution.notebook))
     return outcome

@@ -17,8 +17,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from labline.exercises.execution import (DEFAULT_CELL_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, Execution, cell_error,
-                                         run_notebook)
+from labline.exercises.execution import DEFAULT_CELL_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, Execution, cell_error, run_notebook
 from labline.exercises.template import HIDDEN_CHECKS, STUB_EXCEPTION, STUB_PREFIX, cell_tags, is_check
 
 GRADER_TAG = "labline-grader"
@@ -160,14 +159,25 @@ def grade_notebook(
         student = nbformat.read(student_path, as_version=4)
         nbformat.validate(student)
     except Exception as exc:  # unreadable JSON, not a notebook, a missing file: all a report
-        report = GradeReport(exercise, str(student_path), "unreadable",
-                             f"the notebook does not parse: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+        report = GradeReport(
+            exercise,
+            str(student_path),
+            "unreadable",
+            f"the notebook does not parse: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+        )
         for number, (_, check) in enumerate(solution_checks(solution), start=1):
-            report.checks.append(CheckResult(check_name(check, number), HIDDEN_CHECKS in cell_tags(check), False,
-                                             "not run: the notebook does not parse"))
+            report.checks.append(
+                CheckResult(
+                    check_name(check, number),
+                    HIDDEN_CHECKS in cell_tags(check),
+                    False,
+                    "not run: the notebook does not parse",
+                )
+            )
         return report
-    return grade(student, exercise, solution, student_path.resolve().parent, str(student_path),
-                 cell_timeout, total_timeout)
+    return grade(
+        student, exercise, solution, student_path.resolve().parent, str(student_path), cell_timeout, total_timeout
+    )
 
 
 def grade(

@@ -29,7 +29,7 @@ from nbformat import NotebookNode
 HIDDEN_CHECKS = "hidden-checks"
 CHECKS = "checks"
 CHECK_TAGS = (CHECKS, HIDDEN_CHECKS)
-STUB_EXCEPTION = "NotImplementedError"  # noqa: the exception a region stub raises
+STUB_EXCEPTION = "NotImplementedError"  # the exception a region stub raises
 STUB_PREFIX = "Exercise: "
 DEFAULT_HINT = "write this part"
 
@@ -71,7 +71,8 @@ def _expression_stub(code: str, where: str) -> str:
     node = tree.body[0] if len(tree.body) == 1 else None
     if not isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Return)) or node.value is None:
         raise SolutionFormatError(
-            f"{where}: a '# SOLUTION' line must be an assignment or a return with a value, got {stripped!r}")
+            f"{where}: a '# SOLUTION' line must be an assignment or a return with a value, got {stripped!r}"
+        )
     start = node.value.col_offset  # a UTF-8 byte offset
     return f"{indent}{stripped.encode()[:start].decode()}..."
 
@@ -86,8 +87,10 @@ def strip_solutions(source: str, where: str) -> tuple[str, int, int]:
         begin, end = _BEGIN.match(line), _END.match(line)
         if open_region is not None:
             if begin:
-                raise SolutionFormatError(f"{where}, line {number}: BEGIN SOLUTION inside the region opened "
-                                          f"on line {open_region[0]}; regions do not nest")
+                raise SolutionFormatError(
+                    f"{where}, line {number}: BEGIN SOLUTION inside the region opened "
+                    f"on line {open_region[0]}; regions do not nest"
+                )
             if end:
                 out.append(stub_line(open_region[1], open_region[2]))
                 stubs += 1

@@ -175,8 +175,12 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     manifest = _verify(path)
     spec = DatasetSpec.from_dict(manifest["spec"])
     common = dict(
-        path=path, kind=manifest["kind"], spec=spec, labels=manifest["labels"],
-        metadata=manifest["metadata"], sha256=artifact_sha256(path),
+        path=path,
+        kind=manifest["kind"],
+        spec=spec,
+        labels=manifest["labels"],
+        metadata=manifest["metadata"],
+        sha256=artifact_sha256(path),
     )
     if manifest["kind"] == "sklearn":
         return LoadedModel(_model=_load_skops(path / "pipeline.skops"), **common)

@@ -75,8 +75,11 @@ class _Writer:
             if self.parquet is None:
                 # Dictionary encoding only where it pays (text, labels): tried on random floats it
                 # costs most of the write time and saves nothing.
-                text = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-                        or pa.types.is_dictionary(f.type)]
+                text = [
+                    f.name
+                    for f in table.schema
+                    if pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_dictionary(f.type)
+                ]
                 self.parquet = pq.ParquetWriter(self.path, table.schema, compression="snappy", use_dictionary=text)
             self.parquet.write_table(table)
         else:
@@ -92,8 +95,9 @@ class _Writer:
                 writer.close()
 
 
-def predict_file(model: LoadedModel, input_path: str | Path, output_path: str | Path,
-                 batch_rows: int = DEFAULT_BATCH_ROWS) -> dict:
+def predict_file(
+    model: LoadedModel, input_path: str | Path, output_path: str | Path, batch_rows: int = DEFAULT_BATCH_ROWS
+) -> dict:
     """Predict every row of `input_path` into `output_path` (.parquet or .csv), one batch at a time.
 
     Returns {"row_count", "batches", "seconds", "rows_per_second", "output_path"}.
@@ -131,5 +135,10 @@ def predict_file(model: LoadedModel, input_path: str | Path, output_path: str | 
         raise ValueError(f"input {str(input_path)!r} has no rows")
     partial.replace(output_path)  # a failed run never leaves half a file under the final name
     seconds = time.perf_counter() - started
-    return {"row_count": rows, "batches": batches, "seconds": round(seconds, 4),
-            "rows_per_second": round(rows / seconds, 1), "output_path": str(output_path.resolve())}
+    return {
+        "row_count": rows,
+        "batches": batches,
+        "seconds": round(seconds, 4),
+        "rows_per_second": round(rows / seconds, 1),
+        "output_path": str(output_path.resolve()),
+    }

@@ -67,9 +67,17 @@ class ParquetRows:
     preprocessing and the label or target encoding, the same as the in-memory path uses.
     """
 
-    def __init__(self, path: str | Path, spec: DatasetSpec, part: str, seed: int, test_size: float, val_size: float,
-                 encode: Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]] | None = None,
-                 device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        path: str | Path,
+        spec: DatasetSpec,
+        part: str,
+        seed: int,
+        test_size: float,
+        val_size: float,
+        encode: Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]] | None = None,
+        device: torch.device | str = "cpu",
+    ):
         import pyarrow.parquet as pq
 
         if part not in PARTS:

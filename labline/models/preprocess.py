@@ -21,10 +21,12 @@ def build_preprocessor(spec: DatasetSpec) -> ColumnTransformer:
         numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
         transformers.append(("numeric", numeric, list(spec.numeric)))
     if spec.categorical:
-        categorical = Pipeline([
-            ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
-            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-        ])
+        categorical = Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+                ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+            ]
+        )
         transformers.append(("categorical", categorical, list(spec.categorical)))
     for column in spec.text:
         from sklearn.feature_extraction.text import TfidfVectorizer

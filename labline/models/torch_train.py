@@ -73,7 +73,9 @@ def scaled_lr(lr: float, batch_size: int, base_batch_size: int) -> float:
     """`lr` was tuned at `base_batch_size`; a larger batch takes fewer, less noisy steps, so
     Adam's rate grows with the square root of the batch ratio."""
     if batch_size < 1 or base_batch_size < 1:
-        raise ValueError(f"batch sizes must be positive, got batch_size={batch_size}, base_batch_size={base_batch_size}")
+        raise ValueError(
+            f"batch sizes must be positive, got batch_size={batch_size}, base_batch_size={base_batch_size}"
+        )
     return lr * math.sqrt(batch_size / base_batch_size)
 
 
@@ -223,8 +225,15 @@ def _global_batches(n: int, batch_size: int, where: Distributed) -> Iterator[tup
         yield start + size * where.rank // where.world_size, start + size * (where.rank + 1) // where.world_size
 
 
-def fit(model: nn.Module, data, val: tuple[torch.Tensor, torch.Tensor], task: str, config: FitConfig,
-        where: Distributed = Distributed(), optimizer: torch.optim.Optimizer | None = None) -> FitResult:
+def fit(
+    model: nn.Module,
+    data,
+    val: tuple[torch.Tensor, torch.Tensor],
+    task: str,
+    config: FitConfig,
+    where: Distributed = Distributed(),
+    optimizer: torch.optim.Optimizer | None = None,
+) -> FitResult:
     """Train `model` (a Net, or a DistributedDataParallel around one) on `data`'s chunks.
 
     `data` has `epoch_chunks(epoch)` yielding (x, y) tensors on the model's device: TensorData
@@ -247,10 +256,18 @@ def fit(model: nn.Module, data, val: tuple[torch.Tensor, torch.Tensor], task: st
     def check_target(epoch_position: float) -> dict:
         metrics = evaluate(plain, *val, task)
         nonlocal target_reached
-        if (target_reached is None and config.target_accuracy is not None
-                and metrics.get("accuracy", -1.0) >= config.target_accuracy):
-            target_reached = {"epoch": round(epoch_position, 4), "step": steps, "samples": samples,
-                              "seconds": round(time.perf_counter() - started, 4), "val_accuracy": metrics["accuracy"]}
+        if (
+            target_reached is None
+            and config.target_accuracy is not None
+            and metrics.get("accuracy", -1.0) >= config.target_accuracy
+        ):
+            target_reached = {
+                "epoch": round(epoch_position, 4),
+                "step": steps,
+                "samples": samples,
+                "seconds": round(time.perf_counter() - started, 4),
+                "val_accuracy": metrics["accuracy"],
+            }
         return metrics
 
     model.train()
@@ -298,12 +315,24 @@ def fit(model: nn.Module, data, val: tuple[torch.Tensor, torch.Tensor], task: st
             break
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return FitResult(history=history, seconds=time.perf_counter() - started, samples=samples, steps=steps,
-                     target_reached=target_reached, flops_per_sample=training_flops_per_sample(plain))
+    return FitResult(
+        history=history,
+        seconds=time.perf_counter() - started,
+        samples=samples,
+        steps=steps,
+        target_reached=target_reached,
+        flops_per_sample=training_flops_per_sample(plain),
+    )
 
 
-def build_model(n_features: int, hidden_sizes: list[int], n_outputs: int, device: torch.device,
-                where: Distributed = Distributed(), seed: int = 0) -> tuple[Net, nn.Module]:
+def build_model(
+    n_features: int,
+    hidden_sizes: list[int],
+    n_outputs: int,
+    device: torch.device,
+    where: Distributed = Distributed(),
+    seed: int = 0,
+) -> tuple[Net, nn.Module]:
     """(the Net, the module to train): the Net itself, or DistributedDataParallel around it.
 
     Seeded here so every process starts from the same weights.

@@ -24,8 +24,16 @@ from labline.models.metrics import classification_metrics, regression_metrics
 from labline.models.parquet_rows import ParquetRows
 from labline.models.preprocess import build_preprocessor
 from labline.models.torch_train import (
-    FitConfig, NetworkTargets, TensorData, build_model, fit, init_distributed, peak_memory_mb, predict_outputs,
-    scaled_lr, to_tensors,
+    FitConfig,
+    NetworkTargets,
+    TensorData,
+    build_model,
+    fit,
+    init_distributed,
+    peak_memory_mb,
+    predict_outputs,
+    scaled_lr,
+    to_tensors,
 )
 
 
@@ -40,12 +48,26 @@ def _spec(data_path: Path, target: str | None, spec_path: str | None) -> Dataset
     return infer_spec(sample, target, name=data_path.name.split(".")[0])
 
 
-def train_parquet(data_path: str | Path, out: str | Path, target: str | None = None, spec_path: str | None = None,
-                  hidden_sizes: list[int] = (16,), epochs: int = 3, batch_size: int = 4096, lr: float = 0.01,
-                  base_batch_size: int = 16, device: str = "auto", seed: int = 42, test_size: float = 0.2,
-                  val_size: float = 0.1, stream: str = "auto", memory_rows: int = 5_000_000,
-                  fit_sample_rows: int = 200_000, max_val_rows: int = 100_000,
-                  target_accuracy: float | None = 0.95) -> dict:
+def train_parquet(
+    data_path: str | Path,
+    out: str | Path,
+    target: str | None = None,
+    spec_path: str | None = None,
+    hidden_sizes: list[int] = (16,),
+    epochs: int = 3,
+    batch_size: int = 4096,
+    lr: float = 0.01,
+    base_batch_size: int = 16,
+    device: str = "auto",
+    seed: int = 42,
+    test_size: float = 0.2,
+    val_size: float = 0.1,
+    stream: str = "auto",
+    memory_rows: int = 5_000_000,
+    fit_sample_rows: int = 200_000,
+    max_val_rows: int = 100_000,
+    target_accuracy: float | None = 0.95,
+) -> dict:
     """Train, test and save; returns the summary written to `out/metrics.json` (rank 0 writes)."""
     if stream not in ("auto", "yes", "no"):
         raise ValueError(f"stream must be auto, yes or no, got {stream!r}")
@@ -69,16 +91,31 @@ def train_parquet(data_path: str | Path, out: str | Path, target: str | None = N
 
     net, model = build_model(val_x.shape[1], list(hidden_sizes), targets.n_outputs, dev, where, seed)
     rate = scaled_lr(lr, batch_size, base_batch_size)
-    config = FitConfig(epochs=epochs, batch_size=batch_size, lr=rate, seed=seed, target_accuracy=target_accuracy,
-                       eval_every_steps=50 if spec.task == "classification" else 0)
+    config = FitConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=rate,
+        seed=seed,
+        target_accuracy=target_accuracy,
+        eval_every_steps=50 if spec.task == "classification" else 0,
+    )
     result = fit(model, data, (val_x, val_y), spec.task, config, where)
 
     summary = {
-        "task": spec.task, "device": str(dev), "world_size": where.world_size, "streamed": streaming,
-        "epochs": len(result.history["epoch"]), "batch_size": batch_size, "lr": rate, "steps": result.steps,
-        "fit_seconds": round(result.seconds, 4), "samples_per_second": round(result.samples_per_second, 1),
-        "time_to_target": result.target_reached, "target_accuracy": target_accuracy,
-        "loss_curve": result.history, "peak_memory_mb": peak_memory_mb(dev),
+        "task": spec.task,
+        "device": str(dev),
+        "world_size": where.world_size,
+        "streamed": streaming,
+        "epochs": len(result.history["epoch"]),
+        "batch_size": batch_size,
+        "lr": rate,
+        "steps": result.steps,
+        "fit_seconds": round(result.seconds, 4),
+        "samples_per_second": round(result.samples_per_second, 1),
+        "time_to_target": result.target_reached,
+        "target_accuracy": target_accuracy,
+        "loss_curve": result.history,
+        "peak_memory_mb": peak_memory_mb(dev),
     }
     if where.is_main:
         y_true, y_pred = [], []
@@ -87,8 +124,11 @@ def train_parquet(data_path: str | Path, out: str | Path, target: str | None = N
             if len(frame):
                 x, _ = to_tensors(*encode(frame), dev)
                 y_pred.append(targets.decode(predict_outputs(net, x)))
-                y_true.append(frame[spec.target].astype(str).to_numpy() if spec.task == "classification"
-                              else frame[spec.target].to_numpy(float))
+                y_true.append(
+                    frame[spec.target].astype(str).to_numpy()
+                    if spec.task == "classification"
+                    else frame[spec.target].to_numpy(float)
+                )
         y_true, y_pred = np.concatenate(y_true), np.concatenate(y_pred)
         if spec.task == "classification":
             metrics = classification_metrics(y_true, y_pred, targets.labels)
@@ -96,13 +136,24 @@ def train_parquet(data_path: str | Path, out: str | Path, target: str | None = N
         else:
             metrics = regression_metrics(y_true, y_pred)
         summary.update(metrics, test_rows=int(len(y_true)))
-        config_json = {"n_features": int(val_x.shape[1]), "hidden_sizes": list(hidden_sizes),
-                       "n_outputs": targets.n_outputs}
-        metadata = {"epochs": epochs, "lr": rate, "batch_size": batch_size, "seed": seed,
-                    "data_path": str(data_path), "world_size": where.world_size, **targets.metadata()}
+        config_json = {
+            "n_features": int(val_x.shape[1]),
+            "hidden_sizes": list(hidden_sizes),
+            "n_outputs": targets.n_outputs,
+        }
+        metadata = {
+            "epochs": epochs,
+            "lr": rate,
+            "batch_size": batch_size,
+            "seed": seed,
+            "data_path": str(data_path),
+            "world_size": where.world_size,
+            **targets.metadata(),
+        }
         summary["model_dir"] = str((out / "model").resolve())
-        summary["artifact_sha256"] = save_torch_model(out / "model", net, preprocess, config_json, spec,
-                                                      targets.labels, metadata)
+        summary["artifact_sha256"] = save_torch_model(
+            out / "model", net, preprocess, config_json, spec, targets.labels, metadata
+        )
         (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
     if where.world_size > 1:
         import torch.distributed as dist
@@ -113,35 +164,71 @@ def train_parquet(data_path: str | Path, out: str | Path, target: str | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labline.models.train_parquet", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, type=Path, help="Parquet file (explore's snapshot, or labline data synth output)")
+    parser = argparse.ArgumentParser(
+        prog="python -m labline.models.train_parquet", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--data", required=True, type=Path, help="Parquet file (explore's snapshot, or labline data synth output)"
+    )
     parser.add_argument("--out", required=True, type=Path, help="folder for model/ and metrics.json")
     parser.add_argument("--target", help="label column (or give --spec)")
     parser.add_argument("--spec", help="data set spec JSON (explore writes spec.json)")
     parser.add_argument("--hidden-sizes", type=int, nargs="+", default=[16])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=4096, help="rows per step over all processes")
-    parser.add_argument("--lr", type=float, default=0.01, help="Adam rate at --base-batch-size; scaled by sqrt(batch ratio)")
+    parser.add_argument(
+        "--lr", type=float, default=0.01, help="Adam rate at --base-batch-size; scaled by sqrt(batch ratio)"
+    )
     parser.add_argument("--base-batch-size", type=int, default=16)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--test-size", type=float, default=0.2, help="test share when the file has no split column")
     parser.add_argument("--val-size", type=float, default=0.1, help="share of the training rows kept for validation")
     parser.add_argument("--stream", choices=["auto", "yes", "no"], default="auto")
-    parser.add_argument("--memory-rows", type=int, default=5_000_000, help="auto streams files with more rows than this")
+    parser.add_argument(
+        "--memory-rows", type=int, default=5_000_000, help="auto streams files with more rows than this"
+    )
     parser.add_argument("--target-accuracy", type=float, default=0.95)
     args = parser.parse_args(argv)
     try:
-        summary = train_parquet(args.data, args.out, args.target, args.spec, args.hidden_sizes, args.epochs,
-                                args.batch_size, args.lr, args.base_batch_size, args.device, args.seed, args.test_size,
-                                args.val_size, args.stream, args.memory_rows, target_accuracy=args.target_accuracy)
+        summary = train_parquet(
+            args.data,
+            args.out,
+            args.target,
+            args.spec,
+            args.hidden_sizes,
+            args.epochs,
+            args.batch_size,
+            args.lr,
+            args.base_batch_size,
+            args.device,
+            args.seed,
+            args.test_size,
+            args.val_size,
+            args.stream,
+            args.memory_rows,
+            target_accuracy=args.target_accuracy,
+        )
     except (ValueError, FileNotFoundError) as exc:
         print(f"train_parquet: {exc}", file=sys.stderr)
         return 2
     if "model_dir" in summary:
-        shown = {k: summary[k] for k in ("task", "device", "world_size", "streamed", "epochs", "fit_seconds",
-                                         "samples_per_second", "time_to_target", "test_accuracy", "test_r2")
-                 if k in summary}
+        shown = {
+            k: summary[k]
+            for k in (
+                "task",
+                "device",
+                "world_size",
+                "streamed",
+                "epochs",
+                "fit_seconds",
+                "samples_per_second",
+                "time_to_target",
+                "test_accuracy",
+                "test_r2",
+            )
+            if k in summary
+        }
         print(json.dumps(shown, default=str))
     return 0
 

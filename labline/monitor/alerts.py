@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 KINDS = ("dataset_drift", "prediction_drift", "performance_decay", "data_quality")
@@ -21,7 +21,7 @@ class Alert:
     kind: str  # one of KINDS
     message: str
     details: dict = field(default_factory=dict)
-    time: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     source: str = ""  # what was monitored: "requests" or a file
     model: str = ""  # the model version or artifact the data was compared for
 
@@ -62,8 +62,9 @@ def read_alerts(path: str | Path | None = None) -> list[Alert]:
     return [Alert(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def send_webhook(url: str, alerts: list[Alert], status: str, source: str, report: str = "",
-                 timeout: float = 10.0) -> Delivery:
+def send_webhook(
+    url: str, alerts: list[Alert], status: str, source: str, report: str = "", timeout: float = 10.0
+) -> Delivery:
     """POST the run's alerts as JSON to `url`; the Delivery says whether it was accepted."""
     import httpx
 

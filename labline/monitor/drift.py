@@ -115,9 +115,14 @@ class DriftReport:
         return pd.DataFrame([asdict(f) for f in self.features])
 
     def to_dict(self) -> dict:
-        return {"status": self.status, "dataset_drift": self.dataset_drift,
-                "drifted_share": self.drifted_share, "drifted": [f.feature for f in self.drifted],
-                "config": asdict(self.config), "features": [asdict(f) for f in self.features]}
+        return {
+            "status": self.status,
+            "dataset_drift": self.dataset_drift,
+            "drifted_share": self.drifted_share,
+            "drifted": [f.feature for f in self.drifted],
+            "config": asdict(self.config),
+            "features": [asdict(f) for f in self.features],
+        }
 
 
 QUANTILES = np.linspace(0.0, 1.0, 1001)
@@ -144,13 +149,21 @@ def _missing(series: pd.Series) -> float:
     return float(series.isna().mean()) if len(series) else 0.0
 
 
-def numeric_drift(reference: pd.Series, current: pd.Series, name: str, config: DriftConfig,
-                  n_tests: int = 1, kind: str = "numeric") -> FeatureDrift:
+def numeric_drift(
+    reference: pd.Series, current: pd.Series, name: str, config: DriftConfig, n_tests: int = 1, kind: str = "numeric"
+) -> FeatureDrift:
     """Compare one numeric column (or predictions) between reference and current window."""
     ref = pd.to_numeric(reference, errors="coerce").dropna().to_numpy(dtype=float)
     cur = pd.to_numeric(current, errors="coerce").dropna().to_numpy(dtype=float)
-    result = FeatureDrift(name, kind, NOT_ENOUGH, reference_rows=len(ref), current_rows=len(cur),
-                          missing_rate_reference=_missing(reference), missing_rate_current=_missing(current))
+    result = FeatureDrift(
+        name,
+        kind,
+        NOT_ENOUGH,
+        reference_rows=len(ref),
+        current_rows=len(cur),
+        missing_rate_reference=_missing(reference),
+        missing_rate_current=_missing(current),
+    )
     if len(cur) < config.min_rows or len(ref) < config.min_rows:
         result.detail = f"{len(cur)} current and {len(ref)} reference values; need {config.min_rows}"
         return _missing_rate_drift(result, len(current), config, n_tests)
@@ -164,15 +177,24 @@ def numeric_drift(reference: pd.Series, current: pd.Series, name: str, config: D
     return _missing_rate_drift(result, len(current), config, n_tests)
 
 
-def categorical_drift(reference: pd.Series, current: pd.Series, name: str, config: DriftConfig,
-                      n_tests: int = 1) -> FeatureDrift:
+def categorical_drift(
+    reference: pd.Series, current: pd.Series, name: str, config: DriftConfig, n_tests: int = 1
+) -> FeatureDrift:
     """Compare one categorical column's frequencies; categories unseen in the reference count too."""
     ref, cur = _string_counts(reference), _string_counts(current)
-    result = FeatureDrift(name, "categorical", NOT_ENOUGH, reference_rows=int(ref.sum()), current_rows=int(cur.sum()),
-                          missing_rate_reference=_missing(reference), missing_rate_current=_missing(current))
+    result = FeatureDrift(
+        name,
+        "categorical",
+        NOT_ENOUGH,
+        reference_rows=int(ref.sum()),
+        current_rows=int(cur.sum()),
+        missing_rate_reference=_missing(reference),
+        missing_rate_current=_missing(current),
+    )
     if result.current_rows < config.min_rows or result.reference_rows < config.min_rows:
-        result.detail = (f"{result.current_rows} current and {result.reference_rows} reference values; "
-                         f"need {config.min_rows}")
+        result.detail = (
+            f"{result.current_rows} current and {result.reference_rows} reference values; need {config.min_rows}"
+        )
         return _missing_rate_drift(result, len(current), config, n_tests)
     categories = sorted(set(ref.index) | set(cur.index))
     ref_counts = ref.reindex(categories, fill_value=0).to_numpy(dtype=float)
@@ -199,8 +221,9 @@ def _beyond_threshold(result: FeatureDrift, method: str, threshold: float) -> bo
     return result.effect > threshold
 
 
-def _significant(result: FeatureDrift, method: str, statistic: float, p_value: float, config: DriftConfig,
-                 n_tests: int, floor: float) -> bool:
+def _significant(
+    result: FeatureDrift, method: str, statistic: float, p_value: float, config: DriftConfig, n_tests: int, floor: float
+) -> bool:
     """Small windows: a test at alpha corrected for the features tested (Bonferroni), and an effect floor."""
     level = config.alpha / max(1, n_tests)
     result.method, result.statistic, result.p_value, result.threshold = method, float(statistic), float(p_value), level
@@ -214,8 +237,7 @@ def _string_counts(series: pd.Series) -> pd.Series:
     return counts.groupby(level=0).sum()
 
 
-def _missing_rate_drift(result: FeatureDrift, window_rows: int, config: DriftConfig,
-                        n_tests: int) -> FeatureDrift:
+def _missing_rate_drift(result: FeatureDrift, window_rows: int, config: DriftConfig, n_tests: int) -> FeatureDrift:
     """A jump in missing values is drift whatever the values do: larger than the tolerance and
     significant (binomial test against the reference rate, at the corrected level)."""
     change = abs(result.missing_rate_current - result.missing_rate_reference)
@@ -225,19 +247,25 @@ def _missing_rate_drift(result: FeatureDrift, window_rows: int, config: DriftCon
     expected = min(max(result.missing_rate_reference, 1e-9), 1 - 1e-9)
     if binomtest(missing, window_rows, expected).pvalue < config.alpha / max(1, n_tests):
         result.status = DRIFT
-        note = (f"missing rate {result.missing_rate_reference:.2f} -> {result.missing_rate_current:.2f}")
+        note = f"missing rate {result.missing_rate_reference:.2f} -> {result.missing_rate_current:.2f}"
         result.detail = f"{result.detail}; {note}" if result.detail else note
     return result
 
 
 def word_counts(series: pd.Series) -> pd.Series:
     """A text column as a number: words per value (missing stays missing)."""
-    return pd.Series([len(v.split()) if isinstance(v, str) else np.nan for v in series],
-                     index=series.index, dtype=float)
+    return pd.Series(
+        [len(v.split()) if isinstance(v, str) else np.nan for v in series], index=series.index, dtype=float
+    )
 
 
-def detect_drift(reference: pd.DataFrame, current: pd.DataFrame, spec: DatasetSpec,
-                 config: DriftConfig | None = None, features: list[str] | None = None) -> DriftReport:
+def detect_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    spec: DatasetSpec,
+    config: DriftConfig | None = None,
+    features: list[str] | None = None,
+) -> DriftReport:
     """Test every feature of `spec` (or `features`) in `current` against `reference`.
 
     Example:
@@ -256,22 +284,30 @@ def detect_drift(reference: pd.DataFrame, current: pd.DataFrame, spec: DatasetSp
         kind = "text" if column in spec.text else "categorical" if column in spec.categorical else "numeric"
         if column not in current.columns:
             # An empty window (no requests yet) has no columns at all: nothing to judge, not a schema problem.
-            status, detail = (MISSING, "column absent from the current data") if len(current) else \
-                (NOT_ENOUGH, f"0 current values; need {config.min_rows}")
-            results.append(FeatureDrift(column, kind, status, reference_rows=int(reference[column].notna().sum()),
-                                        detail=detail))
+            status, detail = (
+                (MISSING, "column absent from the current data")
+                if len(current)
+                else (NOT_ENOUGH, f"0 current values; need {config.min_rows}")
+            )
+            results.append(
+                FeatureDrift(column, kind, status, reference_rows=int(reference[column].notna().sum()), detail=detail)
+            )
         elif kind == "categorical":
             results.append(categorical_drift(reference[column], current[column], column, config, n_tests))
         elif kind == "text":
-            results.append(numeric_drift(word_counts(reference[column]), word_counts(current[column]),
-                                         column, config, n_tests, kind="text"))
+            results.append(
+                numeric_drift(
+                    word_counts(reference[column]), word_counts(current[column]), column, config, n_tests, kind="text"
+                )
+            )
         else:
             results.append(numeric_drift(reference[column], current[column], column, config, n_tests))
     return DriftReport(results, config)
 
 
-def prediction_drift(reference: np.ndarray | pd.Series, current: np.ndarray | pd.Series,
-                     config: DriftConfig | None = None) -> FeatureDrift:
+def prediction_drift(
+    reference: np.ndarray | pd.Series, current: np.ndarray | pd.Series, config: DriftConfig | None = None
+) -> FeatureDrift:
     """Drift of the model's outputs: numeric for regression, label frequencies for classification."""
     config = config or DriftConfig()
     ref, cur = pd.Series(np.asarray(reference)), pd.Series(np.asarray(current))

@@ -61,11 +61,18 @@ class MonitorResult:
     def to_dict(self) -> dict:
         from dataclasses import asdict
 
-        return {"status": self.status, "source": self.source, "model": self.model,
-                "reference_rows": self.reference_rows, "current_rows": self.current_rows,
-                "drift": self.drift.to_dict(), "prediction": asdict(self.prediction) if self.prediction else None,
-                "performance": self.performance, "quality": self.quality,
-                "alerts": [asdict(a) for a in self.alerts]}
+        return {
+            "status": self.status,
+            "source": self.source,
+            "model": self.model,
+            "reference_rows": self.reference_rows,
+            "current_rows": self.current_rows,
+            "drift": self.drift.to_dict(),
+            "prediction": asdict(self.prediction) if self.prediction else None,
+            "performance": self.performance,
+            "quality": self.quality,
+            "alerts": [asdict(a) for a in self.alerts],
+        }
 
 
 def data_quality(current: pd.DataFrame, spec: DatasetSpec, max_invalid_share: float) -> list[dict]:
@@ -75,8 +82,13 @@ def data_quality(current: pd.DataFrame, spec: DatasetSpec, max_invalid_share: fl
         return problems
     missing = [c for c in spec.features if c not in current.columns]
     if missing:
-        problems.append({"check": "columns present", "columns": missing,
-                         "detail": f"feature columns absent from the input: {missing}"})
+        problems.append(
+            {
+                "check": "columns present",
+                "columns": missing,
+                "detail": f"feature columns absent from the input: {missing}",
+            }
+        )
     rows = max(len(current), 1)
     for column, (low, high) in spec.ranges.items():
         if column not in current.columns or column not in spec.features:
@@ -84,28 +96,41 @@ def data_quality(current: pd.DataFrame, spec: DatasetSpec, max_invalid_share: fl
         values = pd.to_numeric(current[column], errors="coerce")
         outside = int(((values < low) | (values > high)).sum())
         if outside / rows > max_invalid_share:
-            problems.append({"check": f"range {column}", "share": outside / rows,
-                             "detail": f"{outside} of {len(current)} rows outside {low}..{high} "
-                                       f"(observed {values.min():.6g}..{values.max():.6g})"})
+            problems.append(
+                {
+                    "check": f"range {column}",
+                    "share": outside / rows,
+                    "detail": f"{outside} of {len(current)} rows outside {low}..{high} "
+                    f"(observed {values.min():.6g}..{values.max():.6g})",
+                }
+            )
     for column, allowed in spec.categories.items():
         if column not in current.columns or column not in spec.features:
             continue
         values = current[column].dropna().astype(str)
         unknown = ~values.isin([str(a) for a in allowed])
         if unknown.sum() / rows > max_invalid_share:
-            problems.append({"check": f"categories {column}", "share": float(unknown.sum() / rows),
-                             "detail": f"{int(unknown.sum())} rows with unknown values "
-                                       f"{sorted(values[unknown].unique())[:5]}"})
+            problems.append(
+                {
+                    "check": f"categories {column}",
+                    "share": float(unknown.sum() / rows),
+                    "detail": f"{int(unknown.sum())} rows with unknown values {sorted(values[unknown].unique())[:5]}",
+                }
+            )
     return problems
 
 
-def performance(labels: pd.Series, predictions: np.ndarray, task: str, reference_metrics: dict,
-                config: MonitorConfig) -> dict | None:
+def performance(
+    labels: pd.Series, predictions: np.ndarray, task: str, reference_metrics: dict, config: MonitorConfig
+) -> dict | None:
     """The model's error on labelled production rows against its held-out error."""
     known = labels.notna().to_numpy()
     if known.sum() < config.min_labels:
-        return {"rows": int(known.sum()), "decayed": False,
-                "detail": f"{int(known.sum())} labels; need {config.min_labels} to judge performance"}
+        return {
+            "rows": int(known.sum()),
+            "decayed": False,
+            "detail": f"{int(known.sum())} labels; need {config.min_labels} to judge performance",
+        }
     y_true, y_pred = labels[known].to_numpy(), np.asarray(predictions)[known]
     if task == "regression":
         metric = "test_mae"
@@ -117,17 +142,34 @@ def performance(labels: pd.Series, predictions: np.ndarray, task: str, reference
         value = float(np.mean(y_true.astype(str) == y_pred.astype(str)))
         reference = reference_metrics.get(metric)
         decayed = reference is not None and value < reference * (1 - config.decay_tolerance)
-    detail = (f"{metric} {value:.4f} on {int(known.sum())} labelled rows vs {reference:.4f} held out "
-              f"(tolerance {config.decay_tolerance:.0%})" if reference is not None
-              else f"{metric} {value:.4f}; no reference {metric} recorded for the model")
-    return {"rows": int(known.sum()), "metric": metric, "current": value, "reference": reference,
-            "decayed": bool(decayed), "detail": detail}
+    detail = (
+        f"{metric} {value:.4f} on {int(known.sum())} labelled rows vs {reference:.4f} held out "
+        f"(tolerance {config.decay_tolerance:.0%})"
+        if reference is not None
+        else f"{metric} {value:.4f}; no reference {metric} recorded for the model"
+    )
+    return {
+        "rows": int(known.sum()),
+        "metric": metric,
+        "current": value,
+        "reference": reference,
+        "decayed": bool(decayed),
+        "detail": detail,
+    }
 
 
-def assess(reference: pd.DataFrame, current: pd.DataFrame, spec: DatasetSpec, model=None,
-           current_predictions: np.ndarray | None = None, labels: pd.Series | None = None,
-           reference_metrics: dict | None = None, config: MonitorConfig | None = None,
-           source: str = "", model_label: str = "") -> MonitorResult:
+def assess(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    spec: DatasetSpec,
+    model=None,
+    current_predictions: np.ndarray | None = None,
+    labels: pd.Series | None = None,
+    reference_metrics: dict | None = None,
+    config: MonitorConfig | None = None,
+    source: str = "",
+    model_label: str = "",
+) -> MonitorResult:
     """Compare production input `current` with the model's training rows `reference`."""
     config = config or MonitorConfig()
     quality = data_quality(current, spec, config.max_invalid_share)
@@ -149,14 +191,37 @@ def assess(reference: pd.DataFrame, current: pd.DataFrame, spec: DatasetSpec, mo
         alerts.append(Alert("data_quality", "; ".join(p["detail"] for p in quality), {"problems": quality}, **common))
     if drift.dataset_drift:
         names = [f.feature for f in drift.drifted]
-        alerts.append(Alert("dataset_drift", f"{len(names)} of {len(drift.tested)} features drifted "
-                                             f"({drift.drifted_share:.0%} >= {config.drift.drift_share:.0%}): {names}",
-                            {"drifted": names, "share": drift.drifted_share}, **common))
+        alerts.append(
+            Alert(
+                "dataset_drift",
+                f"{len(names)} of {len(drift.tested)} features drifted "
+                f"({drift.drifted_share:.0%} >= {config.drift.drift_share:.0%}): {names}",
+                {"drifted": names, "share": drift.drifted_share},
+                **common,
+            )
+        )
     if prediction is not None and prediction.drifted:
-        alerts.append(Alert("prediction_drift", f"predictions drifted: {prediction.method} effect "
-                                                f"{prediction.effect:.3f} (threshold {prediction.threshold:.3g})",
-                            {"effect": prediction.effect, "p_value": prediction.p_value}, **common))
+        alerts.append(
+            Alert(
+                "prediction_drift",
+                f"predictions drifted: {prediction.method} effect "
+                f"{prediction.effect:.3f} (threshold {prediction.threshold:.3g})",
+                {"effect": prediction.effect, "p_value": prediction.p_value},
+                **common,
+            )
+        )
     if perf and perf.get("decayed"):
         alerts.append(Alert("performance_decay", perf["detail"], perf, **common))
-    return MonitorResult(source, model_label, len(reference), len(current), drift, prediction, perf, quality,
-                         alerts, current_predictions, reference_predictions)
+    return MonitorResult(
+        source,
+        model_label,
+        len(reference),
+        len(current),
+        drift,
+        prediction,
+        perf,
+        quality,
+        alerts,
+        current_predictions,
+        reference_predictions,
+    )

@@ -21,8 +21,9 @@ def _fmt(value, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
-def plot_distributions(reference: pd.DataFrame, current: pd.DataFrame, result: MonitorResult,
-                       out_dir: str | Path, max_features: int = 6) -> list[Path]:
+def plot_distributions(
+    reference: pd.DataFrame, current: pd.DataFrame, result: MonitorResult, out_dir: str | Path, max_features: int = 6
+) -> list[Path]:
     """Reference vs current histograms (bars for categories) of the most drifted features, and of
     the predictions; returns the PNG paths."""
     import matplotlib
@@ -32,16 +33,21 @@ def plot_distributions(reference: pd.DataFrame, current: pd.DataFrame, result: M
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ranked = sorted((f for f in result.drift.features if f.effect is not None),
-                    key=lambda f: (not f.drifted, -(f.effect or 0.0)))[:max_features]
+    ranked = sorted(
+        (f for f in result.drift.features if f.effect is not None), key=lambda f: (not f.drifted, -(f.effect or 0.0))
+    )[:max_features]
     paths = []
     if ranked:
         fig, axes = plt.subplots(1, len(ranked), figsize=(3.6 * len(ranked), 3.0), squeeze=False)
         for ax, feature in zip(axes[0], ranked):
             ref, cur = reference[feature.feature], current[feature.feature]
             if feature.kind == "categorical":
-                shares = pd.DataFrame({"reference": ref.astype(str).value_counts(normalize=True),
-                                       "current": cur.astype(str).value_counts(normalize=True)}).fillna(0)
+                shares = pd.DataFrame(
+                    {
+                        "reference": ref.astype(str).value_counts(normalize=True),
+                        "current": cur.astype(str).value_counts(normalize=True),
+                    }
+                ).fillna(0)
                 shares.plot.bar(ax=ax, rot=45, fontsize=7)
             else:
                 if feature.kind == "text":
@@ -57,8 +63,11 @@ def plot_distributions(reference: pd.DataFrame, current: pd.DataFrame, result: M
         paths.append(out / "features.png")
         fig.savefig(paths[-1], dpi=80)
         plt.close(fig)
-    if result.predictions is not None and result.reference_predictions is not None and \
-            np.issubdtype(np.asarray(result.predictions).dtype, np.number):
+    if (
+        result.predictions is not None
+        and result.reference_predictions is not None
+        and np.issubdtype(np.asarray(result.predictions).dtype, np.number)
+    ):
         fig, ax = plt.subplots(figsize=(5, 3))
         both = np.concatenate([result.reference_predictions, result.predictions])
         bins = np.linspace(np.nanmin(both), np.nanmax(both) + 1e-9, 30)
@@ -76,34 +85,50 @@ def plot_distributions(reference: pd.DataFrame, current: pd.DataFrame, result: M
 def render_markdown(result: MonitorResult, plots: list[Path] | None = None) -> str:
     """The report as Markdown (plots linked by file name, relative to the report)."""
     config = result.drift.config
-    lines = [f"# Monitoring report: {result.status.upper()}", "",
-             f"- model: {result.model or 'unknown'}",
-             f"- current data: {result.source} ({result.current_rows} rows)",
-             f"- reference: the model's training rows ({result.reference_rows} rows)",
-             f"- dataset drift: {'yes' if result.drift.dataset_drift else 'no'} "
-             f"({len(result.drift.drifted)} of {len(result.drift.tested)} tested features drifted, "
-             f"{result.drift.drifted_share:.0%}; threshold {config.drift_share:.0%})", ""]
+    lines = [
+        f"# Monitoring report: {result.status.upper()}",
+        "",
+        f"- model: {result.model or 'unknown'}",
+        f"- current data: {result.source} ({result.current_rows} rows)",
+        f"- reference: the model's training rows ({result.reference_rows} rows)",
+        f"- dataset drift: {'yes' if result.drift.dataset_drift else 'no'} "
+        f"({len(result.drift.drifted)} of {len(result.drift.tested)} tested features drifted, "
+        f"{result.drift.drifted_share:.0%}; threshold {config.drift_share:.0%})",
+        "",
+    ]
     if result.alerts:
         lines += ["## Alerts", ""] + [f"- **{a.kind}**: {a.message}" for a in result.alerts] + [""]
     else:
-        lines += ["No alerts." if result.status != "not enough data" else
-                  f"Not enough data: fewer than {config.min_rows} rows in the window; nothing was judged.", ""]
-    lines += ["## Features", "",
-              f"Small windows (< {config.large_sample} rows): KS / chi-square at alpha {config.alpha} "
-              f"Bonferroni-corrected, with an effect floor; large windows: rank-Wasserstein > "
-              f"{config.numeric_threshold} or Jensen-Shannon > {config.categorical_threshold}.", "",
-              "| feature | kind | status | method | statistic | p-value | effect | threshold | rows | detail |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "No alerts."
+            if result.status != "not enough data"
+            else f"Not enough data: fewer than {config.min_rows} rows in the window; nothing was judged.",
+            "",
+        ]
+    lines += [
+        "## Features",
+        "",
+        f"Small windows (< {config.large_sample} rows): KS / chi-square at alpha {config.alpha} "
+        f"Bonferroni-corrected, with an effect floor; large windows: rank-Wasserstein > "
+        f"{config.numeric_threshold} or Jensen-Shannon > {config.categorical_threshold}.",
+        "",
+        "| feature | kind | status | method | statistic | p-value | effect | threshold | rows | detail |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for f in result.drift.features:
-        lines.append(f"| {f.feature} | {f.kind} | {f.status} | {f.method} | {_fmt(f.statistic)} | "
-                     f"{_fmt(f.p_value)} | {_fmt(f.effect)} | {_fmt(f.threshold)} | {f.current_rows} | {f.detail} |")
+        lines.append(
+            f"| {f.feature} | {f.kind} | {f.status} | {f.method} | {_fmt(f.statistic)} | "
+            f"{_fmt(f.p_value)} | {_fmt(f.effect)} | {_fmt(f.threshold)} | {f.current_rows} | {f.detail} |"
+        )
     lines += ["", "## Predictions", ""]
     if result.prediction is None:
         lines.append("Not tested (no model or no predictions for the window).")
     else:
         p = result.prediction
-        lines.append(f"{p.status}: {p.method} statistic {_fmt(p.statistic)}, effect {_fmt(p.effect)}, "
-                     f"threshold {_fmt(p.threshold)}, {p.current_rows} predictions. {p.detail}")
+        lines.append(
+            f"{p.status}: {p.method} statistic {_fmt(p.statistic)}, effect {_fmt(p.effect)}, "
+            f"threshold {_fmt(p.threshold)}, {p.current_rows} predictions. {p.detail}"
+        )
     lines += ["", "## Performance", ""]
     lines.append(result.performance["detail"] if result.performance else "No labels in the window.")
     if result.quality:
@@ -113,8 +138,7 @@ def render_markdown(result: MonitorResult, plots: list[Path] | None = None) -> s
     return "\n".join(lines) + "\n"
 
 
-def write_report(result: MonitorResult, reference: pd.DataFrame, current: pd.DataFrame,
-                 out_dir: str | Path) -> Path:
+def write_report(result: MonitorResult, reference: pd.DataFrame, current: pd.DataFrame, out_dir: str | Path) -> Path:
     """Write report.md, result.json and the plots into `out_dir`; returns report.md's path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

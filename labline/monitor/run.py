@@ -12,9 +12,17 @@ from pathlib import Path
 from labline.monitor.alerts import Delivery, record_alerts, send_webhook
 from labline.monitor.health import MonitorConfig, MonitorResult, assess
 from labline.monitor.report import write_report
-from labline.monitor.sources import (Current, Reference, current_from_file, current_from_heldout,
-                                     current_from_requests, parse_window, reference_from_model,
-                                     reference_from_registry, reference_from_run)
+from labline.monitor.sources import (
+    Current,
+    Reference,
+    current_from_file,
+    current_from_heldout,
+    current_from_requests,
+    parse_window,
+    reference_from_model,
+    reference_from_registry,
+    reference_from_run,
+)
 
 
 @dataclass
@@ -27,8 +35,13 @@ class MonitorOutcome:
     delivery: Delivery | None
 
 
-def find_reference(reference: str = "", registry_url: str | None = None,
-                   runs_root: str | Path | None = None, model_dir: str = "", dataset: str = "") -> Reference:
+def find_reference(
+    reference: str = "",
+    registry_url: str | None = None,
+    runs_root: str | Path | None = None,
+    model_dir: str = "",
+    dataset: str = "",
+) -> Reference:
     """`reference`: a run id/prefix/folder, `registry:REF` (alias or version), or empty for the
     champion (or, with `model_dir` and `dataset`, that model folder and its data set's split)."""
     from labline.paths import runs_root as default_runs_root
@@ -43,8 +56,13 @@ def find_reference(reference: str = "", registry_url: str | None = None,
     return reference_from_run(reference, root)
 
 
-def read_current(source: str, reference: Reference, window: str = "7d", request_log: str | Path | None = None,
-                 version: int | None = None) -> Current:
+def read_current(
+    source: str,
+    reference: Reference,
+    window: str = "7d",
+    request_log: str | Path | None = None,
+    version: int | None = None,
+) -> Current:
     """`source` is `requests` (the request log over `window`; `all` for no limit), `heldout` (the
     reference's own held-out rows) or a batch file."""
     spec = reference.spec
@@ -71,20 +89,38 @@ def holdout_metrics(model, reference: Reference) -> dict:
     return {"test_accuracy": float(np.mean(test[spec.target].astype(str).to_numpy() == predicted.astype(str)))}
 
 
-def monitor_once(source: str = "requests", reference: str = "", window: str = "7d",
-                 out_dir: str | Path = "runs/monitor", webhook: str = "", registry_url: str | None = None,
-                 runs_root: str | Path | None = None, request_log: str | Path | None = None,
-                 alert_log: str | Path | None = None, config: MonitorConfig | None = None,
-                 model_dir: str = "", dataset: str = "") -> MonitorOutcome:
+def monitor_once(
+    source: str = "requests",
+    reference: str = "",
+    window: str = "7d",
+    out_dir: str | Path = "runs/monitor",
+    webhook: str = "",
+    registry_url: str | None = None,
+    runs_root: str | Path | None = None,
+    request_log: str | Path | None = None,
+    alert_log: str | Path | None = None,
+    config: MonitorConfig | None = None,
+    model_dir: str = "",
+    dataset: str = "",
+) -> MonitorOutcome:
     """Run every check once; the outcome's `result.status` is healthy, alert or not enough data."""
     from labline.models.artifact import load_model
 
     ref = find_reference(reference, registry_url, runs_root, model_dir, dataset)
     current = read_current(source, ref, window, request_log)
     model = load_model(ref.model_dir)
-    result = assess(ref.train, current.features, ref.spec, model=model, current_predictions=current.predictions,
-                    labels=current.labels, reference_metrics=ref.metrics or holdout_metrics(model, ref), config=config,
-                    source=current.detail or current.source, model_label=ref.label)
+    result = assess(
+        ref.train,
+        current.features,
+        ref.spec,
+        model=model,
+        current_predictions=current.predictions,
+        labels=current.labels,
+        reference_metrics=ref.metrics or holdout_metrics(model, ref),
+        config=config,
+        source=current.detail or current.source,
+        model_label=ref.label,
+    )
     report_path = write_report(result, ref.train, current.features, out_dir)
     log, delivery = None, None
     if result.alerts:

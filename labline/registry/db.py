@@ -121,7 +121,9 @@ def _alias_columns(scoped: bool = True) -> list[sa.Column]:
 
 
 model_versions = sa.Table(
-    "model_versions", metadata, *_lineage_columns(),
+    "model_versions",
+    metadata,
+    *_lineage_columns(),
     sa.Column("checks", sa.JSON),  # migration 2: validation and audit results read from the run
     sa.Column("scope", sa.String(200)),  # migration 3: the data set whose aliases it can hold
 )
@@ -174,15 +176,19 @@ def _migration_3(conn: Connection) -> None:
     conn.execute(sa.text(f"ALTER TABLE decisions ADD COLUMN scope {string}"))
     rows = conn.execute(sa.text("SELECT version, dataset FROM model_versions")).all()
     for version, dataset in rows:
-        conn.execute(sa.update(model_versions).where(model_versions.c.version == version)
-                     .values(scope=dataset_scope(dataset)))
+        conn.execute(
+            sa.update(model_versions).where(model_versions.c.version == version).values(scope=dataset_scope(dataset))
+        )
     old = conn.execute(sa.text("SELECT alias, version, updated FROM aliases")).all()
     conn.execute(sa.text("DROP TABLE aliases"))
     aliases.create(conn)
     scopes = dict(conn.execute(sa.select(model_versions.c.version, model_versions.c.scope)).all())
     for alias, version, updated in old:
-        conn.execute(sa.insert(aliases).values(scope=scopes.get(version, DEFAULT_SCOPE), alias=alias, version=version,
-                                               updated=updated))
+        conn.execute(
+            sa.insert(aliases).values(
+                scope=scopes.get(version, DEFAULT_SCOPE), alias=alias, version=version, updated=updated
+            )
+        )
 
 
 MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2, _migration_3]
@@ -206,7 +212,8 @@ def migrate(engine: Engine, target: int = SCHEMA_VERSION) -> int:
             if found > SCHEMA_VERSION:
                 raise RegistryError(
                     f"registry database {engine.url.render_as_string(hide_password=True)} has schema version "
-                    f"{found}, newer than this labline understands ({SCHEMA_VERSION}); upgrade labline")
+                    f"{found}, newer than this labline understands ({SCHEMA_VERSION}); upgrade labline"
+                )
             if found >= target:
                 return found
             MIGRATIONS[found](conn)

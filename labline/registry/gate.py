@@ -71,8 +71,9 @@ def _fmt(value: float) -> str:
 def _validation(candidate: ModelVersion) -> Check:
     found = candidate.checks.get("validation")
     if not found:
-        return Check("validation", False,
-                     f"run {candidate.run_id} recorded no data validation (no step glued checks_passed)")
+        return Check(
+            "validation", False, f"run {candidate.run_id} recorded no data validation (no step glued checks_passed)"
+        )
     if not found["passed"]:
         return Check("validation", False, f"data validation failed in step {found['step']!r} of run {candidate.run_id}")
     return Check("validation", True, f"data validation passed in step {found['step']!r}")
@@ -81,9 +82,13 @@ def _validation(candidate: ModelVersion) -> Check:
 def _audit(candidate: ModelVersion) -> Check:
     audit = candidate.checks.get("audit")
     if not audit:
-        return Check("audit", False, f"run {candidate.run_id} has no audit step for this model (no step glued "
-                                     f"model_sha256 = {candidate.artifact_sha256[:12]}...), "
-                                     "so it cannot pass the audit")
+        return Check(
+            "audit",
+            False,
+            f"run {candidate.run_id} has no audit step for this model (no step glued "
+            f"model_sha256 = {candidate.artifact_sha256[:12]}...), "
+            "so it cannot pass the audit",
+        )
     if not audit["passed"]:
         return Check("audit", False, f"audit step {audit['step']!r} did not pass (status {audit.get('status')})")
     return Check("audit", True, f"audit step {audit['step']!r} passed")
@@ -96,8 +101,12 @@ def _disparities(candidate: ModelVersion) -> Check:
     found, sensitive = audit.get("disparities") or [], audit.get("sensitive") or []
     if not found:
         if sensitive:
-            return Check("disparities", False, f"the data set has sensitive attributes {sensitive} but audit step "
-                                               f"{audit['step']!r} recorded no disparities")
+            return Check(
+                "disparities",
+                False,
+                f"the data set has sensitive attributes {sensitive} but audit step "
+                f"{audit['step']!r} recorded no disparities",
+            )
         return Check("disparities", True, "the data set has no sensitive attributes")
     # Groups too small to judge (the audit marks them judged=False) are reported, not held against the model.
     judged = [d for d in found if d.get("judged", True)]
@@ -106,10 +115,13 @@ def _disparities(candidate: ModelVersion) -> Check:
         text = "; ".join(
             f"{d.get('attribute')}={d.get('group')} vs {d.get('reference_group')}: {d.get('metric')} "
             f"{_fmt(d.get('value', float('nan')))} vs {_fmt(d.get('reference_value', float('nan')))} "
-            f"(ratio {_fmt(d.get('ratio', float('nan')))})" for d in failing[:3])
+            f"(ratio {_fmt(d.get('ratio', float('nan')))})"
+            for d in failing[:3]
+        )
         more = f" and {len(failing) - 3} more" if len(failing) > 3 else ""
-        return Check("disparities", False,
-                     f"{len(failing)} of {len(judged)} judged disparities out of bounds: {text}{more}")
+        return Check(
+            "disparities", False, f"{len(failing)} of {len(judged)} judged disparities out of bounds: {text}{more}"
+        )
     unjudged = len(found) - len(judged)
     note = f" ({unjudged} on groups too small to judge)" if unjudged else ""
     return Check("disparities", True, f"all {len(judged)} judged disparities within bounds{note}")
@@ -129,13 +141,19 @@ def _slices(candidate: ModelVersion, incumbent: ModelVersion | None, alias: str,
     if not theirs:
         return Check("slices", True, f"{alias} {incumbent.label} has no slice metrics to compare with")
     if not mine:
-        return Check("slices", False, f"audit step {audit['step']!r} recorded no slice metrics to compare with "
-                                      f"{alias} {incumbent.label}'s")
+        return Check(
+            "slices",
+            False,
+            f"audit step {audit['step']!r} recorded no slice metrics to compare with {alias} {incumbent.label}'s",
+        )
     metric = _slice_metric(mine)
     higher = metric != "mae"
     held = {(r["feature"], r["value"]): r for r in theirs if not r.get("small") and metric in r}
-    shared = [(r, held[(r["feature"], r["value"])]) for r in mine
-              if not r.get("small") and metric in r and (r["feature"], r["value"]) in held]
+    shared = [
+        (r, held[(r["feature"], r["value"])])
+        for r in mine
+        if not r.get("small") and metric in r and (r["feature"], r["value"]) in held
+    ]
     if not shared:
         return Check("slices", True, f"no slice large enough to judge in common with {alias} {incumbent.label}")
     worse = []
@@ -145,10 +163,17 @@ def _slices(candidate: ModelVersion, incumbent: ModelVersion | None, alias: str,
             worse.append(f"{new['feature']}={new['value']}: {metric} {_fmt(new[metric])} vs {_fmt(old[metric])}")
     if worse:
         more = f" and {len(worse) - 3} more" if len(worse) > 3 else ""
-        return Check("slices", False, f"{len(worse)} slice(s) worse than {alias} {incumbent.label}'s by more than "
-                                      f"{tolerance}: {'; '.join(worse[:3])}{more}")
-    return Check("slices", True, f"{len(shared)} shared slices, none worse than {alias} {incumbent.label}'s "
-                                 f"by more than {tolerance} ({metric})")
+        return Check(
+            "slices",
+            False,
+            f"{len(worse)} slice(s) worse than {alias} {incumbent.label}'s by more than "
+            f"{tolerance}: {'; '.join(worse[:3])}{more}",
+        )
+    return Check(
+        "slices",
+        True,
+        f"{len(shared)} shared slices, none worse than {alias} {incumbent.label}'s by more than {tolerance} ({metric})",
+    )
 
 
 def _metric(candidate: ModelVersion, incumbent: ModelVersion | None, alias: str, policy: GatePolicy) -> Check:
@@ -159,15 +184,20 @@ def _metric(candidate: ModelVersion, incumbent: ModelVersion | None, alias: str,
     if incumbent is None:
         return Check("metric", True, f"{name} {_fmt(value)}; no {alias} yet")
     if incumbent.task != candidate.task:
-        return Check("metric", False, f"{alias} {incumbent.label} does {incumbent.task}, {candidate.label} does "
-                                      f"{candidate.task}: not comparable")
+        return Check(
+            "metric",
+            False,
+            f"{alias} {incumbent.label} does {incumbent.task}, {candidate.label} does {candidate.task}: not comparable",
+        )
     held = incumbent.metrics.get(name)
     if held is None:
         return Check("metric", False, f"{alias} {incumbent.label} has no metric {name!r} to compare with")
     gain = (value - held) if higher_is_better(name) else (held - value)
     direction = "higher" if higher_is_better(name) else "lower"
-    text = (f"{name} {_fmt(value)} vs {alias} {incumbent.label}'s {_fmt(held)} ({direction} is better): "
-            f"improvement {gain:+.4f}, margin {policy.margin}")
+    text = (
+        f"{name} {_fmt(value)} vs {alias} {incumbent.label}'s {_fmt(held)} ({direction} is better): "
+        f"improvement {gain:+.4f}, margin {policy.margin}"
+    )
     return Check("metric", gain > EPSILON and gain >= policy.margin - EPSILON, text)
 
 

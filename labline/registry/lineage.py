@@ -23,9 +23,12 @@ SLICE_FIELDS = ("count", "accuracy", "precision", "recall", "f1", "mae", "rmse",
 
 def trained_steps(manifest: dict[str, Any]) -> list[str]:
     """Steps of the run that succeeded and left a model artifact."""
-    return [name for name, body in manifest.get("steps", {}).items()
-            if body.get("status") in ("succeeded", "cached")
-            and {"model_dir", "artifact_sha256"} <= set(body.get("scraps") or {})]
+    return [
+        name
+        for name, body in manifest.get("steps", {}).items()
+        if body.get("status") in ("succeeded", "cached")
+        and {"model_dir", "artifact_sha256"} <= set(body.get("scraps") or {})
+    ]
 
 
 def _upstream(manifest: dict[str, Any], step: str) -> list[str]:
@@ -95,8 +98,11 @@ def validation_evidence(manifest: dict[str, Any], step: str) -> dict[str, Any] |
     if not candidates:
         return None
     name = candidates[0]
-    return {"step": name, "passed": bool(steps[name]["scraps"]["checks_passed"]),
-            "fingerprint": steps[name]["scraps"].get("fingerprint")}
+    return {
+        "step": name,
+        "passed": bool(steps[name]["scraps"]["checks_passed"]),
+        "fingerprint": steps[name]["scraps"].get("fingerprint"),
+    }
 
 
 def _glued(manifest: dict[str, Any], evidence: dict[str, Any] | None, name: str) -> Any:
@@ -113,8 +119,10 @@ def _artifact_manifest(model_dir: Path, expected_sha256: str, step: str) -> dict
         raise RegistryError(f"step {step!r}: artifact manifest {manifest_path} is missing")
     found = artifact_sha256(model_dir)
     if found != expected_sha256:
-        raise RegistryError(f"step {step!r}: artifact {manifest_path} has SHA-256 {found}, but the run recorded "
-                            f"{expected_sha256}: it changed after training and is not registered")
+        raise RegistryError(
+            f"step {step!r}: artifact {manifest_path} has SHA-256 {found}, but the run recorded "
+            f"{expected_sha256}: it changed after training and is not registered"
+        )
     return json.loads(manifest_path.read_text())
 
 
@@ -127,8 +135,9 @@ def versions_in_run(manifest: dict[str, Any]) -> list[dict[str, Any]]:
         if key not in manifest:
             raise RegistryError(f"not a run manifest: no {key!r} field")
     if manifest.get("status") != "succeeded":
-        raise RegistryError(f"run {manifest['run_id']} has status {manifest.get('status')!r}; only succeeded runs "
-                            "are registered")
+        raise RegistryError(
+            f"run {manifest['run_id']} has status {manifest.get('status')!r}; only succeeded runs are registered"
+        )
     git = manifest.get("git") or {}
     rows = []
     for step in trained_steps(manifest):
@@ -141,24 +150,26 @@ def versions_in_run(manifest: dict[str, Any]) -> list[dict[str, Any]]:
         if audit is not None:
             audit["sensitive"] = list((artifact.get("spec") or {}).get("sensitive") or [])
         dataset = manifest.get("dataset") or _glued(manifest, validation, "dataset")
-        rows.append({
-            "name": str(scraps.get("model_name") or step),
-            "run_id": manifest["run_id"],
-            "step": step,
-            "dataset": dataset,
-            # The data set the model was trained on, as its artifact declares it: where its aliases live.
-            "scope": (artifact.get("spec") or {}).get("name") or dataset_scope(dataset),
-            "data_fingerprint": scraps.get("data_fingerprint") or (validation or {}).get("fingerprint"),
-            "git_sha": git.get("sha"),
-            "git_dirty": git.get("dirty"),
-            "parameters": {k: v for k, v in (body.get("parameters") or {}).items() if k not in SKIPPED_PARAMETERS},
-            "metrics": _numbers(scraps),
-            "artifact_path": str(model_dir.resolve()),
-            "artifact_sha256": scraps["artifact_sha256"],
-            "packages": manifest.get("packages") or {},
-            "task": scraps.get("task") or (artifact.get("spec") or {}).get("task"),
-            "created": manifest.get("finished") or manifest.get("created") or "",
-            "checks": {"validation": validation, "audit": audit},
-            "reused": body.get("status") == "cached",  # not a column: the model came from an earlier run
-        })
+        rows.append(
+            {
+                "name": str(scraps.get("model_name") or step),
+                "run_id": manifest["run_id"],
+                "step": step,
+                "dataset": dataset,
+                # The data set the model was trained on, as its artifact declares it: where its aliases live.
+                "scope": (artifact.get("spec") or {}).get("name") or dataset_scope(dataset),
+                "data_fingerprint": scraps.get("data_fingerprint") or (validation or {}).get("fingerprint"),
+                "git_sha": git.get("sha"),
+                "git_dirty": git.get("dirty"),
+                "parameters": {k: v for k, v in (body.get("parameters") or {}).items() if k not in SKIPPED_PARAMETERS},
+                "metrics": _numbers(scraps),
+                "artifact_path": str(model_dir.resolve()),
+                "artifact_sha256": scraps["artifact_sha256"],
+                "packages": manifest.get("packages") or {},
+                "task": scraps.get("task") or (artifact.get("spec") or {}).get("task"),
+                "created": manifest.get("finished") or manifest.get("created") or "",
+                "checks": {"validation": validation, "audit": audit},
+                "reused": body.get("status") == "cached",  # not a column: the model came from an earlier run
+            }
+        )
     return rows

@@ -34,8 +34,11 @@ class MetricComparison:
 
     @property
     def identical(self) -> bool:
-        return self.old is not None and self.new is not None and (
-            self.old == self.new or (math.isnan(self.old) and math.isnan(self.new)))
+        return (
+            self.old is not None
+            and self.new is not None
+            and (self.old == self.new or (math.isnan(self.old) and math.isnan(self.new)))
+        )
 
 
 @dataclass
@@ -79,8 +82,10 @@ def reproduction_overrides(manifest: dict[str, Any], spec: PipelineSpec) -> dict
     overrides: dict[str, Any] = {}
     for step, body in manifest.get("steps", {}).items():
         if step not in spec.steps:
-            raise RegistryError(f"run {manifest['run_id']} has a step {step!r} that pipeline {spec.path} no longer "
-                                f"has (steps: {list(spec.steps)}); it cannot be reproduced with this pipeline")
+            raise RegistryError(
+                f"run {manifest['run_id']} has a step {step!r} that pipeline {spec.path} no longer "
+                f"has (steps: {list(spec.steps)}); it cannot be reproduced with this pipeline"
+            )
         wired = spec.steps[step].parameters
         for name, value in (body.get("parameters") or {}).items():
             if name in RESERVED or references(wired.get(name)):
@@ -89,9 +94,14 @@ def reproduction_overrides(manifest: dict[str, Any], spec: PipelineSpec) -> dict
     return overrides
 
 
-def reproduce_run(manifest: dict[str, Any], spec: PipelineSpec, runs_root: str | Path,
-                  workers: int | None = None, metadata: dict[str, Any] | None = None,
-                  on_event=None) -> Reproduction:
+def reproduce_run(
+    manifest: dict[str, Any],
+    spec: PipelineSpec,
+    runs_root: str | Path,
+    workers: int | None = None,
+    metadata: dict[str, Any] | None = None,
+    on_event=None,
+) -> Reproduction:
     """Run `spec` again with `manifest`'s parameters into a new run; compare every recorded metric.
 
     Raises DataChanged (after stopping the new run before training) when the data fingerprint
@@ -100,16 +110,24 @@ def reproduce_run(manifest: dict[str, Any], spec: PipelineSpec, runs_root: str |
     from runner.pipeline import run_pipeline
 
     if manifest.get("status") != "succeeded":
-        raise RegistryError(f"run {manifest.get('run_id')} has status {manifest.get('status')!r}; only a succeeded "
-                            "run has metrics to reproduce")
+        raise RegistryError(
+            f"run {manifest.get('run_id')} has status {manifest.get('status')!r}; only a succeeded "
+            "run has metrics to reproduce"
+        )
     if manifest.get("pipeline") and manifest["pipeline"] != spec.name:
-        raise RegistryError(f"run {manifest['run_id']} was made by pipeline {manifest['pipeline']!r}, not "
-                            f"{spec.name!r} ({spec.path})")
-    fingerprints = {step: body["scraps"]["fingerprint"] for step, body in manifest["steps"].items()
-                    if "fingerprint" in (body.get("scraps") or {})}
+        raise RegistryError(
+            f"run {manifest['run_id']} was made by pipeline {manifest['pipeline']!r}, not {spec.name!r} ({spec.path})"
+        )
+    fingerprints = {
+        step: body["scraps"]["fingerprint"]
+        for step, body in manifest["steps"].items()
+        if "fingerprint" in (body.get("scraps") or {})
+    }
     if not fingerprints:
-        raise RegistryError(f"run {manifest['run_id']} recorded no data fingerprint (no step glued 'fingerprint'), "
-                            "so there is no way to tell whether its data is still the same")
+        raise RegistryError(
+            f"run {manifest['run_id']} recorded no data fingerprint (no step glued 'fingerprint'), "
+            "so there is no way to tell whether its data is still the same"
+        )
     overrides = reproduction_overrides(manifest, spec)
     only = list(manifest["steps"]) if set(manifest["steps"]) != set(spec.steps) else None
     notify = on_event or (lambda *_: None)
@@ -123,21 +141,38 @@ def reproduce_run(manifest: dict[str, Any], spec: PipelineSpec, runs_root: str |
                 raise DataChanged(
                     f"cannot reproduce run {manifest['run_id']}: the data changed. Step {step!r} recorded data "
                     f"fingerprint {fingerprints[step]}, the data now has {now}. The new run "
-                    f"{started.get('run_id', '')} was stopped before training.")
+                    f"{started.get('run_id', '')} was stopped before training."
+                )
 
     extra = {"dataset": manifest.get("dataset"), **(metadata or {}), "reproduces": manifest["run_id"]}
     from runner.records import new_run_id
 
     started["run_id"] = new_run_id()
     # cache=False: a step reused from an earlier run would "reproduce" trivially; every step executes.
-    record = run_pipeline(spec, runs_root, overrides=overrides, workers=workers, metadata=extra,
-                          on_event=check_fingerprint, run_id=started["run_id"], only=only, cache=False)
-    return Reproduction(manifest["run_id"], record.run_id, str(record.path), record.manifest["status"],
-                        compare_metrics(manifest, record.manifest))
+    record = run_pipeline(
+        spec,
+        runs_root,
+        overrides=overrides,
+        workers=workers,
+        metadata=extra,
+        on_event=check_fingerprint,
+        run_id=started["run_id"],
+        only=only,
+        cache=False,
+    )
+    return Reproduction(
+        manifest["run_id"],
+        record.run_id,
+        str(record.path),
+        record.manifest["status"],
+        compare_metrics(manifest, record.manifest),
+    )
 
 
 def compare_metrics(old: dict[str, Any], new: dict[str, Any]) -> list[MetricComparison]:
     """Every metric `old` recorded, next to the same step's value in `new` (None when absent)."""
     found = recorded_metrics(new)
-    return [MetricComparison(step, name, value, found.get((step, name)))
-            for (step, name), value in recorded_metrics(old).items()]
+    return [
+        MetricComparison(step, name, value, found.get((step, name)))
+        for (step, name), value in recorded_metrics(old).items()
+    ]

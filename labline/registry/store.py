@@ -45,8 +45,10 @@ def _now() -> str:
 
 def _check_alias(alias: str) -> str:
     if not isinstance(alias, str) or not ALIAS_NAME.fullmatch(alias) or alias.isdigit():
-        raise RegistryError(f"alias {alias!r} is not valid: use a letter then letters, digits, '_', '.', '-' "
-                            "(e.g. champion, challenger)")
+        raise RegistryError(
+            f"alias {alias!r} is not valid: use a letter then letters, digits, '_', '.', '-' "
+            "(e.g. champion, challenger)"
+        )
     return alias
 
 
@@ -66,8 +68,10 @@ class Registry:
         query = sa.select(model_versions).order_by(model_versions.c.version)
         if where is not None:
             query = query.where(where)
-        return [ModelVersion(**{**row._asdict(), "checks": row.checks or {}}, aliases=held.get(row.version, []))
-                for row in conn.execute(query)]
+        return [
+            ModelVersion(**{**row._asdict(), "checks": row.checks or {}}, aliases=held.get(row.version, []))
+            for row in conn.execute(query)
+        ]
 
     def versions(self, scope: str | None = None) -> list[ModelVersion]:
         """Every registered version (of one data set's scope), oldest first."""
@@ -110,15 +114,21 @@ class Registry:
         query = sa.select(aliases.c.scope, aliases.c.version).where(aliases.c.alias == text).order_by(aliases.c.scope)
         held = conn.execute(query if scope is None else query.where(aliases.c.scope == scope)).all()
         if not held:
-            known = [f"{s}@{a}" for s, a in conn.execute(sa.select(aliases.c.scope, aliases.c.alias)
-                                                         .order_by(aliases.c.scope, aliases.c.alias))]
+            known = [
+                f"{s}@{a}"
+                for s, a in conn.execute(
+                    sa.select(aliases.c.scope, aliases.c.alias).order_by(aliases.c.scope, aliases.c.alias)
+                )
+            ]
             where = f" for data set {scope!r}" if scope else ""
-            raise RegistryError(f"{text!r} is neither a version number nor an alias{where}; "
-                                f"aliases are {known or 'none yet'}")
+            raise RegistryError(
+                f"{text!r} is neither a version number nor an alias{where}; aliases are {known or 'none yet'}"
+            )
         if len(held) > 1:
             options = ", ".join(f"{s}@{text} (v{v})" for s, v in held)
-            raise RegistryError(f"alias {text!r} is held in several data sets: {options}; name one "
-                                f"(--dataset NAME, or DATASET@{text})")
+            raise RegistryError(
+                f"alias {text!r} is held in several data sets: {options}; name one (--dataset NAME, or DATASET@{text})"
+            )
         return self._get(conn, held[0].version)
 
     def resolve(self, ref: str, scope: str | None = None) -> ModelVersion:
@@ -164,15 +174,22 @@ class Registry:
             numbers = []
             for row in rows:
                 reused = row.pop("reused", False)
-                existing = conn.execute(sa.select(model_versions.c.version).where(
-                    model_versions.c.run_id == row["run_id"], model_versions.c.step == row["step"])).scalar()
+                existing = conn.execute(
+                    sa.select(model_versions.c.version).where(
+                        model_versions.c.run_id == row["run_id"], model_versions.c.step == row["step"]
+                    )
+                ).scalar()
                 if existing is None and reused:
-                    existing = conn.execute(sa.select(sa.func.min(model_versions.c.version)).where(
-                        model_versions.c.artifact_sha256 == row["artifact_sha256"])).scalar()
+                    existing = conn.execute(
+                        sa.select(sa.func.min(model_versions.c.version)).where(
+                            model_versions.c.artifact_sha256 == row["artifact_sha256"]
+                        )
+                    ).scalar()
                 if existing is None:
                     row["scope"] = row.get("scope") or dataset_scope(row.get("dataset"))
-                    existing = conn.execute(sa.insert(model_versions).values(**row, registered=_now())
-                                            ).inserted_primary_key[0]
+                    existing = conn.execute(
+                        sa.insert(model_versions).values(**row, registered=_now())
+                    ).inserted_primary_key[0]
                 numbers.append(existing)
             return [self._get(conn, n) for n in numbers]
 
@@ -205,13 +222,22 @@ class Registry:
             return scope
         known = self._scopes(conn)
         if len(known) > 1:
-            raise RegistryError(f"the registry holds models of several data sets ({', '.join(known)}): "
-                                "name the one to promote in (--dataset NAME)")
+            raise RegistryError(
+                f"the registry holds models of several data sets ({', '.join(known)}): "
+                "name the one to promote in (--dataset NAME)"
+            )
         return known[0] if known else None
 
-    def promote(self, alias: str = "champion", metric: str | None = None, version: int | None = None,
-                margin: float = 0.0, slice_tolerance: float = 0.05, dry_run: bool = False,
-                scope: str | None = None) -> Decision:
+    def promote(
+        self,
+        alias: str = "champion",
+        metric: str | None = None,
+        version: int | None = None,
+        margin: float = 0.0,
+        slice_tolerance: float = 0.05,
+        dry_run: bool = False,
+        scope: str | None = None,
+    ) -> Decision:
         """Give `alias` of one data set to `version` (or its best version that passes the gate).
 
         The data set (`scope`) is the version's, else the one given, else the registry's only one;
@@ -223,8 +249,9 @@ class Registry:
         transaction = read_transaction if dry_run else write_transaction
         with transaction(self.engine) as conn:
             scope = self._promotion_scope(conn, scope, version)
-            held = conn.execute(sa.select(aliases.c.version).where(aliases.c.alias == alias,
-                                                                   aliases.c.scope == scope)).scalar()
+            held = conn.execute(
+                sa.select(aliases.c.version).where(aliases.c.alias == alias, aliases.c.scope == scope)
+            ).scalar()
             incumbent = self._get(conn, held) if held is not None else None
             if version is not None:
                 candidates = [self._get(conn, version)]
@@ -238,14 +265,23 @@ class Registry:
                 return decision
             if decision.promoted:
                 self._set_alias(conn, alias, decision.candidate)
-            conn.execute(sa.insert(decisions).values(
-                created=_now(), alias=alias, version=decision.candidate.version if decision.candidate else None,
-                previous=held, metric=policy.metric, promoted=decision.promoted,
-                reasons=[vars(c) for c in decision.checks], scope=scope))
+            conn.execute(
+                sa.insert(decisions).values(
+                    created=_now(),
+                    alias=alias,
+                    version=decision.candidate.version if decision.candidate else None,
+                    previous=held,
+                    metric=policy.metric,
+                    promoted=decision.promoted,
+                    reasons=[vars(c) for c in decision.checks],
+                    scope=scope,
+                )
+            )
             return decision
 
-    def apply_decision(self, alias: str, version: int, checks: list[Check], metric: str,
-                       expected_holder: int | None) -> Decision:
+    def apply_decision(
+        self, alias: str, version: int, checks: list[Check], metric: str, expected_holder: int | None
+    ) -> Decision:
         """Record a decision reached outside `promote` (e.g. retraining judged on its own holdout rows)
         and move the alias if every check passed, but only if the alias still points at
         `expected_holder`: a decision taken against a holder that has since changed is refused.
@@ -253,24 +289,43 @@ class Registry:
         _check_alias(alias)
         with write_transaction(self.engine) as conn:
             candidate = self._get(conn, version)
-            held = conn.execute(sa.select(aliases.c.version).where(
-                aliases.c.alias == alias, aliases.c.scope == (candidate.scope or DEFAULT_SCOPE))).scalar()
+            held = conn.execute(
+                sa.select(aliases.c.version).where(
+                    aliases.c.alias == alias, aliases.c.scope == (candidate.scope or DEFAULT_SCOPE)
+                )
+            ).scalar()
             incumbent = self._get(conn, held) if held is not None else None
             checks = list(checks)
             if held != expected_holder:
-                checks.append(Check("holder", False, f"{alias!r} moved from {expected_holder} to {held} while this "
-                                                     "decision was being made: decide again"))
+                checks.append(
+                    Check(
+                        "holder",
+                        False,
+                        f"{alias!r} moved from {expected_holder} to {held} while this "
+                        "decision was being made: decide again",
+                    )
+                )
             decision = Decision(alias, metric, candidate, incumbent, checks, scope=candidate.scope)
             if decision.promoted:
                 self._set_alias(conn, alias, candidate)
-            conn.execute(sa.insert(decisions).values(
-                created=_now(), alias=alias, version=candidate.version, previous=held, metric=metric,
-                promoted=decision.promoted, reasons=[vars(c) for c in checks], scope=candidate.scope))
+            conn.execute(
+                sa.insert(decisions).values(
+                    created=_now(),
+                    alias=alias,
+                    version=candidate.version,
+                    previous=held,
+                    metric=metric,
+                    promoted=decision.promoted,
+                    reasons=[vars(c) for c in checks],
+                    scope=candidate.scope,
+                )
+            )
             return decision
 
     @staticmethod
-    def _decide(alias: str, policy: GatePolicy, candidates: list[ModelVersion], incumbent: ModelVersion | None,
-                explicit: bool) -> Decision:
+    def _decide(
+        alias: str, policy: GatePolicy, candidates: list[ModelVersion], incumbent: ModelVersion | None, explicit: bool
+    ) -> Decision:
         task = incumbent.task if incumbent else (candidates[-1].task if candidates else None)
         if not explicit:
             held = incumbent.version if incumbent else None
@@ -295,12 +350,15 @@ class Registry:
         path = Path(version.artifact_path)
         manifest = path / MANIFEST
         if not manifest.exists():
-            raise RegistryError(f"{version.label}: artifact file {manifest} is missing "
-                                "(the model was moved or deleted)")
+            raise RegistryError(
+                f"{version.label}: artifact file {manifest} is missing (the model was moved or deleted)"
+            )
         found = artifact_sha256(path)
         if found != version.artifact_sha256:
-            raise RegistryError(f"{version.label}: artifact file {manifest} has SHA-256 {found}, registered "
-                                f"{version.artifact_sha256}: refused (tampered or replaced)")
+            raise RegistryError(
+                f"{version.label}: artifact file {manifest} has SHA-256 {found}, registered "
+                f"{version.artifact_sha256}: refused (tampered or replaced)"
+            )
         try:
             model = load_model(path)
         except ArtifactError as exc:

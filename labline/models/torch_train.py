@@ -225,6 +225,94 @@ def _global_batches(n: int, batch_size: int, where: Distributed) -> Iterator[tup
         yield start + size * where.rank // where.world_size, start + size * (where.rank + 1) // where.world_size
 
 
+@dataclass
+class _Progress:
+    """What the batch loop and validation share: counters, the clock and the time to target."""
+
+    plain: nn.Module  # validation needs no gradient synchronisation
+    val: tuple[torch.Tensor, torch.Tensor]
+    task: str
+    config: FitConfig
+    started: float = field(default_factory=time.perf_counter)
+    steps: int = 0
+    samples: int = 0
+    target_reached: dict | None = None
+
+    def validate(self, epoch_position: float) -> dict:
+        metrics = evaluate(self.plain, *self.val, self.task)
+        target = self.config.target_accuracy
+        if self.target_reached is None and target is not None and metrics.get("accuracy", -1.0) >= target:
+            self.target_reached = {
+                "epoch": round(epoch_position, 4),
+                "step": self.steps,
+                "samples": self.samples,
+                "seconds": round(time.perf_counter() - self.started, 4),
+                "val_accuracy": metrics["accuracy"],
+            }
+        return metrics
+
+    def out_of_time(self) -> bool:
+        limit = self.config.max_seconds
+        return limit is not None and time.perf_counter() - self.started > limit
+
+    @property
+    def done(self) -> bool:
+        return self.config.stop_at_target and self.target_reached is not None
+
+
+@dataclass
+class _Step:
+    """One optimisation step's fixed parts: the model, its loss, optimizer and autocast settings."""
+
+    model: nn.Module
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    autocast: dict
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(**self.autocast):
+            loss = self.criterion(self.model(x).float(), y)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+
+def _train_epoch(step: _Step, data, epoch: int, generator, where: Distributed, progress: _Progress):
+    """One pass over `data`; returns (loss sum, rows, stopped early)."""
+    device = next(progress.plain.parameters()).device
+    config = progress.config
+    loss_sum, epoch_rows, seen_in_epoch = torch.zeros((), device=device), 0, 0
+    for x, y in data.epoch_chunks(epoch):
+        order = torch.randperm(len(x), generator=generator).to(device, non_blocking=True)
+        x, y = x[order], y[order]  # one gather per chunk; every batch below is a contiguous view
+        for lo, hi in _global_batches(len(x), config.batch_size, where):
+            loss_sum += step(x[lo:hi], y[lo:hi]) * (hi - lo)
+            epoch_rows += hi - lo
+            progress.steps += 1
+            progress.samples += (hi - lo) * where.world_size
+            every = config.eval_every_steps
+            if every and progress.steps % every == 0 and progress.target_reached is None:
+                progress.validate(epoch + (seen_in_epoch + hi) / max(1, len(x)))
+                if progress.done:
+                    return loss_sum, epoch_rows, True
+            if progress.out_of_time():
+                return loss_sum, epoch_rows, True
+        seen_in_epoch += len(x)
+    return loss_sum, epoch_rows, False
+
+
+def _epoch_totals(loss_sum: torch.Tensor, epoch_rows: int, where: Distributed) -> tuple[float, int]:
+    """The epoch's loss sum and rows over every training process."""
+    if where.world_size > 1:
+        import torch.distributed as dist
+
+        totals = torch.stack([loss_sum.float().cpu(), torch.tensor(float(epoch_rows))])
+        dist.all_reduce(totals)
+        return float(totals[0]), int(totals[1])
+    return float(loss_sum), epoch_rows
+
+
 def fit(
     model: nn.Module,
     data,
@@ -241,86 +329,36 @@ def fit(
     """
     if config.epochs < 1 or config.batch_size < 1:
         raise ValueError(f"epochs and batch_size must be positive, got {config.epochs} and {config.batch_size}")
-    plain = getattr(model, "module", model)  # validation needs no gradient synchronisation
+    plain = getattr(model, "module", model)
     device = next(plain.parameters()).device
-    criterion = loss_function(task)
-    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=config.lr)
-    generator = torch.Generator().manual_seed(config.seed)  # the same order in every process
     autocast = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": config.amp and device.type == "cuda"}
+    step = _Step(model, loss_function(task), optimizer or torch.optim.Adam(model.parameters(), lr=config.lr), autocast)
+    generator = torch.Generator().manual_seed(config.seed)  # the same order in every process
     history: dict[str, list[float]] = {"epoch": [], "train_loss": [], "val_loss": [], "seconds": []}
     if task == "classification":
         history["val_accuracy"] = []
-    target_reached, steps, samples, stop = None, 0, 0, False
-    started = time.perf_counter()
-
-    def check_target(epoch_position: float) -> dict:
-        metrics = evaluate(plain, *val, task)
-        nonlocal target_reached
-        if (
-            target_reached is None
-            and config.target_accuracy is not None
-            and metrics.get("accuracy", -1.0) >= config.target_accuracy
-        ):
-            target_reached = {
-                "epoch": round(epoch_position, 4),
-                "step": steps,
-                "samples": samples,
-                "seconds": round(time.perf_counter() - started, 4),
-                "val_accuracy": metrics["accuracy"],
-            }
-        return metrics
-
+    progress = _Progress(plain, val, task, config)
     model.train()
     for epoch in range(config.epochs):
-        loss_sum = torch.zeros((), device=device)
-        epoch_rows, seen_in_epoch = 0, 0
-        for x, y in data.epoch_chunks(epoch):
-            order = torch.randperm(len(x), generator=generator).to(device, non_blocking=True)
-            x, y = x[order], y[order]  # one gather per chunk; every batch below is a contiguous view
-            for lo, hi in _global_batches(len(x), config.batch_size, where):
-                optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(**autocast):
-                    loss = criterion(model(x[lo:hi]).float(), y[lo:hi])
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.detach() * (hi - lo)
-                epoch_rows += hi - lo
-                steps += 1
-                samples += (hi - lo) * where.world_size
-                if config.eval_every_steps and steps % config.eval_every_steps == 0 and target_reached is None:
-                    check_target(epoch + (seen_in_epoch + hi) / max(1, len(x)))
-                    if config.stop_at_target and target_reached is not None:
-                        stop = True
-                        break
-                if config.max_seconds is not None and time.perf_counter() - started > config.max_seconds:
-                    stop = True
-                    break
-            seen_in_epoch += len(x)
-            if stop:
-                break
-        if where.world_size > 1:
-            import torch.distributed as dist
-
-            totals = torch.stack([loss_sum.float().cpu(), torch.tensor(float(epoch_rows))])
-            dist.all_reduce(totals)
-            loss_sum, epoch_rows = totals[0], int(totals[1])
-        metrics = check_target(epoch + 1)
+        loss_sum, epoch_rows, stopped = _train_epoch(step, data, epoch, generator, where, progress)
+        loss_total, rows = _epoch_totals(loss_sum, epoch_rows, where)
+        metrics = progress.validate(epoch + 1)
         history["epoch"].append(epoch + 1)
-        history["train_loss"].append(float(loss_sum) / max(1, epoch_rows))
+        history["train_loss"].append(loss_total / max(1, rows))
         history["val_loss"].append(metrics["loss"])
-        history["seconds"].append(round(time.perf_counter() - started, 4))
+        history["seconds"].append(round(time.perf_counter() - progress.started, 4))
         if task == "classification":
             history["val_accuracy"].append(metrics["accuracy"])
-        if stop or (config.stop_at_target and target_reached is not None):
+        if stopped or progress.done:
             break
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return FitResult(
         history=history,
-        seconds=time.perf_counter() - started,
-        samples=samples,
-        steps=steps,
-        target_reached=target_reached,
+        seconds=time.perf_counter() - progress.started,
+        samples=progress.samples,
+        steps=progress.steps,
+        target_reached=progress.target_reached,
         flops_per_sample=training_flops_per_sample(plain),
     )
 

@@ -48,6 +48,54 @@ def _spec(data_path: Path, target: str | None, spec_path: str | None) -> Dataset
     return infer_spec(sample, target, name=data_path.name.split(".")[0])
 
 
+def _fit_summary(result, task: str, dev, where, streaming: bool, batch_size: int, rate: float, target) -> dict:
+    """What training measured, before the test rows are scored."""
+    return {
+        "task": task,
+        "device": str(dev),
+        "world_size": where.world_size,
+        "streamed": streaming,
+        "epochs": len(result.history["epoch"]),
+        "batch_size": batch_size,
+        "lr": rate,
+        "steps": result.steps,
+        "fit_seconds": round(result.seconds, 4),
+        "samples_per_second": round(result.samples_per_second, 1),
+        "time_to_target": result.target_reached,
+        "target_accuracy": target,
+        "loss_curve": result.history,
+        "peak_memory_mb": peak_memory_mb(dev),
+    }
+
+
+def _test_metrics(test_rows: ParquetRows, spec: DatasetSpec, encode, net, targets: NetworkTargets, dev) -> dict:
+    """The held-out metrics, scored row group by row group so the test split never sits in memory whole."""
+    y_true, y_pred = [], []
+    for frame in test_rows.frames():
+        if len(frame):
+            x, _ = to_tensors(*encode(frame), dev)
+            y_pred.append(targets.decode(predict_outputs(net, x)))
+            classification = spec.task == "classification"
+            column = frame[spec.target]
+            y_true.append(column.astype(str).to_numpy() if classification else column.to_numpy(float))
+    y_true, y_pred = np.concatenate(y_true), np.concatenate(y_pred)
+    if spec.task == "classification":
+        metrics = classification_metrics(y_true, y_pred, targets.labels)
+        metrics["confusion_matrix"] = metrics["confusion_matrix"].to_dict()
+    else:
+        metrics = regression_metrics(y_true, y_pred)
+    return {**metrics, "test_rows": int(len(y_true))}
+
+
+def _leave_process_group(where) -> None:
+    """Under torchrun, wait for rank 0's files, then leave the process group."""
+    if where.world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def train_parquet(
     data_path: str | Path,
     out: str | Path,
@@ -101,41 +149,10 @@ def train_parquet(
     )
     result = fit(model, data, (val_x, val_y), spec.task, config, where)
 
-    summary = {
-        "task": spec.task,
-        "device": str(dev),
-        "world_size": where.world_size,
-        "streamed": streaming,
-        "epochs": len(result.history["epoch"]),
-        "batch_size": batch_size,
-        "lr": rate,
-        "steps": result.steps,
-        "fit_seconds": round(result.seconds, 4),
-        "samples_per_second": round(result.samples_per_second, 1),
-        "time_to_target": result.target_reached,
-        "target_accuracy": target_accuracy,
-        "loss_curve": result.history,
-        "peak_memory_mb": peak_memory_mb(dev),
-    }
+    summary = _fit_summary(result, spec.task, dev, where, streaming, batch_size, rate, target_accuracy)
     if where.is_main:
-        y_true, y_pred = [], []
         test_rows = ParquetRows(data_path, spec, "test", encode=encode, **parts)
-        for frame in test_rows.frames():
-            if len(frame):
-                x, _ = to_tensors(*encode(frame), dev)
-                y_pred.append(targets.decode(predict_outputs(net, x)))
-                y_true.append(
-                    frame[spec.target].astype(str).to_numpy()
-                    if spec.task == "classification"
-                    else frame[spec.target].to_numpy(float)
-                )
-        y_true, y_pred = np.concatenate(y_true), np.concatenate(y_pred)
-        if spec.task == "classification":
-            metrics = classification_metrics(y_true, y_pred, targets.labels)
-            metrics["confusion_matrix"] = metrics["confusion_matrix"].to_dict()
-        else:
-            metrics = regression_metrics(y_true, y_pred)
-        summary.update(metrics, test_rows=int(len(y_true)))
+        summary.update(_test_metrics(test_rows, spec, encode, net, targets, dev))
         config_json = {
             "n_features": int(val_x.shape[1]),
             "hidden_sizes": list(hidden_sizes),
@@ -155,11 +172,7 @@ def train_parquet(
             out / "model", net, preprocess, config_json, spec, targets.labels, metadata
         )
         (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
-    if where.world_size > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-        dist.destroy_process_group()
+    _leave_process_group(where)
     return summary
 
 

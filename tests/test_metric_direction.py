@@ -15,8 +15,8 @@ import pytest
 from labline.cli import main
 from labline.models.metrics import classification_metrics, regression_metrics
 from labline.registry.gate import GatePolicy, evaluate
-from labline.registry.model_version import ModelVersion
 from tests.fixtures import ROOT
+from tests.fixtures.versions import model_version
 
 EXTRA = [
     "mae",
@@ -98,23 +98,8 @@ def _compare_best(runs, metric: str, capsys) -> str:
 
 
 def _gate_prefers_larger(metric: str) -> bool:
-    base = dict(
-        name="m",
-        run_id="r",
-        step="train",
-        dataset="d",
-        data_fingerprint="f",
-        git_sha=None,
-        git_dirty=None,
-        parameters={},
-        artifact_path="/m",
-        artifact_sha256="0" * 64,
-        packages={},
-        task="classification",
-        created="2026-12-02T10:00:00+00:00",
-    )
-    held = ModelVersion(version=1, metrics={metric: 1.0}, **base)
-    larger = ModelVersion(version=2, metrics={metric: 2.0}, **base)
+    held = model_version(1, {metric: 1.0})
+    larger = model_version(2, {metric: 2.0})
     checks = evaluate(larger, held, "champion", GatePolicy(metric))
     return next(c for c in checks if c.rule == "metric").passed
 

@@ -16,8 +16,8 @@ import pytest
 from labline.registry import Registry, RegistryError
 from labline.registry.db import SCHEMA_VERSION, make_engine, migrate
 from labline.registry.gate import Check, GatePolicy, evaluate, higher_is_better
-from labline.registry.model_version import ModelVersion
 from tests.fixtures.cli import run_cli
+from tests.fixtures.versions import model_version
 
 FRAME_KEY = "__dataframe__"
 
@@ -256,20 +256,6 @@ def test_gate_refuses_disparities_out_of_bounds(iris_run, tmp_path):
 
 
 def test_gate_refuses_sensitive_data_without_disparities():
-    base = dict(
-        run_id="r",
-        step="train",
-        dataset="census",
-        data_fingerprint="f",
-        git_sha=None,
-        git_dirty=None,
-        parameters={},
-        artifact_path="/m",
-        artifact_sha256="a" * 64,
-        packages={},
-        task="classification",
-        created="",
-    )
     audit = {
         "step": "audit",
         "status": "succeeded",
@@ -278,12 +264,11 @@ def test_gate_refuses_sensitive_data_without_disparities():
         "sensitive": ["sex", "race"],
         "slices": None,
     }
-    candidate = ModelVersion(
-        version=1,
-        name="m",
-        metrics={"macro_f1": 0.8},
+    candidate = model_version(
+        1,
+        {"macro_f1": 0.8},
+        dataset="census",
         checks={"validation": {"step": "explore", "passed": True}, "audit": audit},
-        **base,
     )
     checks = {c.rule: c for c in evaluate(candidate, None, "champion", GatePolicy("macro_f1"))}
     assert not checks["disparities"].passed and "['sex', 'race']" in checks["disparities"].reason
@@ -291,25 +276,9 @@ def test_gate_refuses_sensitive_data_without_disparities():
 
 def test_metric_direction_and_margin():
     assert higher_is_better("macro_f1") and higher_is_better("test_r2") and not higher_is_better("test_mae")
-    base = dict(
-        name="m",
-        run_id="r",
-        step="train",
-        dataset="d",
-        data_fingerprint="f",
-        git_sha=None,
-        git_dirty=None,
-        parameters={},
-        artifact_path="/m",
-        artifact_sha256="a" * 64,
-        packages={},
-        task="regression",
-        created="",
-        checks={},
-    )
-    champion = ModelVersion(version=1, metrics={"test_mae": 1.5}, **base)
-    better = ModelVersion(version=2, metrics={"test_mae": 1.0}, **base)
-    worse = ModelVersion(version=3, metrics={"test_mae": 2.0}, **base)
+    champion = model_version(1, {"test_mae": 1.5}, task="regression")
+    better = model_version(2, {"test_mae": 1.0}, task="regression")
+    worse = model_version(3, {"test_mae": 2.0}, task="regression")
 
     def metric_check(candidate, margin):
         return next(

@@ -38,6 +38,27 @@ def add_runs_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=Path, default=None, help="runs folder (default: $LABLINE_RUNS or runs/)")
 
 
+def add_param_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="[STEP.]PARAM=VALUE",
+        help="set a parameter for one step, or for every step that declares it (repeatable)",
+    )
+
+
+def add_only_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        metavar="STEP",
+        help="run only this step and what it needs (repeatable)",
+    )
+
+
 def add_format_option(parser: argparse.ArgumentParser, formats: list[str] = FORMATS) -> None:
     parser.add_argument("--format", choices=formats, default="table", help="how to print the result (default: table)")
 

@@ -15,7 +15,15 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from labline.commands.common import COMPARE_METRICS, add_db_option, add_format_option, add_runs_option, resolve_runs
+from labline.commands.common import (
+    COMPARE_METRICS,
+    add_db_option,
+    add_format_option,
+    add_only_option,
+    add_param_option,
+    add_runs_option,
+    resolve_runs,
+)
 from labline.commands.progress import ProgressDisplay, progress_printer
 from labline.env import run_metadata
 from labline.paths import project_root
@@ -36,14 +44,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pipeline", type=Path, default=None, help="pipeline file (default: ./pipeline.yaml)")
     parser.add_argument("--dataset", help="built-in data set name (iris, ...) or a CSV/Parquet path")
     parser.add_argument("--target", help="label column, when --dataset is a file")
-    parser.add_argument(
-        "-p",
-        "--param",
-        action="append",
-        default=[],
-        metavar="[STEP.]PARAM=VALUE",
-        help="set a parameter for one step, or for every step that declares it",
-    )
+    add_param_option(parser)
     parser.add_argument("--workers", type=int, default=None, help="steps run at once (default: number of cores)")
     add_runs_option(parser)
     parser.add_argument(
@@ -64,9 +65,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 def register(subparsers) -> None:
     run = subparsers.add_parser("run", help="run the pipeline and print the comparison table")
     add_run_options(run)
-    run.add_argument(
-        "--only", action="append", default=None, metavar="STEP", help="run only this step and what it needs"
-    )
+    add_only_option(run)
     add_force_option(run)
     add_format_option(run)
     add_db_option(run)
@@ -76,9 +75,9 @@ def register(subparsers) -> None:
 
     status = subparsers.add_parser("status", help="say, step by step, what `labline run` would execute and why")
     status.add_argument("--pipeline", type=Path, default=None)
-    status.add_argument("-p", "--param", action="append", default=[], metavar="[STEP.]PARAM=VALUE")
+    add_param_option(status)
     add_runs_option(status)
-    status.add_argument("--only", action="append", default=None, metavar="STEP")
+    add_only_option(status)
     add_force_option(status)
     add_format_option(status)
     status.set_defaults(handler=cmd_status)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labline.commands.common import CommandError, add_db_option, add_runs_option
+from labline.commands.common import CommandError, add_db_option, add_only_option, add_param_option, add_runs_option
 
 EXIT_STOPPED, EXIT_LOCKED = 1, 4
 
@@ -26,21 +26,8 @@ def register(subparsers) -> None:
         default=Path("pipeline_airbnb.yaml"),
         help="the pipeline to run (default pipeline_airbnb.yaml)",
     )
-    parser.add_argument(
-        "-p",
-        "--param",
-        action="append",
-        default=[],
-        metavar="[STEP.]PARAM=VALUE",
-        help="override a pipeline parameter (repeatable)",
-    )
-    parser.add_argument(
-        "--only",
-        action="append",
-        default=None,
-        metavar="STEP",
-        help="run only this step and what it needs (repeatable)",
-    )
+    add_param_option(parser)
+    add_only_option(parser)
     add_db_option(parser)
     add_runs_option(parser)
     parser.add_argument(

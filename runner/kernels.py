@@ -109,7 +109,8 @@ class KernelPool:
         self._live: dict[int, Kernel] = {}  # id(kernel) -> kernel, every kernel not yet stopped
         self._pids: set[int] = set()  # for the synchronous last-resort kill
 
-    async def _start(self, key: Key) -> Kernel:
+    async def _start(self, key: Key, inherit_output: bool = False) -> Kernel:
+        """Start a kernel for `key`; its stdout/stderr go to a log file, or to ours with `inherit_output`."""
         from jupyter_client.manager import AsyncKernelManager
 
         kernel_name, cwd, modules = key
@@ -120,9 +121,8 @@ class KernelPool:
         )
         log_path = Path(str(prefix) + ".log")
         with open(log_path, "wb") as log:  # the child keeps its own descriptor
-            await km.start_kernel(
-                cwd=cwd, stdout=log, stderr=log, extra_arguments=["--HistoryManager.hist_file=:memory:"]
-            )
+            output = {} if inherit_output else {"stdout": log, "stderr": log}
+            await km.start_kernel(cwd=cwd, extra_arguments=["--HistoryManager.hist_file=:memory:"], **output)
         pid = getattr(getattr(km, "provisioner", None), "pid", None)
         if pid:
             self._pids.add(pid)
@@ -148,9 +148,14 @@ class KernelPool:
         while len(spares) < count:
             spares.append(asyncio.ensure_future(self._start(key)))
 
-    async def acquire(self, kernel_name: str, cwd: str, modules: tuple[str, ...] = ()) -> Kernel:
-        """A ready kernel: a spare one when there is one, else a new one."""
+    async def acquire(
+        self, kernel_name: str, cwd: str, modules: tuple[str, ...] = (), inherit_output: bool = False
+    ) -> Kernel:
+        """A ready kernel: a spare one when there is one, else a new one. With `inherit_output` the
+        kernel writes to this process's stdout/stderr (a notebook run from the shell), never a spare."""
         key = (kernel_name, str(cwd), tuple(modules))
+        if inherit_output:
+            return await self._start(key, inherit_output=True)
         spares = self._spare.get(key) or []
         while spares:
             task = spares.pop(0)

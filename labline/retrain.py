@@ -13,7 +13,13 @@
    held-out split less any row the champion was trained on (overall metric and the error per
    categorical slice), and passes the best challenger through the registry's gate rules with
    those same-holdout figures; the alias moves only when every rule passes;
-5. prints and records the decision (`<state>/decisions.jsonl`, and a folder per retrain).
+5. records the decision (`<state>/decisions.jsonl`, and a folder per retrain) and, when the
+   pipeline ran, moves the accumulated-data pointer (`<state>/<dataset>-accumulated.json`).
+
+All or nothing: the pointer, the decision and its log entry are written together, after the
+decision. A retrain that raises before (the fair holdout too small, a model that will not load)
+writes none of them: the next retrain starts from the same accumulated data and champion. Its
+folder stays, without a decision.json, with what it had done (validation report, accumulated rows).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -241,16 +248,21 @@ def retrain(
             folder,
             RetrainOutcome("invalid", dataset, str(batch), str(folder)),
         )
-        passed, reference = _validate(job)
-        if not passed:
-            return _record(job.outcome, state)
-        record = _run_on_accumulated(job, pipeline, overrides, only, workers)
-        if record is None:
-            return _record(job.outcome, state)
-        holdout = _fair_holdout(job, record, reference)
-        best = _best_challenger(job, record, holdout)
-        _decide(job, best, holdout, margin, slice_tolerance)
-        return _record(job.outcome, state)
+        return _phases(job, pipeline, overrides, only, workers, margin, slice_tolerance)
+
+
+def _phases(job: _Job, pipeline, overrides, only, workers, margin, slice_tolerance) -> RetrainOutcome:
+    """Phases 2 to 5 in order; the state is written only at the end, by `_record`."""
+    passed, reference = _validate(job)
+    if not passed:
+        return _record(job)
+    record = _run_on_accumulated(job, pipeline, overrides, only, workers)
+    if record is None:
+        return _record(job)
+    holdout = _fair_holdout(job, record, reference)
+    best = _best_challenger(job, record, holdout)
+    _decide(job, best, holdout, margin, slice_tolerance)
+    return _record(job, {"path": job.outcome.accumulated, "run_id": record.run_id})
 
 
 def _validate(job: _Job):
@@ -302,23 +314,19 @@ def _run_on_accumulated(job: _Job, pipeline, overrides, only, workers):
     """Phase 3b: run the pipeline on the accumulated data; the run record, or None when it failed."""
     from labline.env import run_metadata
     from labline.paths import project_file, project_root
+    from labline.run_dataset import run_dataset
     from runner.pipeline import run_pipeline
     from runner.spec import load_pipeline
 
     acc_path = _accumulate(job)
+    spec = load_pipeline(project_file(pipeline))
+    given = [f"explore.dataset={job.dataset}:{acc_path}", *(overrides or [])]
     metadata = {
-        "dataset": job.dataset,
+        "dataset": run_dataset(spec, given, only),
         **run_metadata(project_root()),
         "retrain": {"batch": str(job.batch), "accumulated": str(acc_path)},
     }
-    record = run_pipeline(
-        load_pipeline(project_file(pipeline)),
-        job.runs,
-        overrides=[f"explore.dataset={job.dataset}:{acc_path}", *(overrides or [])],
-        workers=workers,
-        only=only,
-        metadata=metadata,
-    )
+    record = run_pipeline(spec, job.runs, overrides=given, workers=workers, only=only, metadata=metadata)
     job.outcome.run_id = record.run_id
     if record.manifest.get("status") != "succeeded":
         job.outcome.status = "failed"
@@ -331,8 +339,6 @@ def _run_on_accumulated(job: _Job, pipeline, overrides, only, workers):
             }
         ]
         return None
-    pointer = {"path": str(acc_path), "run_id": record.run_id}
-    (job.state / f"{job.dataset}-accumulated.json").write_text(json.dumps(pointer))
     return record
 
 
@@ -392,8 +398,20 @@ def _decide(job: _Job, best, holdout: pd.DataFrame, margin: float, slice_toleran
     job.outcome.status = "promoted" if decision.promoted else "kept"
 
 
-def _record(outcome: RetrainOutcome, state: Path) -> RetrainOutcome:
-    Path(outcome.folder, "decision.json").write_text(json.dumps(asdict(outcome), indent=2, default=str))
-    with open(state / "decisions.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(asdict(outcome), default=str) + "\n")
-    return outcome
+def _record(job: _Job, pointer: dict | None = None) -> RetrainOutcome:
+    """Write the decision, the accumulated-data pointer (when the pipeline ran) and the log entry,
+    together, once the decision is taken: each file is complete before it replaces or extends the last."""
+    outcome = asdict(job.outcome)
+    Path(job.folder, "decision.json").write_text(json.dumps(outcome, indent=2, default=str))
+    if pointer is not None:
+        _replace_atomically(job.state / f"{job.dataset}-accumulated.json", json.dumps(pointer))
+    with open(job.state / "decisions.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(outcome, default=str) + "\n")
+    return job.outcome
+
+
+def _replace_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)

@@ -4,13 +4,16 @@
 
 Every combination is an ordinary run (only the step and what it needs; upstream steps come from
 the cache, executed once first when they are not cached), so `compare` sees sweep runs like any
-other. All runs share one executor: `workers` steps at a time, locally or on Dask.
+other. All runs share one executor: `workers` steps at a time, locally or on Dask. `run_fields`
+gives each run's manifest the fields that depend on what that run's steps get (labline records the
+data set they read), since a swept parameter may be the data set itself.
 """
 
 from __future__ import annotations
 
 import itertools
 import secrets
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from runner.records import RunRecord
 from runner.spec import PipelineSpec
 
 _OPEN, _CLOSE = "[({", "])}"
+RunFields = Callable[[dict[str, Any], list[str]], dict[str, Any]]  # (a run's overrides, its --only) -> manifest fields
 
 
 def split_top_level(text: str) -> list[str]:
@@ -86,9 +90,14 @@ def sweep(
     metadata: dict[str, Any] | None = None,
     on_event=None,
     timeout: float | None = None,
+    run_fields: RunFields | None = None,
 ) -> list[RunRecord]:
     """Run `step` once per combination of `grid`; returns the runs' records in grid order."""
     base = dict(parse_assignment(o) for o in overrides or [])
+
+    def fields(values: dict[str, Any], only: list[str]) -> dict[str, Any]:
+        return {**(metadata or {}), **(run_fields(values, only) if run_fields else {})}
+
     combos = combinations(grid)
     sweep_id = secrets.token_hex(4)
     owned = not isinstance(executor, StepExecutor)
@@ -102,7 +111,7 @@ def sweep(
                 overrides=base,
                 only=needs,
                 executor=shared,
-                metadata={**(metadata or {}), "sweep": {"id": sweep_id, "role": "upstream"}},
+                metadata={**fields(base, needs), "sweep": {"id": sweep_id, "role": "upstream"}},
                 on_event=on_event,
                 timeout=timeout,
             )
@@ -120,7 +129,7 @@ def sweep(
                 overrides=values,
                 only=[step],
                 executor=shared,
-                metadata={**(metadata or {}), "sweep": {"id": sweep_id, "step": step, "parameters": combo}},
+                metadata={**fields(values, [step]), "sweep": {"id": sweep_id, "step": step, "parameters": combo}},
                 on_event=labelled,
                 timeout=timeout,
             )

@@ -181,6 +181,20 @@ def pipeline_for_task(spec, overrides: list[str]):
         raise CommandError(str(exc)) from None
 
 
+def checked_run_dataset(spec, overrides: list[str], given: list[str], only: list[str] | None = None) -> str | None:
+    """The data set the run's steps will read (what the run records); a data set given with -p that
+    cannot be read is refused here, before any run folder or kernel exists."""
+    from labline.commands.common import CommandError
+    from labline.data.datasets import DatasetError
+    from labline.run_dataset import check_given_datasets, run_dataset
+
+    try:
+        check_given_datasets(spec, given, only)
+    except DatasetError as exc:
+        raise CommandError(f"-p: {exc}") from None
+    return run_dataset(spec, overrides, only)
+
+
 def failure_message(step: str, body: dict[str, Any]) -> str:
     error = body.get("error") or {}
     where = f"cell {error['cell']}" if error.get("cell") is not None else "the notebook"
@@ -205,7 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     overrides = dataset_overrides(args) + list(args.param)
     spec = pipeline_for_task(load_pipeline(args.pipeline or default_pipeline()), overrides)
-    metadata = {"dataset": args.dataset or "iris", **run_metadata(spec.root)}
+    metadata = {"dataset": checked_run_dataset(spec, overrides, list(args.param), args.only), **run_metadata(spec.root)}
     with ProgressDisplay(console, spec.order()) as progress:
         record = run_pipeline(
             spec,
@@ -269,12 +283,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from labline.run_dataset import run_dataset
     from runner.sweep import parse_grid, sweep, sweep_rows
 
     console = Console(stderr=True)
     spec = pipeline_for_task(load_pipeline(args.pipeline or default_pipeline()), list(args.set))
     grid = parse_grid(spec, args.step, list(args.param))
-    metadata = {"dataset": "iris", **run_metadata(spec.root)}
+    checked_run_dataset(spec, list(args.set), list(args.set), [args.step])
     records = sweep(
         spec,
         resolve_runs(args),
@@ -283,7 +298,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         overrides=list(args.set),
         executor=args.executor,
         workers=args.workers,
-        metadata=metadata,
+        metadata=run_metadata(spec.root),
+        run_fields=lambda overrides, only: {"dataset": run_dataset(spec, overrides, only)},
         timeout=args.timeout,
         on_event=progress_printer(console),
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.cache import RunHistory, explain, fingerprint, requirements_sha256
+from runner.contracts import RunStatus, StepStatus
 from runner.errors import UsageError
 from runner.executors import StepExecutor, make_executor
 from runner.plan import declared_parameters, resolve_references, step_parameters
@@ -26,7 +27,6 @@ from runner.records import RunRecord
 from runner.spec import PipelineSpec
 
 Event = Callable[[str, str, dict[str, Any]], None]  # (step, state, details)
-FAILED_STATES = ("failed", "timeout", "dead_kernel", "interrupted")
 _active_runs = 0
 _active_lock = threading.Lock()
 
@@ -162,7 +162,7 @@ def run_pipeline(
     record = RunRecord.create(runs_root, spec.name, metadata, run_id)
     for name in plan.order:
         step = spec.steps[name]
-        record.manifest["steps"][name] = {"status": "pending", "notebook": str(step.notebook), "needs": step.needs}
+        record.add_step(name, str(step.notebook), step.needs)
     record.save()
     scheduler = Scheduler(
         plan, record, steps_executor, on_event or (lambda *_: None), TaskOptions(kernel_name, cell_timeout, timeout)
@@ -175,7 +175,7 @@ def run_pipeline(
         raise
     finally:
         _leave_run(steps_executor if owned else None)
-    record.finish("failed" if scheduler.failed else "succeeded")
+    record.finish(RunStatus.FAILED if scheduler.failed else RunStatus.SUCCEEDED)
     return record
 
 
@@ -232,8 +232,10 @@ class Scheduler:
             if blocked:
                 self.pending.remove(name)
                 self.failed.add(name)
-                self.record.update_step(name, status="skipped", reason=f"upstream step(s) {blocked} did not succeed")
-                self.notify(name, "skipped", {"needs": blocked})
+                self.record.update_step(
+                    name, status=StepStatus.SKIPPED, reason=f"upstream step(s) {blocked} did not succeed"
+                )
+                self.notify(name, StepStatus.SKIPPED, {"needs": blocked})
             elif all(need in self.plan.scraps for need in needs):
                 self.pending.remove(name)
                 self.start(name)
@@ -246,8 +248,8 @@ class Scheduler:
         if reused:
             self.reuse(name, *reused)
             return
-        self.record.update_step(name, status="running", attempts=[], started=time.time())
-        self.notify(name, "running", {"parameters": task.parameters})
+        self.record.update_step(name, status=StepStatus.RUNNING, attempts=[], started=time.time())
+        self.notify(name, StepStatus.RUNNING, {"parameters": task.parameters})
         self.running[_submit(self.executor, task, self.notify)] = (name, task, 1)
 
     def task(self, name: str) -> StepTask:
@@ -273,13 +275,13 @@ class Scheduler:
         entry = {k: body.get(k) for k in ("scraps", "output_notebook", "parameters")}
         self.record.update_step(
             name,
-            status="cached",
+            status=StepStatus.CACHED,
             cached_from=source_run,
             seconds=0.0,
             original_seconds=body.get("seconds", body.get("original_seconds")),
             **entry,
         )
-        self.notify(name, "cached", {"cached_from": source_run})
+        self.notify(name, StepStatus.CACHED, {"cached_from": source_run})
 
     def finish(self, future: Future) -> None:
         """Record an attempt's outcome; retry it when the step allows another attempt."""
@@ -296,16 +298,19 @@ class Scheduler:
                 "error": error,
             }
         )
-        if outcome.status not in ("succeeded", "interrupted") and attempt <= self.plan.spec.steps[name].retries:
+        if (
+            outcome.status not in (StepStatus.SUCCEEDED, StepStatus.INTERRUPTED)
+            and attempt <= self.plan.spec.steps[name].retries
+        ):
             attempts[-1]["output_notebook"] = _keep_attempt(Path(outcome.output_notebook), attempt)
-            self.record.update_step(name, status="retrying", attempts=attempts)
-            self.notify(name, "retrying", {"attempt": attempt + 1, "error": outcome.error})
+            self.record.update_step(name, status=StepStatus.RETRYING, attempts=attempts)
+            self.notify(name, StepStatus.RETRYING, {"attempt": attempt + 1, "error": outcome.error})
             self.running[_submit(self.executor, task, self.notify)] = (name, task, attempt + 1)
             return
         result = outcome.to_dict()
         self.record.update_step(name, **result, attempts=attempts)
         self.notify(name, outcome.status, result)
-        if outcome.status == "succeeded":
+        if outcome.status == StepStatus.SUCCEEDED:
             self.plan.scraps[name] = outcome.scraps
         else:
             self.failed.add(name)
@@ -315,11 +320,11 @@ class Scheduler:
         _stop_kernels()
         for future, (name, _, _) in self.running.items():
             future.cancel()
-            self.record.update_step(name, status="interrupted")
-            self.notify(name, "interrupted", {})
+            self.record.update_step(name, status=StepStatus.INTERRUPTED)
+            self.notify(name, StepStatus.INTERRUPTED, {})
         for name in self.pending:
-            self.record.update_step(name, status="skipped", reason="the run was interrupted")
-        self.record.finish("interrupted")
+            self.record.update_step(name, status=StepStatus.SKIPPED, reason="the run was interrupted")
+        self.record.finish(RunStatus.INTERRUPTED)
 
 
 def _submit(steps_executor: StepExecutor, task: StepTask, notify: Event) -> Future:
@@ -404,7 +409,7 @@ def _status_row(plan: Plan, name: str) -> dict[str, Any]:
     reused = plan.reusable(name)
     if reused:
         plan.scraps[name] = reused[1].get("scraps") or {}
-        return {"step": name, "action": "cached", "from_run": reused[0], "reasons": ["nothing changed"]}
+        return {"step": name, "action": StepStatus.CACHED.value, "from_run": reused[0], "reasons": ["nothing changed"]}
     latest = plan.history.latest(name)
     reasons = ["forced"] if name in plan.forced else explain(fp, (latest[1].get("fingerprint") if latest else None))
     return {"step": name, "action": "run", "from_run": latest[0] if latest else None, "reasons": reasons}

@@ -6,6 +6,8 @@
         <step>/artifacts/       everything the step wrote (its output_dir)
 
 The manifest is rewritten atomically after every change, so a crash never leaves it half-written.
+Its fields and status words are the run contract of `runner.contracts`; `RunRecord` is the one
+writer, and it refuses what the contract does not declare.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runner.contracts import RunManifest, RunStatus, StepRecord, StepStatus
 from runner.errors import RunnerError
 
 MANIFEST = "manifest.json"
@@ -55,16 +58,11 @@ class RunRecord:
         run_id = run_id or new_run_id()
         path = Path(runs_root).resolve() / run_id
         path.mkdir(parents=True, exist_ok=False)
-        manifest = {
-            "run_id": run_id,
-            "pipeline": pipeline,
-            "created": now_iso(),
-            "finished": None,
-            "status": "running",
-            **(metadata or {}),
-            "steps": {},
-        }
-        record = cls(path, manifest)
+        clash = sorted(set(metadata or {}) & set(RunManifest.RUNNER_FIELDS))
+        if clash:
+            raise ValueError(f"metadata key(s) {clash} are the runner's own manifest fields")
+        manifest = RunManifest(run_id, pipeline, now_iso(), RunStatus.RUNNING, metadata=dict(metadata or {}))
+        record = cls(path, manifest.to_dict())
         record.save()
         return record
 
@@ -83,12 +81,25 @@ class RunRecord:
     def save(self) -> None:
         write_json_atomic(self.path / MANIFEST, self.manifest)
 
+    @property
+    def contract(self) -> RunManifest:
+        """The manifest as typed objects (a snapshot: write through `add_step`/`update_step`/`finish`)."""
+        return RunManifest.from_dict(self.manifest)
+
+    def step(self, step: str) -> StepRecord:
+        return StepRecord.from_dict(self.manifest["steps"][step])
+
+    def add_step(self, step: str, notebook: str, needs: list[str]) -> None:
+        """A planned step, `pending` until the scheduler reaches it (not saved: `save` after adding all)."""
+        self.manifest["steps"][step] = StepRecord(StepStatus.PENDING, notebook, list(needs)).to_dict()
+
     def update_step(self, step: str, **fields: Any) -> None:
-        self.manifest["steps"].setdefault(step, {}).update(fields)
+        """Set fields of a step's entry (names and status words from `StepRecord`) and save."""
+        self.manifest["steps"].setdefault(step, {}).update(StepRecord.check(fields))
         self.save()
 
-    def finish(self, status: str) -> None:
-        self.manifest["status"] = status
+    def finish(self, status: RunStatus | str) -> None:
+        self.manifest["status"] = RunStatus(status).value
         self.manifest["finished"] = now_iso()
         self.save()
 

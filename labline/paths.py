@@ -22,12 +22,13 @@ def project_root(start: str | Path | None = None) -> Path:
     return here
 
 
-def project_file(path: str | Path) -> Path:
-    """`path` as given when it exists, else relative to the project root."""
+def project_file(path: str | Path, start: str | Path | None = None) -> Path:
+    """`path` as given when it exists (relative to `start`, default cwd), else relative to the project root."""
     path = Path(path)
-    if path.is_absolute() or path.exists():
-        return path
-    candidate = project_root() / path
+    here = Path(start) if start is not None else Path()
+    if path.is_absolute() or (here / path).exists():
+        return here / path
+    candidate = project_root(start) / path
     return candidate if candidate.exists() else path
 
 

@@ -13,6 +13,10 @@ class SpecError(RunnerError):
     exit_code = 2
 
 
+class InputError(SpecError):
+    """A file a step reads cannot be hashed whole, or a parameter names data that cannot be located."""
+
+
 class ParameterError(RunnerError):
     """A parameter name is unknown or its value does not fit the declared type."""
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.cache import RunHistory, explain, fingerprint, requirements_sha256
+from runner.cache import Fingerprints, RunHistory, explain
 from runner.contracts import RunStatus, StepStatus
 from runner.errors import UsageError
 from runner.executors import StepExecutor, make_executor
@@ -95,7 +95,7 @@ class Plan:
     order: list[str]
     forced: set[str]
     history: RunHistory | None
-    requirements: str | None
+    fingerprints: Fingerprints
     scraps: dict[str, dict[str, Any]] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
 
@@ -103,14 +103,17 @@ class Plan:
     def make(cls, spec, runs_root, overrides=None, only=None, force=None, cache=True) -> Plan:
         declared = declared_parameters(spec)
         params = step_parameters(spec, overrides, declared)  # raises before any folder or kernel exists
+        order = select_steps(spec, only)
+        fingerprints = Fingerprints(spec, runs_root, declared)
+        fingerprints.check(order, params)  # inputs that cannot be found or hashed whole: refused now too
         return cls(
             spec,
             declared,
             params,
-            select_steps(spec, only),
+            order,
             forced_steps(spec, force),
             RunHistory(runs_root) if cache else None,
-            requirements_sha256(spec.root),
+            fingerprints,
         )
 
     def fingerprint(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -118,7 +121,7 @@ class Plan:
         step = self.spec.steps[name]
         resolved = resolve_references(self.params[name], self.scraps)
         upstream = {need: self.digests[need] for need in step.needs}
-        fp = fingerprint(step.notebook, self.params[name], resolved, self.spec.root, upstream, self.requirements)
+        fp = self.fingerprints.step(name, self.params[name], resolved, upstream)
         self.digests[name] = fp["digest"]
         return resolved, fp
 

@@ -14,9 +14,12 @@
           data_path: ${explore.snapshot_path}   # a value the explore step glued
         timeout: 600        # seconds for the whole notebook (optional)
         retries: 0
+        inputs: [data/extra.csv, data/weekly]  # files or folders it reads besides its parameters (optional)
 
 `output_dir` and `run_id` are reserved: the runner gives each step its own folder inside the
-run, and the run's id to notebooks that declare `run_id`.
+run, and the run's id to notebooks that declare `run_id`. `inputs:` name what a step reads that no
+parameter names (relative to the pipeline file); their content counts in the step's fingerprint
+(runner/inputs.py), and one that does not exist is an error here.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from runner.errors import SpecError
 
 REFERENCE = re.compile(r"\$\{([A-Za-z_][\w-]*)\.([A-Za-z_]\w*)\}")
 RESERVED = {"output_dir", "run_id"}
-STEP_KEYS = {"notebook", "parameters", "needs", "timeout", "retries", "description"}
+STEP_KEYS = {"notebook", "parameters", "needs", "timeout", "retries", "description", "inputs"}
 
 
 @dataclass
@@ -45,6 +48,7 @@ class StepSpec:
     timeout: float | None = None
     retries: int = 0
     description: str = ""
+    inputs: list[Path] = field(default_factory=list)  # absolute paths of the files and folders in `inputs:`
 
 
 @dataclass
@@ -139,10 +143,34 @@ def load_pipeline(path: str | Path) -> PipelineSpec:
             raise SpecError(f"{path}: step {name!r}: timeout must be a positive number of seconds")
         if not isinstance(retries, int) or retries < 0:
             raise SpecError(f"{path}: step {name!r}: retries must be a whole number >= 0")
-        steps[name] = StepSpec(name, notebook, dict(params), needs, timeout, retries, body.get("description", ""))
+        inputs = _step_inputs(path, name, body.get("inputs"))
+        steps[name] = StepSpec(
+            name, notebook, dict(params), needs, timeout, retries, body.get("description", ""), inputs
+        )
     spec = PipelineSpec(str(raw.get("name", path.stem)), path, steps, dict(raw.get("defaults") or {}))
     _check_graph(spec)
     return spec
+
+
+def _step_inputs(path: Path, step: str, value: Any) -> list[Path]:
+    """The `inputs:` of a step: existing files or folders, relative to the pipeline file (or absolute)."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) and item.strip() for item in items):
+        raise SpecError(f"{path}: step {step!r}: 'inputs' must be a list of file or folder paths, got {value!r}")
+    found = []
+    for item in items:
+        if references(item):
+            raise SpecError(f"{path}: step {step!r}: input {item!r}: inputs are fixed paths, references are parameters")
+        resolved = (path.parent / item).resolve()
+        if not resolved.exists():
+            raise SpecError(
+                f"{path}: step {step!r}: input {item!r} does not exist (looked for {resolved}; "
+                "inputs are files or folders relative to the pipeline file)"
+            )
+        found.append(resolved)
+    return found
 
 
 def _check_graph(spec: PipelineSpec) -> None:

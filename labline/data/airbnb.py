@@ -16,9 +16,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from labline.data.datasets import BUILTIN
 from labline.data.spec import DatasetSpec
 
-DATA_FILE = "data/nyc_airbnb_2019_sample.csv.gz"
+DATA_FILE = BUILTIN["airbnb"].shipped  # the shipped sample, as the declaration names it
 AS_OF = pd.Timestamp("2019-07-08")
 DATE_COLUMN = "last_review"
 # The course's cleaning: typical nightly prices only, listings inside New York City.
@@ -106,10 +107,9 @@ def in_scope(frame: pd.DataFrame) -> pd.Series:
 
 def load(arg: str | None = None) -> pd.DataFrame:
     """The shipped sample (or the raw listings file `arg`, e.g. accumulated batches), cleaned."""
-    from labline.data.datasets import clean, read_table
-    from labline.paths import project_file
+    from labline.data.datasets import clean, declared_file, read_table
 
-    raw = read_table(project_file(arg or DATA_FILE))
+    raw = read_table(declared_file("airbnb", arg))
     missing = [
         c
         for c in (*SPEC.numeric, *SPEC.categorical, "name", SPEC.target)

@@ -152,13 +152,10 @@ SPEC = DatasetSpec(
 
 
 def default_path() -> Path:
-    """The shipped file: beside the package in a checkout, else under the project root."""
-    beside_package = Path(__file__).resolve().parents[2] / "data" / FILE_NAME
-    if beside_package.exists():
-        return beside_package
-    from labline.paths import project_root
+    """The shipped file, as its declaration finds it (labline.data.datasets.BUILTIN)."""
+    from labline.data.datasets import declared_file
 
-    return project_root() / "data" / FILE_NAME
+    return declared_file("census")
 
 
 def read(path: str | Path) -> pd.DataFrame:
@@ -183,4 +180,6 @@ def read(path: str | Path) -> pd.DataFrame:
 
 def load(arg: str | None = None) -> pd.DataFrame:
     """The shipped Census rows, or a batch in the same format (`census:PATH`)."""
-    return read(arg or default_path())
+    from labline.data.datasets import declared_file
+
+    return read(declared_file("census", arg))

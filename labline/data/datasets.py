@@ -1,27 +1,52 @@
 """Finding and loading data sets: built-in declarations by name, or any CSV/Parquet file.
 
-A built-in data set is a module under `labline.data` with a `SPEC` (DatasetSpec) and a
+A built-in data set is declared here (`Builtin`: its module and the files it reads) and
+implemented by a module under `labline.data` with a `SPEC` (DatasetSpec) and a
 `load(arg: str | None) -> DataFrame` function returning the raw rows, cleaned as declared.
-`name:arg` passes `arg` to the loader (for example `iris_synth:100000`).
+`name:arg` passes `arg` to the loader (for example `iris_synth:100000`, `airbnb:PATH`).
+
+`data_files` says which files loading a data set reads; the runner hashes them into the
+fingerprint of every step whose `dataset` parameter names it (`parameter_files`, registered as the
+`runner.inputs` entry point), so a new data file reruns the steps that read it.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pandas loads when data does, so the CLI starts fast
     import pandas as pd
 
 from labline.data.spec import DatasetSpec, infer_spec
+from labline.paths import project_file
 
-# name -> module path. One line per declared data set.
-BUILTIN: dict[str, str] = {
-    "iris": "labline.data.iris",
-    "iris_synth": "labline.data.iris_synth",
-    "census": "labline.data.census",
-    "airbnb": "labline.data.airbnb",
+CHECKOUT = Path(__file__).resolve().parents[2]  # the shipped data/ beside the package, in a checkout
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """A built-in data set: the module that loads it and every file its loader reads."""
+
+    module: str
+    shipped: str | None = None  # the project's file (relative to the project) it reads by default
+    packaged: tuple[str, str] | None = None  # (package, file inside it): rows a library ships
+    takes_file: bool = False  # `name:PATH` reads PATH instead of the shipped file
+
+
+# One line per declared data set. Iris ships with scikit-learn: load_iris reads the package's
+# datasets/data/iris.csv, and those bytes are the rows, so the file counts, not scikit-learn's
+# version (requirements.lock pins the version; a version with the same file keeps the cache).
+# iris_synth is fitted to the same rows.
+_IRIS_CSV = ("sklearn", "datasets/data/iris.csv")
+BUILTIN: dict[str, Builtin] = {
+    "iris": Builtin("labline.data.iris", packaged=_IRIS_CSV),
+    "iris_synth": Builtin("labline.data.iris_synth", packaged=_IRIS_CSV),
+    "census": Builtin("labline.data.census", shipped="data/census_income.csv.gz", takes_file=True),
+    "airbnb": Builtin("labline.data.airbnb", shipped="data/nyc_airbnb_2019_sample.csv.gz", takes_file=True),
 }
 
 READERS = {".csv": "read_csv", ".parquet": "read_parquet", ".pq": "read_parquet"}  # pandas functions
@@ -36,7 +61,63 @@ def builtin_names() -> list[str]:
 
 
 def _module(name: str):
-    return importlib.import_module(BUILTIN[name])
+    return importlib.import_module(BUILTIN[name].module)
+
+
+def data_files(source: str, cwd: str | Path | None = None) -> list[Path]:
+    """The files loading `source` reads, found as a notebook working in `cwd` (default: here) finds them.
+
+    A DatasetError when they cannot be located: a step is refused rather than run on unknown data.
+    """
+    here = Path(cwd) if cwd is not None else Path.cwd()
+    name, _, arg = source.partition(":")
+    if name not in BUILTIN or (here / source).exists():
+        path = project_file(source, here)
+        if not path.exists():
+            raise DatasetError(
+                f"unknown data set {source!r}: not a built-in ({', '.join(builtin_names())}) and no such file"
+            )
+        return [path]
+    declared = BUILTIN[name]
+    if declared.packaged:
+        return [_packaged_file(*declared.packaged)]
+    if arg and declared.takes_file:
+        path = project_file(arg, here)
+        if not path.exists():
+            raise DatasetError(f"data file {arg!r} of {source!r} does not exist")
+        return [path]
+    return [_shipped_file(declared.shipped, here)]
+
+
+def declared_file(name: str, arg: str | None = None) -> Path:
+    """The one file built-in data set `name` (or `name:arg`) reads: what its loader opens."""
+    (path,) = data_files(f"{name}:{arg}" if arg else name)
+    return path
+
+
+def _shipped_file(relative: str, here: Path) -> Path:
+    for path in (project_file(relative, here), CHECKOUT / relative):
+        if path.exists():
+            return path
+    raise DatasetError(f"{relative} is missing: looked under {here} and {CHECKOUT}")
+
+
+def _packaged_file(package: str, inner: str) -> Path:
+    """A file shipped inside an installed package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetError(f"{package} is not installed, and it ships {inner}")
+    path = Path(next(iter(spec.submodule_search_locations))) / inner
+    if not path.is_file():
+        raise DatasetError(f"{path} does not exist: the {package} installed here does not ship {inner}")
+    return path
+
+
+def parameter_files(parameter: str, value: Any, cwd: Path) -> list[Path] | None:
+    """The runner's input resolver (entry point `runner.inputs`): the files a `dataset` parameter reads."""
+    if parameter != "dataset" or not isinstance(value, str) or not value.strip():
+        return None
+    return data_files(value.strip(), cwd)
 
 
 def get_spec(source: str, target: str | None = None) -> DatasetSpec:

@@ -1,7 +1,9 @@
 """`labline monitor`: compare production input with the serving model's training data.
 
-Exit codes: 0 healthy (or not enough data to judge), 1 alerts raised, 2 usage error (no such
-source, run or model). Cron-friendly: one command, the report folder printed on stdout.
+Exit codes (runner.exit_codes): 0 healthy (or not enough data to judge), 1 alerts raised, 2 usage
+error (no such source, run or model), 5 the monitor itself crashed (its notebook failed for another
+reason, its kernel died): not a verdict on the data. Cron-friendly: one command, the report folder
+printed on stdout.
 """
 
 from __future__ import annotations
@@ -11,9 +13,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from labline.commands.common import CommandError, add_db_option, add_runs_option, resolve_runs
+from labline.glue import MissingGlue, MonitorGlue, MonitorStatus, Webhook
+from runner.contracts import StepError, StepStatus
+from runner.exit_codes import ExitCode
 
-EXIT_HEALTHY, EXIT_ALERT = 0, 1
-USAGE_ERRORS = ("SourceError", "FileNotFoundError", "ArtifactError", "RegistryError", "DatasetError", "ValueError")
+
+def usage_errors() -> tuple[type[Exception], ...]:
+    """What the monitor raises for input it cannot use (a missing source, run, model, data set)."""
+    from labline.data.datasets import DatasetError
+    from labline.models.artifact import ArtifactError
+    from labline.monitor.sources import SourceError
+    from labline.registry import RegistryError
+
+    return (SourceError, FileNotFoundError, ArtifactError, RegistryError, DatasetError, ValueError)
 
 
 def register(subparsers) -> None:
@@ -75,11 +87,10 @@ def _parameters(args, out: Path) -> dict:
     }
 
 
-def _in_process(params: dict) -> dict:
+def _in_process(params: dict) -> MonitorGlue:
     from labline.monitor.drift import DriftConfig
     from labline.monitor.health import MonitorConfig
     from labline.monitor.run import monitor_once
-    from labline.monitor.sources import SourceError
 
     config = MonitorConfig(drift=DriftConfig(min_rows=params["min_rows"], drift_share=params["drift_share"]))
     try:
@@ -95,20 +106,12 @@ def _in_process(params: dict) -> dict:
             None,
             config,
         )
-    except (SourceError, FileNotFoundError, ValueError) as exc:
+    except usage_errors() as exc:
         raise CommandError(str(exc)) from exc
-    result = outcome.result
-    return {
-        "status": result.status,
-        "alerts": [a.kind for a in result.alerts],
-        "report_path": str(outcome.report_path),
-        "webhook": "not sent" if outcome.delivery is None else ("delivered" if outcome.delivery.ok else "failed"),
-        "webhook_error": "" if outcome.delivery is None else outcome.delivery.error,
-        "drifted_features": [f.feature for f in result.drift.drifted],
-    }
+    return MonitorGlue.of(outcome)
 
 
-def _with_notebook(params: dict, out: Path) -> dict:
+def _with_notebook(params: dict, out: Path) -> MonitorGlue:
     """The monitor notebook through the runner's one executor (papermill on labline's engine)."""
     from labline.paths import project_root
     from runner.execute import execute_step
@@ -117,14 +120,17 @@ def _with_notebook(params: dict, out: Path) -> dict:
     notebook = project_root() / "notebooks" / "monitor.ipynb"
     executed = out / "monitor.ipynb"
     outcome = execute_step(notebook, executed, bind_parameters(notebook, params), cwd=project_root())
-    error = outcome.failure
+    error = StepError.from_dict(outcome.error)
     if error is not None:
-        if error.ename in USAGE_ERRORS:
-            raise CommandError(f"{error.ename}: {error.evalue} (executed notebook: {executed})") from error
+        if outcome.status == StepStatus.FAILED and error.raised(*usage_errors()):
+            raise CommandError(f"{error.ename}: {error.evalue} (executed notebook: {executed})")
         raise CommandError(
-            f"the monitor notebook {outcome.status}: {error.ename}: {error.evalue} (see {executed})", 1
-        ) from error
-    return outcome.scraps
+            f"the monitor notebook {outcome.status}: {error.ename}: {error.evalue} (see {executed})", ExitCode.CRASHED
+        )
+    try:
+        return MonitorGlue.from_scraps(outcome.scraps, "monitor", str(notebook))
+    except MissingGlue as exc:
+        raise CommandError(f"the monitor notebook broke its contract: {exc}", ExitCode.CRASHED) from exc
 
 
 def run_monitor(args) -> int:
@@ -132,14 +138,13 @@ def run_monitor(args) -> int:
     out = args.out or resolve_runs(args) / "monitor" / stamp
     out.mkdir(parents=True, exist_ok=True)
     params = _parameters(args, out)
-    scraps = _in_process(params) if args.no_notebook else _with_notebook(params, out)
-    status = scraps["status"]
-    print(f"monitor: {status}" + (f" ({', '.join(scraps['alerts'])})" if scraps.get("alerts") else ""))
-    if scraps.get("drifted_features"):
-        print(f"drifted features: {', '.join(scraps['drifted_features'])}")
-    print(f"report: {scraps['report_path']}")
-    if scraps.get("webhook") == "delivered":
+    verdict = _in_process(params) if args.no_notebook else _with_notebook(params, out)
+    print(f"monitor: {verdict.status}" + (f" ({', '.join(verdict.alerts)})" if verdict.alerts else ""))
+    if verdict.drifted_features:
+        print(f"drifted features: {', '.join(verdict.drifted_features)}")
+    print(f"report: {verdict.report_path}")
+    if verdict.webhook == Webhook.DELIVERED:
         print(f"alerts sent to {args.webhook}")
-    elif scraps.get("webhook") == "failed":
-        print(f"webhook {args.webhook} not delivered: {scraps.get('webhook_error')}", file=sys.stderr)
-    return EXIT_ALERT if status == "alert" else EXIT_HEALTHY
+    elif verdict.webhook == Webhook.FAILED:
+        print(f"webhook {args.webhook} not delivered: {verdict.webhook_error}", file=sys.stderr)
+    return ExitCode.FAILED if verdict.status == MonitorStatus.ALERT else ExitCode.OK

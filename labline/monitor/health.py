@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 
 from labline.data.spec import DatasetSpec
+from labline.glue import MonitorStatus
 from labline.monitor.alerts import Alert
 from labline.monitor.drift import DriftConfig, DriftReport, FeatureDrift, detect_drift, prediction_drift
 
-HEALTHY, ALERT, NOT_ENOUGH = "healthy", "alert", "not enough data"
+HEALTHY, ALERT, NOT_ENOUGH = MonitorStatus.HEALTHY, MonitorStatus.ALERT, MonitorStatus.NOT_ENOUGH
 
 
 @dataclass
@@ -49,7 +50,7 @@ class MonitorResult:
     reference_predictions: np.ndarray | None = None
 
     @property
-    def status(self) -> str:
+    def status(self) -> MonitorStatus:
         if self.alerts:
             return ALERT
         return NOT_ENOUGH if not self.drift.enough_data else HEALTHY

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 from labline.data.spec import DatasetSpec
+from labline.glue import MissingGlue, ModelGlue, SnapshotGlue
+from runner.contracts import RunManifest
 
 WINDOW = re.compile(r"^(?P<n>\d+(\.\d+)?)(?P<unit>[mhdw])$")
 UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -76,9 +78,27 @@ def _run_manifest(run: str, runs_root: Path) -> dict:
         raise SourceError(str(exc)) from exc
 
 
-def _scraps(manifest: dict, step: str) -> dict:
-    scraps = manifest.get("steps", {}).get(step, {}).get("scraps") or {}
-    return scraps if isinstance(scraps, dict) else {}
+def _model_step(manifest: RunManifest, step: str | None) -> tuple[str, ModelGlue]:
+    """`step`, or the first trainer step that glued a model folder, read through ModelGlue."""
+    steps = manifest.steps
+    candidates = [step] if step else [s for s in steps if s.startswith(TRAINERS)]
+    chosen = next((s for s in candidates if s in steps and "model_dir" in steps[s].glued), None)
+    if chosen is None:
+        raise SourceError(
+            f"run {manifest.run_id} has no trained model "
+            f"(looked for a model_dir glued by {candidates or list(TRAINERS)})"
+        )
+    return chosen, ModelGlue.read(chosen, steps[chosen])
+
+
+def _snapshot(manifest: RunManifest) -> SnapshotGlue:
+    explore = next((s for s, body in manifest.steps.items() if SnapshotGlue.MARKERS & set(body.glued)), None)
+    if explore is None:
+        raise SourceError(f"run {manifest.run_id} has no data snapshot (no step glued snapshot_path)")
+    try:
+        return SnapshotGlue.read(explore, manifest.steps[explore])
+    except MissingGlue as exc:
+        raise SourceError(str(exc)) from exc
 
 
 def reference_from_run(run: str, runs_root: str | Path, step: str | None = None, label: str = "") -> Reference:
@@ -86,31 +106,21 @@ def reference_from_run(run: str, runs_root: str | Path, step: str | None = None,
     (`step`, default the first trainer that produced one) and its snapshot's split."""
     from labline.data.snapshot import read_snapshot, split_frames
 
-    manifest = _run_manifest(run, Path(runs_root))
-    steps = manifest.get("steps", {})
-    candidates = [step] if step else [s for s in steps if s.startswith(TRAINERS)]
-    chosen = next((s for s in candidates if _scraps(manifest, s).get("model_dir")), None)
-    if chosen is None:
-        raise SourceError(
-            f"run {manifest.get('run_id', run)} has no trained model "
-            f"(looked for a model_dir glued by {candidates or list(TRAINERS)})"
-        )
-    explore = next((s for s in steps if _scraps(manifest, s).get("snapshot_path")), None)
-    if explore is None:
-        raise SourceError(f"run {manifest.get('run_id', run)} has no data snapshot (no step glued snapshot_path)")
-    snapshot = _scraps(manifest, explore)
-    spec = DatasetSpec.from_file(snapshot["spec_path"])
-    train, test = split_frames(read_snapshot(snapshot["snapshot_path"]))
-    scraps = _scraps(manifest, chosen)
+    manifest = RunManifest.from_dict(_run_manifest(run, Path(runs_root)))
+    chosen, model = _model_step(manifest, step)
+    snapshot = _snapshot(manifest)
+    spec = DatasetSpec.from_file(snapshot.spec_path)
+    train, test = split_frames(read_snapshot(snapshot.snapshot_path))
+    scraps = manifest.steps[chosen].glued
     metrics = {k: v for k, v in scraps.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return Reference(
-        manifest["run_id"],
+        manifest.run_id,
         chosen,
-        Path(scraps["model_dir"]),
+        Path(model.model_dir),
         train,
         test,
         spec,
-        label or f"run {manifest['run_id']} step {chosen}",
+        label or f"run {manifest.run_id} step {chosen}",
         metrics,
     )
 

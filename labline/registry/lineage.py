@@ -1,6 +1,7 @@
 """From a run manifest to the model versions it holds, with lineage and the gate's evidence.
 
-A trained model is a succeeded step that glued `model_dir` and `artifact_sha256`. Besides
+A trained model is a succeeded step that glued `model_dir` and `artifact_sha256` (the glue contracts
+of labline/glue.py: a step that provides one but glued too little is an error, never skipped). Besides
 lineage, registration copies what the promotion gate needs from the run (did the data
 validation pass, what did the model's own audit find), so the gate still works after the run
 folder is archived or moved.
@@ -13,22 +14,28 @@ import json
 from pathlib import Path
 from typing import Any
 
+from labline.glue import AuditGlue, MissingGlue, TrainedModelGlue, ValidationGlue
 from labline.registry.db import RegistryError
 from labline.registry.scope import dataset_scope
+from runner.contracts import RunManifest, RunStatus, StepStatus
 
-FRAME_KEY = "__dataframe__"  # how runner/scraps.py stores a glued DataFrame in a manifest
 SKIPPED_PARAMETERS = {"output_dir"}  # where the runner put the step's files: not a choice anyone made
 SLICE_FIELDS = ("count", "accuracy", "precision", "recall", "f1", "mae", "rmse", "r2")
 
 
-def trained_steps(manifest: dict[str, Any]) -> list[str]:
-    """Steps of the run that succeeded and left a model artifact."""
-    return [
-        name
-        for name, body in manifest.get("steps", {}).items()
-        if body.get("status") in ("succeeded", "cached")
-        and {"model_dir", "artifact_sha256"} <= set(body.get("scraps") or {})
-    ]
+class IncompleteGlue(RegistryError, MissingGlue):
+    """A step of the run did not glue what registration or the gate needs (labline/glue.py)."""
+
+    def __init__(self, cause: MissingGlue):
+        MissingGlue.__init__(self, cause.contract, cause.step, cause.notebook, cause.missing)
+
+
+def _glue(contract, manifest: RunManifest):
+    """The run's steps that provide `contract`, read through it; a RegistryError naming missing glue."""
+    try:
+        return contract.in_run(manifest)
+    except MissingGlue as exc:
+        raise IncompleteGlue(exc) from exc
 
 
 def _upstream(manifest: dict[str, Any], step: str) -> list[str]:
@@ -43,13 +50,6 @@ def _upstream(manifest: dict[str, Any], step: str) -> list[str]:
 
 def _numbers(scraps: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in scraps.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-def _frame_rows(value: Any) -> list[dict[str, Any]] | None:
-    if isinstance(value, dict) and FRAME_KEY in value:
-        frame = value[FRAME_KEY]
-        return [dict(zip(frame["columns"], row)) for row in frame["data"]]
-    return None
 
 
 def _csv_rows(path: str) -> list[dict[str, Any]] | None:
@@ -74,35 +74,34 @@ def _clean_slice(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def audit_evidence(manifest: dict[str, Any], artifact_sha256: str) -> dict[str, Any] | None:
-    """What the run's audit of this very artifact found; None when no step audited it."""
-    for name, body in manifest.get("steps", {}).items():
-        scraps = body.get("scraps") or {}
-        if scraps.get("model_sha256") != artifact_sha256 or "audit_passed" not in scraps:
+    """What the run's audit of this very artifact found; None when no step audited it.
+
+    Every audit step of the run is read through AuditGlue: one that glued too little raises
+    (IncompleteGlue names the glue), rather than counting as "no audit".
+    """
+    typed = RunManifest.from_dict(manifest)
+    for name, audit in _glue(AuditGlue, typed).items():
+        if audit.model_sha256 != artifact_sha256:
             continue
-        rows = _frame_rows(scraps.get("slice_metrics")) or _csv_rows(scraps.get("slices_path"))
+        rows = audit.slice_rows() or _csv_rows(audit.slices_path or "")
         return {
             "step": name,
-            "status": body.get("status"),
-            "passed": bool(scraps["audit_passed"]) and body.get("status") in ("succeeded", "cached"),
-            "disparities": scraps.get("disparities"),
+            "status": typed.steps[name].status.value,
+            "passed": bool(audit.audit_passed),
+            "disparities": audit.disparities,
             "slices": [_clean_slice(r) for r in rows] if rows else None,
         }
     return None
 
 
 def validation_evidence(manifest: dict[str, Any], step: str) -> dict[str, Any] | None:
-    """The data validation upstream of `step` (a step that glued `checks_passed`)."""
-    steps = manifest["steps"]
-    candidates = [s for s in _upstream(manifest, step) if "checks_passed" in (steps[s].get("scraps") or {})]
-    candidates = candidates or [s for s in steps if "checks_passed" in (steps[s].get("scraps") or {})]
+    """The data validation upstream of `step` (a step that provides ValidationGlue: checks_passed)."""
+    found = _glue(ValidationGlue, RunManifest.from_dict(manifest))
+    candidates = [s for s in _upstream(manifest, step) if s in found] or list(found)
     if not candidates:
         return None
     name = candidates[0]
-    return {
-        "step": name,
-        "passed": bool(steps[name]["scraps"]["checks_passed"]),
-        "fingerprint": steps[name]["scraps"].get("fingerprint"),
-    }
+    return {"step": name, "passed": bool(found[name].checks_passed), "fingerprint": found[name].fingerprint}
 
 
 def _glued(manifest: dict[str, Any], evidence: dict[str, Any] | None, name: str) -> Any:
@@ -134,42 +133,43 @@ def versions_in_run(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     for key in ("run_id", "steps"):
         if key not in manifest:
             raise RegistryError(f"not a run manifest: no {key!r} field")
-    if manifest.get("status") != "succeeded":
+    if manifest.get("status") != RunStatus.SUCCEEDED:
         raise RegistryError(
             f"run {manifest['run_id']} has status {manifest.get('status')!r}; only succeeded runs are registered"
         )
     git = manifest.get("git") or {}
+    typed = RunManifest.from_dict(manifest)
     rows = []
-    for step in trained_steps(manifest):
-        body = manifest["steps"][step]
-        scraps = body["scraps"]
-        model_dir = Path(scraps["model_dir"])
-        artifact = _artifact_manifest(model_dir, scraps["artifact_sha256"], step)
+    for step, model in _glue(TrainedModelGlue, typed).items():
+        body = typed.steps[step]
+        scraps = body.glued
+        model_dir = Path(model.model_dir)
+        artifact = _artifact_manifest(model_dir, model.artifact_sha256, step)
         validation = validation_evidence(manifest, step)
-        audit = audit_evidence(manifest, scraps["artifact_sha256"])
+        audit = audit_evidence(manifest, model.artifact_sha256)
         if audit is not None:
             audit["sensitive"] = list((artifact.get("spec") or {}).get("sensitive") or [])
         dataset = manifest.get("dataset") or _glued(manifest, validation, "dataset")
         rows.append(
             {
-                "name": str(scraps.get("model_name") or step),
+                "name": str(model.model_name or step),
                 "run_id": manifest["run_id"],
                 "step": step,
                 "dataset": dataset,
                 # The data set the model was trained on, as its artifact declares it: where its aliases live.
                 "scope": (artifact.get("spec") or {}).get("name") or dataset_scope(dataset),
-                "data_fingerprint": scraps.get("data_fingerprint") or (validation or {}).get("fingerprint"),
+                "data_fingerprint": model.data_fingerprint or (validation or {}).get("fingerprint"),
                 "git_sha": git.get("sha"),
                 "git_dirty": git.get("dirty"),
-                "parameters": {k: v for k, v in (body.get("parameters") or {}).items() if k not in SKIPPED_PARAMETERS},
+                "parameters": {k: v for k, v in (body.parameters or {}).items() if k not in SKIPPED_PARAMETERS},
                 "metrics": _numbers(scraps),
                 "artifact_path": str(model_dir.resolve()),
-                "artifact_sha256": scraps["artifact_sha256"],
+                "artifact_sha256": model.artifact_sha256,
                 "packages": manifest.get("packages") or {},
-                "task": scraps.get("task") or (artifact.get("spec") or {}).get("task"),
+                "task": model.task or (artifact.get("spec") or {}).get("task"),
                 "created": manifest.get("finished") or manifest.get("created") or "",
                 "checks": {"validation": validation, "audit": audit},
-                "reused": body.get("status") == "cached",  # not a column: the model came from an earlier run
+                "reused": body.status == StepStatus.CACHED,  # not a column: the model came from an earlier run
             }
         )
     return rows

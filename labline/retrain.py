@@ -229,6 +229,7 @@ def retrain(
 
     state = Path(state_dir or default_state_dir())
     spec = get_spec(dataset)
+    _check_policy(spec, margin, slice_tolerance)
     batch = Path(batch)
     if not batch.exists():
         raise RetrainError(f"batch file {str(batch)!r} does not exist")
@@ -249,6 +250,17 @@ def retrain(
             RetrainOutcome("invalid", dataset, str(batch), str(folder)),
         )
         return _phases(job, pipeline, overrides, only, workers, margin, slice_tolerance)
+
+
+def _check_policy(spec, margin: float, slice_tolerance: float | None) -> None:
+    """The gate's policy is refused before anything runs (a negative margin), not after training."""
+    from labline.registry import GatePolicy, RegistryError
+    from labline.registry.gate import default_metric
+
+    try:
+        GatePolicy(default_metric(spec.task), margin, 0.0 if slice_tolerance is None else slice_tolerance)
+    except RegistryError as exc:
+        raise RetrainError(str(exc)) from None
 
 
 def _phases(job: _Job, pipeline, overrides, only, workers, margin, slice_tolerance) -> RetrainOutcome:

@@ -1,6 +1,7 @@
 """Model artifacts: a folder with the fitted model, its schema, labels and file hashes.
 
-Layout (DESIGN.md's contract):
+Layout (the contract between the training notebooks, the registry and the service; README's
+"A model artifact"):
     manifest.json     format, kind, spec, labels, metadata, and the SHA-256 of every other file
     pipeline.skops    scikit-learn: preprocessing + estimator (skops, never a bare pickle)
     preprocess.skops  PyTorch: the fitted preprocessing
@@ -145,8 +146,9 @@ class LoadedModel:
         import torch
 
         features = np.asarray(self._preprocess.transform(self._frame(rows)), dtype=np.float32)
+        device = next(self._model.parameters()).device
         with torch.no_grad():
-            return self._model(torch.from_numpy(features)).numpy()
+            return self._model(torch.from_numpy(features).to(device)).cpu().numpy()
 
     def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
         """Class probabilities, columns in `labels` order."""
@@ -169,8 +171,26 @@ class LoadedModel:
         )
 
 
+def _torch_device(name: str):
+    """`name` as a torch device this machine has; ArtifactError naming it otherwise."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ArtifactError(f"device {name!r} is not a torch device (expected e.g. 'cpu', 'cuda', 'cuda:1')") from exc
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise ArtifactError(f"device {name!r} is not available: this machine has {count} CUDA device(s)")
+    elif device.type != "cpu":
+        raise ArtifactError(f"device {name!r}: models load on 'cpu' or a CUDA device ('cuda', 'cuda:N')")
+    return device
+
+
 def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
-    """Verify an artifact's hashes, then load it. Raises ArtifactError naming the bad file."""
+    """Verify an artifact's hashes, then load it; a PyTorch network is placed on `device` (a
+    scikit-learn model ignores it). Raises ArtifactError naming the bad file or device."""
     path = Path(path)
     manifest = _verify(path)
     spec = DatasetSpec.from_dict(manifest["spec"])
@@ -189,9 +209,10 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
 
         from labline.models.torch_net import Net
 
+        target = _torch_device(device)
         config = json.loads((path / "config.json").read_text())
         net = Net(**config)
-        net.load_state_dict(torch.load(path / "state_dict.pt", map_location=device, weights_only=True))
-        net.eval()
+        net.load_state_dict(torch.load(path / "state_dict.pt", map_location="cpu", weights_only=True))
+        net.to(target).eval()
         return LoadedModel(_model=net, _preprocess=_load_skops(path / "preprocess.skops"), **common)
     raise ArtifactError(f"{path / MANIFEST}: unknown model kind {manifest['kind']!r}")

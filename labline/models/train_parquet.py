@@ -4,8 +4,9 @@
     torchrun --standalone --nproc_per_node 2 -m labline.models.train_parquet --data big.parquet ...
 
 Files up to `--memory-rows` rows are loaded once; larger ones are streamed row group by row group
-(`--stream yes` forces it). The preprocessing is fitted on the first `--fit-sample-rows` training
-rows. The output is the same model artifact the train_torch notebook saves, plus metrics.json.
+(`--stream yes` forces it). The preprocessing is fitted on the first 200,000 training rows
+(`train_parquet(fit_sample_rows=...)` from Python). The output is the same model artifact the
+train_torch notebook saves, plus metrics.json.
 """
 
 from __future__ import annotations

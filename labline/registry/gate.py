@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from labline.glue import AuditGlue, ValidationGlue
+from labline.registry.db import RegistryError
 from labline.registry.model_version import ModelVersion
 from runner.compare import lower_is_better
 
@@ -35,8 +37,9 @@ class GatePolicy:
     slice_tolerance: float = 0.05  # how much worse than the holder's any (large enough) slice may be
 
     def __post_init__(self):
-        if self.margin < 0 or self.slice_tolerance < 0:
-            raise ValueError(f"margin ({self.margin}) and slice tolerance ({self.slice_tolerance}) must be >= 0")
+        for name, value in (("margin", self.margin), ("slice tolerance", self.slice_tolerance)):
+            if not value >= 0:  # NaN too
+                raise RegistryError(f"{name} must be a number >= 0, got {value}")
 
 
 @dataclass
@@ -72,7 +75,10 @@ def _validation(candidate: ModelVersion) -> Check:
     found = candidate.checks.get("validation")
     if not found:
         return Check(
-            "validation", False, f"run {candidate.run_id} recorded no data validation (no step glued checks_passed)"
+            "validation",
+            False,
+            f"run {candidate.run_id} recorded no data validation "
+            f"(no step glued {', '.join(ValidationGlue.required())}, as {', '.join(ValidationGlue.NOTEBOOKS)} does)",
         )
     if not found["passed"]:
         return Check("validation", False, f"data validation failed in step {found['step']!r} of run {candidate.run_id}")
@@ -85,8 +91,8 @@ def _audit(candidate: ModelVersion) -> Check:
         return Check(
             "audit",
             False,
-            f"run {candidate.run_id} has no audit step for this model (no step glued "
-            f"model_sha256 = {candidate.artifact_sha256[:12]}...), "
+            f"run {candidate.run_id} has no audit step for this model (no {', '.join(AuditGlue.NOTEBOOKS)} "
+            f"step glued model_sha256 = {candidate.artifact_sha256[:12]}...), "
             "so it cannot pass the audit",
         )
     if not audit["passed"]:

@@ -168,6 +168,7 @@ class ShadowScorer:
 
     def _run(self, deployment: Deployment, items: list) -> None:
         start = time.perf_counter()
+        logged = False
         try:
             try:
                 scored = score_payloads(deployment, [i[2] for i in items])
@@ -197,11 +198,14 @@ class ShadowScorer:
             self.log.submit(
                 [Scoring.by(deployment, SHADOW, uuid.uuid4().hex, utc_now(), answers=answers, batch_id=batch_id)]
             )
+            logged = True
         except Exception:  # the log refused the shadow rows (closing, disk full): shadow work is best effort
-            self.dropped += len(items)
+            pass
         finally:
-            with self._lock:
+            with self._lock:  # submit() counts drops from other threads under the same lock
                 self.pending -= len(items)
+                if not logged:
+                    self.dropped += len(items)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

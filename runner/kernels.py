@@ -10,6 +10,10 @@ reason to warn about unencrypted TCP), write their own stdout/stderr to a log fi
 user's terminal stays clean; the log's tail is reported when a kernel dies), and start in their
 own session (a terminal's Ctrl-C reaches the runner, which then stops them all).
 
+Kernels start warm: the pool's kernel managers select the `labline-warm` provisioner
+(`runner/provisioner.py`), which forks each kernel from a template process that already imported
+ipykernel and the modules the notebooks import (`preload`); where it cannot, the kernel starts cold.
+
 All kernel I/O happens on one asyncio loop in a background thread (`KernelLoop`); any thread
 submits coroutines to it, which is what lets a plain thread pool or a Dask worker drive kernels.
 """
@@ -19,9 +23,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import itertools
-import os
 import shutil
-import signal
 import tempfile
 import threading
 import time
@@ -30,15 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.lazy_imports import DEFER_SOURCE, defer_slow_imports
+from runner.forkserver import kill_group
+from runner.lazy_imports import defer_slow_imports
+from runner.templates import Templates
 
-# What every warm kernel runs before it is handed out: defer the slow jsonschema import, then
-# import scrapbook (and with it papermill, nbformat and pandas), which every notebook glues with,
-# and the modules the step's notebook imports unconditionally. A module that fails to import is
-# left alone: the notebook's own import statement then reports the error where it belongs.
-WARM_UP = (
-    DEFER_SOURCE
-    + """
+# What every kernel runs before it is handed out: import scrapbook (and with it papermill, nbformat
+# and pandas), which every notebook glues with, and the modules the step's notebook imports
+# unconditionally; in a forked kernel, only those its template had not imported yet. A module that
+# fails to import is left alone: the notebook's own import statement reports the error where it belongs.
+WARM_UP = """
 for _runner_module in {modules!r}:
     try:
         __import__(_runner_module)
@@ -46,7 +48,6 @@ for _runner_module in {modules!r}:
         pass
 del _runner_module
 """
-)
 DEFAULT_PRELOAD = ("scrapbook",)
 DEFAULT_KERNEL = "python3"  # for a notebook that declares no kernel at all
 _known_kernels: set[str] = set()
@@ -63,6 +64,7 @@ class Kernel:
     log_path: Path
     pid: int | None
     started: float = field(default_factory=time.time)
+    forked: bool = False  # from a template (warm), or started cold
 
     def log_tail(self, chars: int = 2000) -> str:
         try:
@@ -102,16 +104,35 @@ class KernelPool:
     event loop."""
 
     def __init__(self, preload: tuple[str, ...] = DEFAULT_PRELOAD):
-        self.preload = tuple(preload)
+        self.preload_modules = tuple(preload)
         self._folder = Path(tempfile.mkdtemp(prefix="runner-kernels-"))
         self._ids = itertools.count(1)
         self._spare: dict[Key, list[asyncio.Task]] = {}
         self._live: dict[int, Kernel] = {}  # id(kernel) -> kernel, every kernel not yet stopped
         self._pids: set[int] = set()  # for the synchronous last-resort kill
+        self._asked: dict[str, list[str]] = {}  # kernel name -> modules its template should import
+        self.templates = Templates(self._folder)
+
+    def preload(self, kernel_name: str, modules) -> None:
+        """Start the template of `kernel_name` now, if none runs, and have it import `modules` (in order,
+        after those asked before), ahead of the kernels that will need them. Advisory: never raises."""
+        from runner.provisioner import start_template
+
+        try:
+            start_template(self.templates, kernel_name, self._ask(kernel_name, modules))
+        except Exception:
+            pass  # the kernel's own start reports what is wrong
+
+    def _ask(self, kernel_name: str, modules) -> list[str]:
+        asked = self._asked.setdefault(kernel_name, list(self.preload_modules))
+        asked.extend(m for m in modules if m not in asked)
+        return asked
 
     async def _start(self, key: Key, inherit_output: bool = False) -> Kernel:
         """Start a kernel for `key`; its stdout/stderr go to a log file, or to ours with `inherit_output`."""
         from jupyter_client.manager import AsyncKernelManager
+
+        from runner.provisioner import selection
 
         kernel_name, cwd, modules = key
         number = next(self._ids)
@@ -119,22 +140,23 @@ class KernelPool:
         km = AsyncKernelManager(
             kernel_name=kernel_name, transport="ipc", ip=str(prefix), connection_file=str(prefix) + ".json"
         )
+        km.kernel_spec.metadata["kernel_provisioner"] = selection(self.templates, self._ask(kernel_name, modules))
         log_path = Path(str(prefix) + ".log")
         with open(log_path, "wb") as log:  # the child keeps its own descriptor
             output = {} if inherit_output else {"stdout": log, "stderr": log}
             await km.start_kernel(cwd=cwd, extra_arguments=["--HistoryManager.hist_file=:memory:"], **output)
-        pid = getattr(getattr(km, "provisioner", None), "pid", None)
-        if pid:
-            self._pids.add(pid)
+        provisioner = km.provisioner
+        if provisioner.pid:
+            self._pids.add(provisioner.pid)
         kc = km.client()
-        kernel = Kernel(km, kc, key, log_path, pid)
+        kernel = Kernel(km, kc, key, log_path, provisioner.pid, forked=getattr(provisioner, "forked", None) is not None)
         self._live[id(kernel)] = kernel
         try:
             kc.start_channels()
             await kc.wait_for_ready(timeout=STARTUP_TIMEOUT)
             # Sent, not awaited: a spare kernel imports while it waits for its step, and a step
             # that gets a kernel still importing simply has its first cell queue behind that.
-            preload = list(dict.fromkeys(self.preload + modules))
+            preload = list(dict.fromkeys(self.preload_modules + modules))
             kc.execute(WARM_UP.format(modules=preload), silent=True, store_history=False)
         except BaseException:
             await self.stop(kernel)
@@ -184,7 +206,7 @@ class KernelPool:
         except Exception:
             pass
         if kernel.pid:
-            _kill_group(kernel.pid)
+            kill_group(kernel.pid)
             self._pids.discard(kernel.pid)
 
     async def stop_all(self) -> None:
@@ -199,25 +221,17 @@ class KernelPool:
         self._spare.clear()
         for kernel in list(self._live.values()):
             await self.stop(kernel)
+        await self.templates.stop()
 
     def kill_now(self) -> None:
         """Synchronous, from any thread: kill every kernel process group this pool started."""
         for pid in list(self._pids):
-            _kill_group(pid)
+            kill_group(pid)
         self._pids.clear()
+        self.templates.kill_now()
 
     def remove_folder(self) -> None:
         shutil.rmtree(self._folder, ignore_errors=True)
-
-
-def _kill_group(pid: int) -> None:
-    """Kernels start in their own session, so their process group holds them and their children."""
-    for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-        try:
-            kill()
-            return
-        except (ProcessLookupError, PermissionError, OSError):
-            continue
 
 
 class KernelLoop:

@@ -349,22 +349,30 @@ def _keep_attempt(notebook: Path, attempt: int) -> str:
 
 
 def _prestart(spec, steps_executor, pending, running, scraps, kernel_name) -> None:
-    """Start kernels for the steps that can start as soon as the running ones finish."""
-    if steps_executor.remote or not running:
-        return
-    in_flight = {name for name, _, _ in running.values()}
-    upcoming = [n for n in pending if all(need in scraps or need in in_flight for need in spec.steps[n].needs)]
-    if not upcoming:
+    """Have the kernels' templates import what the planned steps import (running steps' modules first),
+    and start kernels for the steps that can start as soon as the running ones finish."""
+    if steps_executor.remote or not (running or pending):
         return
     from runner.kernels import KernelLoop, declared_kernel
     from runner.notebook import imported_modules, read_json
 
+    in_flight = [name for name, _, _ in running.values()]
+    planned: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for name in in_flight + list(pending):
+        nb = read_json(spec.steps[name].notebook)
+        planned[name] = (kernel_name or declared_kernel(nb), tuple(imported_modules(nb)))
+    loop = KernelLoop.get()
+    wanted: dict[str, list[str]] = {}
+    for kernel, modules in planned.values():
+        wanted.setdefault(kernel, []).extend(modules)
+    for kernel, modules in wanted.items():
+        loop.call(loop.pool.preload, kernel, tuple(dict.fromkeys(modules)))
+    if not running:
+        return
+    upcoming = [n for n in pending if all(need in scraps or need in in_flight for need in spec.steps[n].needs)]
     counts: dict[tuple, int] = {}
     for name in upcoming[: steps_executor.workers]:
-        nb = read_json(spec.steps[name].notebook)
-        key = (kernel_name or declared_kernel(nb), tuple(imported_modules(nb)))
-        counts[key] = counts.get(key, 0) + 1
-    loop = KernelLoop.get()
+        counts[planned[name]] = counts.get(planned[name], 0) + 1
     for (name, modules), count in counts.items():
         loop.call(loop.pool.prestart, name, str(spec.root), modules, count)
 

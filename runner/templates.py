@@ -1,0 +1,235 @@
+"""Kernel templates, from the runner's side: start one, ask it for kernels, learn when they exit.
+
+A template (`runner/forkserver.py`) is one process per interpreter command (the kernelspec's
+Python and its options) and start-up environment; it imports what kernels need and forks them.
+The runner owns each template's lifetime: the template exits when the runner closes its socket
+or dies (the socket's other end closes with the runner), and takes its kernels with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import signal
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.forkserver import MAX_MESSAGE, TITLE_ROOM, decode, encode, kill_group
+
+FORKSERVER = Path(__file__).with_name("forkserver.py")
+LAUNCHER = "ipykernel_launcher"
+# Variables an interpreter or a native library reads once, at start or at load: a template started
+# with other values than a kernel's would give it other behaviour, so they pick the template.
+STARTUP_ENV = ("PYTHON", "LD_", "OMP_", "MKL_", "OPENBLAS_", "KMP_", "CUDA_")
+FORK_TIMEOUT = 60.0  # the template answers after the import it is in; none takes this long
+
+
+class ForkRefused(Exception):
+    """The template could not give a kernel (unsafe to fork, or gone); the message says why."""
+
+
+def launcher_prefix(argv: list[str]) -> tuple[str, ...] | None:
+    """The interpreter and its options of `PYTHON [OPTIONS] -m ipykernel_launcher ...`, else None."""
+    if "-m" not in argv:
+        return None
+    module = argv.index("-m")
+    options = argv[1:module]
+    if module == 0 or argv[module + 1 : module + 2] != [LAUNCHER]:
+        return None
+    if any(not o.startswith("-") or o.startswith("-c") for o in options):
+        return None
+    return tuple(argv[:module])
+
+
+def startup_env(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in env.items() if k.startswith(STARTUP_ENV)))
+
+
+@dataclass
+class Forked:
+    """A kernel process forked by a template: its pid, and its exit code once the template reaped it."""
+
+    pid: int
+    exited: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    @property
+    def returncode(self) -> int | None:
+        return self.exited.result() if self.exited.done() else None
+
+
+class Template:
+    """One template process and the kernels it forked."""
+
+    def __init__(self, prefix: tuple[str, ...], env: dict[str, str], log_path: Path):
+        self.loop = asyncio.get_running_loop()
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.settimeout(10)
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [*prefix, str(FORKSERVER), str(theirs.fileno()), " " * TITLE_ROOM],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+            )
+        theirs.close()
+        self.log_path = log_path
+        self.ids = itertools.count(1)
+        self.waiting: dict[int, asyncio.Future] = {}
+        self.children: dict[int, Forked] = {}
+        self.asked: set[str] = set()
+        self.imported: dict[str, float] = {}  # module -> seconds the template spent importing it
+        self.lost = False
+        self.loop.add_reader(self.sock.fileno(), self._on_message)
+
+    @property
+    def alive(self) -> bool:
+        return not self.lost and self.process.poll() is None
+
+    def preload(self, modules) -> None:
+        new = [m for m in dict.fromkeys(modules) if m not in self.asked]
+        if new and self.alive:
+            self.asked.update(new)
+            self._send({"op": "preload", "modules": new})
+
+    async def fork(self, argv: list[str], cwd: str, env: dict[str, str], fds: list[int]) -> Forked:
+        """A new kernel running `argv` in `cwd` with `env`, writing to `fds` (stdout, stderr)."""
+        number = next(self.ids)
+        reply = self.waiting[number] = self.loop.create_future()
+        self._send({"op": "fork", "id": number, "argv": argv, "cwd": cwd, "env": env}, fds)
+        try:
+            answer = await asyncio.wait_for(reply, FORK_TIMEOUT)
+        except TimeoutError:
+            raise ForkRefused(f"the template did not answer within {FORK_TIMEOUT:g} s") from None
+        finally:
+            self.waiting.pop(number, None)
+        if answer["op"] != "forked":
+            raise ForkRefused(answer["reason"])
+        forked = self.children[answer["pid"]] = Forked(answer["pid"])
+        return forked
+
+    def _send(self, message: dict, fds: list[int] = ()) -> None:
+        if self.lost:
+            raise ForkRefused(self._why_lost())
+        try:
+            socket.send_fds(self.sock, [encode(message)], list(fds))
+        except OSError:
+            self._lose()
+            raise ForkRefused(self._why_lost()) from None
+
+    def _on_message(self) -> None:
+        try:
+            data = self.sock.recv(MAX_MESSAGE)
+        except (BlockingIOError, TimeoutError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._lose()
+            return
+        message = decode(data)
+        op = message["op"]
+        if op in ("forked", "refused") and message["id"] in self.waiting:
+            self.waiting[message["id"]].set_result(message)
+        elif op == "exited" and message["pid"] in self.children:
+            self._exited(message["pid"], message["status"])
+        elif op == "imported":
+            self.imported[message["module"]] = message["seconds"]
+
+    def _exited(self, pid: int, status: int) -> None:
+        forked = self.children.pop(pid, None)
+        if forked is not None and not forked.exited.done():
+            forked.exited.set_result(status)
+
+    def _lose(self) -> None:
+        """The template is gone: refuse what waits, and watch its kernels die (PDEATHSIG) without it."""
+        if self.lost:
+            return
+        self.lost = True
+        self.loop.remove_reader(self.sock.fileno())
+        for reply in self.waiting.values():
+            if not reply.done():
+                reply.set_result({"op": "refused", "reason": self._why_lost()})
+        if self.children:
+            self.loop.create_task(self._watch_orphans())
+
+    async def _watch_orphans(self) -> None:
+        while self.children:
+            for pid in [p for p in self.children if not _running(p)]:
+                self._exited(pid, -signal.SIGKILL)
+            await asyncio.sleep(0.1)
+
+    def _why_lost(self) -> str:
+        try:
+            tail = self.log_path.read_text(errors="replace")[-500:].strip()
+        except OSError:
+            tail = ""
+        return f"the kernel template exited (code {self.process.poll()})" + (f": {tail}" if tail else "")
+
+    async def stop(self) -> None:
+        """Close the template's socket (it kills its kernels and exits); kill it if it lingers."""
+        self.kill_kernels()
+        self._lose()
+        self.sock.close()
+        for _ in range(50):
+            if self.process.poll() is not None:
+                return
+            await asyncio.sleep(0.1)
+        self.kill_now()
+
+    def kill_kernels(self) -> None:
+        for pid in self.children:
+            kill_group(pid)
+
+    def kill_now(self) -> None:
+        """Synchronous, from any thread: SIGKILL the template and its kernels (theirs die with it too)."""
+        self.kill_kernels()
+        kill_group(self.process.pid)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class Templates:
+    """The templates of one kernel pool, by interpreter command and start-up environment."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.templates: dict[tuple, Template] = {}
+        self.numbers = itertools.count(1)
+
+    def get(self, prefix: tuple[str, ...], env: dict[str, str], preload=()) -> Template:
+        """The live template for this command and environment, started now if there is none."""
+        key = (prefix, startup_env(env))
+        template = self.templates.get(key)
+        if template is None or not template.alive:
+            log_path = self.folder / f"template{next(self.numbers)}.log"
+            template = self.templates[key] = Template(prefix, env, log_path)
+        template.preload(preload)
+        return template
+
+    def all(self) -> list[Template]:
+        return list(self.templates.values())
+
+    async def stop(self) -> None:
+        templates, self.templates = self.all(), {}
+        for template in templates:
+            await template.stop()
+
+    def kill_now(self) -> None:
+        for template in self.all():
+            template.kill_now()
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a process that has not exited (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False

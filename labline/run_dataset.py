@@ -92,11 +92,11 @@ def check_given_datasets(
 ) -> None:
     """Load every data set an override gives a step (`-p [STEP.]dataset=...`, `--dataset`), before any
     run folder or kernel exists; raises DatasetError naming the file that cannot be read."""
+    if not {DATASET, TARGET} & _given_names(overrides):
+        return
     from labline.data.datasets import load_dataset
     from runner.spec import references
 
-    if not {DATASET, TARGET} & _given_names(overrides):
-        return
     declared, given = _merged(spec, overrides)
     _, planned = _merged(spec, None)
     checked = set()

@@ -1,14 +1,16 @@
 """The `labline` command. Each group of subcommands lives in its own module under
 `labline.commands` and exposes `register(subparsers)`; this file only assembles them.
 
-Exit codes: 0 success, 1 a step or check failed, 2 usage or spec error, 3 timeout,
-130 interrupted.
+Exit codes: `runner.exit_codes.ExitCode`, the same for every command (README's "Exit codes"):
+0 ok, 1 a step, check, gate or alert said no, 2 usage, 3 timeout, 4 retrain kept the champion,
+5 the tool itself crashed, 6 locked (try again later), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 
 from runner.lazy_imports import defer_slow_imports
 
@@ -16,8 +18,9 @@ defer_slow_imports()  # before any command module imports nbformat: saves ~2 s o
 
 from labline import __version__  # noqa: E402
 from labline.commands import data, exercises, monitor, pipeline, registry, report, retrain, serve  # noqa: E402
-from labline.commands.common import EXIT_USAGE, CommandError  # noqa: E402
+from labline.commands.common import CommandError  # noqa: E402
 from runner.errors import RunnerError  # noqa: E402
+from runner.exit_codes import ExitCode  # noqa: E402
 
 # The command groups, in the order `labline --help` lists their commands.
 COMMAND_MODULES = (data, exercises, monitor, pipeline, report, registry, retrain, serve)
@@ -35,19 +38,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its ExitCode. argparse's own usage errors exit with 2 (ExitCode.USAGE) as well."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
-        return EXIT_USAGE
+        return ExitCode.USAGE
     try:
-        return int(args.handler(args) or 0)
+        return ExitCode(args.handler(args) or ExitCode.OK)
     except (CommandError, RunnerError) as exc:
         print(f"labline {args.command}: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return ExitCode(exc.exit_code)
     except KeyboardInterrupt:
         print(f"labline {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
+    except Exception:  # a bug, not a verdict: the traceback for the report, and a code scripts can tell apart
+        traceback.print_exc()
+        print(f"labline {args.command}: crashed (the traceback above); exit {ExitCode.CRASHED:d}", file=sys.stderr)
+        return ExitCode.CRASHED
 
 
 if __name__ == "__main__":

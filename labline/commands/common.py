@@ -10,17 +10,17 @@ import argparse
 from pathlib import Path
 
 from labline.paths import runs_root
+from runner.exit_codes import ExitCode
 
-EXIT_USAGE = 2
 FORMATS = ["table", "csv", "json", "markdown"]
 # What a comparison (labline run, compare, report) shows for each trained model: classification, then regression.
 COMPARE_METRICS = ["test_accuracy", "macro_f1", "cv_score", "test_mae", "test_r2", "fit_seconds"]
 
 
 class CommandError(Exception):
-    """A usage problem found by a command: message to stderr, exit code 2 unless given."""
+    """A problem found by a command: message to stderr, no traceback; ExitCode.USAGE unless given."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_USAGE):
+    def __init__(self, message: str, exit_code: ExitCode = ExitCode.USAGE):
         super().__init__(message)
         self.exit_code = exit_code
 

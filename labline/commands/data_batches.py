@@ -6,6 +6,7 @@ from pathlib import Path
 
 from labline.commands.common import CommandError
 from labline.data.datasets import DatasetError, read_table
+from runner.exit_codes import ExitCode
 
 # The batch and perturbation modules need pandas: they load when their command runs, so the CLI starts fast.
 PERIOD_NAMES = ("day", "week", "month")  # the keys of labline.data.batches.PERIODS
@@ -59,7 +60,7 @@ def run_batches(args) -> int:
     for path in paths:
         print(f"{path}")
     print(f"{len(paths)} batches by {args.by} from {len(frame)} rows of {args.file}")
-    return 0
+    return ExitCode.OK
 
 
 def run_perturb(args) -> int:
@@ -74,4 +75,4 @@ def run_perturb(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     changed.to_csv(out, index=False)
     print(f"wrote {out}: {len(changed)} rows, shifts {args.shift}")
-    return 0
+    return ExitCode.OK

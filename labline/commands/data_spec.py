@@ -17,6 +17,7 @@ from pathlib import Path
 
 from labline.data.datasets import BUILTIN, DatasetError, builtin_names, get_spec, read_table
 from labline.data.spec import DatasetSpec, infer_spec
+from runner.exit_codes import ExitCode
 
 
 def register_data(subparsers) -> None:
@@ -65,7 +66,7 @@ def cmd_spec(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}")
     else:
         print(text, end="")
-    return 0
+    return ExitCode.OK
 
 
 def _spec_for(args: argparse.Namespace) -> DatasetSpec:
@@ -107,4 +108,4 @@ def cmd_validate(args: argparse.Namespace) -> int:
             + ", ".join(c.name for c in report.failures)
             + where
         )
-    return 0 if report.passed else 1
+    return ExitCode.OK if report.passed else ExitCode.FAILED

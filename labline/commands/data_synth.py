@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from labline.commands.common import CommandError
+from runner.exit_codes import ExitCode
 
 GENERATORS = {"iris": "labline.data.synth:write_synth_parquet"}  # imported when used: the CLI starts fast
 
@@ -51,4 +52,4 @@ def cmd_synth(args) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     print(f"wrote {args.rows} {args.name} rows to {path} in {time.perf_counter() - started:.1f} s")
-    return 0
+    return ExitCode.OK

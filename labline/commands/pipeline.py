@@ -28,6 +28,7 @@ from labline.commands.progress import ProgressDisplay, progress_printer
 from labline.env import run_metadata
 from labline.paths import project_root
 from runner.compare import comparison_rows, lower_is_better, render, sort_rows
+from runner.exit_codes import ExitCode
 from runner.params import read_parameters
 from runner.pipeline import plan_status, run_pipeline
 from runner.records import find_run, list_runs
@@ -207,12 +208,16 @@ def failure_message(step: str, body: dict[str, Any]) -> str:
     )
 
 
-def exit_code(manifest: dict[str, Any]) -> int:
-    """0 succeeded, 3 a step timed out, 1 any other failure."""
-    if manifest["status"] == "succeeded":
-        return 0
-    statuses = {body.get("status") for body in manifest["steps"].values()}
-    return 3 if "timeout" in statuses else 1
+def exit_code(manifest: dict[str, Any]) -> ExitCode:
+    """OK when the run succeeded, TIMEOUT when a step timed out, INTERRUPTED, else FAILED."""
+    from runner.contracts import RunManifest, RunStatus, StepStatus
+
+    run = RunManifest.from_dict(manifest)
+    if run.status == RunStatus.SUCCEEDED:
+        return ExitCode.OK
+    if run.status == RunStatus.INTERRUPTED:
+        return ExitCode.INTERRUPTED
+    return ExitCode.TIMEOUT if any(s.status == StepStatus.TIMEOUT for s in run.steps.values()) else ExitCode.FAILED
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labline.commands.common import add_db_option, add_format_option, add_runs_option, resolve_runs
+from runner.exit_codes import ExitCode
 
 if TYPE_CHECKING:  # SQLAlchemy loads when a registry command runs, so the CLI starts fast
     from labline.registry import Decision, Registry
@@ -107,7 +108,7 @@ def _open(args: argparse.Namespace) -> Registry:
 
 
 def _guard(func):
-    """Turn a RegistryError into the CLI's clear one-line error (exit 1)."""
+    """Turn a RegistryError into the CLI's clear one-line error (ExitCode.FAILED)."""
 
     def wrapped(args: argparse.Namespace) -> int:
         from labline.commands.common import CommandError
@@ -116,7 +117,7 @@ def _guard(func):
         try:
             return func(args)
         except RegistryError as exc:
-            raise CommandError(str(exc), exit_code=1) from None
+            raise CommandError(str(exc), ExitCode.FAILED) from None
 
     return wrapped
 
@@ -145,10 +146,10 @@ def cmd_register(args: argparse.Namespace) -> int:
     versions = _open(args).register_run(record.manifest)
     if not versions:
         print(f"run {record.run_id} has no trained model (no succeeded step glued model_dir and artifact_sha256)")
-        return 1
+        return ExitCode.FAILED
     for v in versions:
         print(f"registered {v.label} from run {v.run_id} step {v.step} (artifact {v.artifact_sha256[:12]})")
-    return 0
+    return ExitCode.OK
 
 
 @_guard
@@ -158,10 +159,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = [_row(v) for v in _open(args).versions()]
     if not rows:
         print("no model versions yet: `labline register RUN` (or `labline run`) adds them")
-        return 0
+        return ExitCode.OK
     keep = {k for row in rows for k, v in row.items() if v not in (None, "")} | {"aliases"}
     print(render([{k: v for k, v in row.items() if k in keep} for row in rows], args.format))
-    return 0
+    return ExitCode.OK
 
 
 @_guard
@@ -169,7 +170,7 @@ def cmd_model_show(args: argparse.Namespace) -> int:
     v = _open(args).resolve(args.version)
     if args.json:
         print(json.dumps(v.to_dict(), indent=2, default=str))
-        return 0
+        return ExitCode.OK
     print(f"{v.label}  aliases: {', '.join(v.aliases) or '-'}")
     print(f"  task            {v.task}")
     print(f"  run             {v.run_id}  step {v.step}")
@@ -198,7 +199,7 @@ def cmd_model_show(args: argparse.Namespace) -> int:
             else ""
         )
     )
-    return 0
+    return ExitCode.OK
 
 
 def print_decision(decision: Decision) -> None:
@@ -237,7 +238,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         scope=args.dataset,
     )
     print_decision(decision)
-    return 0 if decision.promoted else 1
+    return ExitCode.OK if decision.promoted else ExitCode.FAILED
 
 
 @_guard
@@ -250,20 +251,20 @@ def cmd_alias(args: argparse.Namespace) -> int:
             raise CommandError("--remove needs an alias NAME")
         scope = reg.remove_alias(args.name, args.dataset)
         print(f"removed alias {args.name!r} of {scope}")
-        return 0
+        return ExitCode.OK
     if args.name is None:
         for row in reg.alias_table():
             print(f"{row['scope']}@{row['alias']} -> v{row['version']}")
-        return 0
+        return ExitCode.OK
     if args.version is None:
         found = reg.resolve(args.name, args.dataset)
         print(f"{found.scope}@{args.name.rpartition('@')[2]} -> {found.label}")
-        return 0
+        return ExitCode.OK
     if args.name == "champion" and not args.force:
         raise CommandError("'champion' is moved by `labline promote` (the gate); add --force to set it by hand")
     version = reg.set_alias(args.name, args.version)
     print(f"{version.scope}@{args.name} -> {version.label}")
-    return 0
+    return ExitCode.OK
 
 
 @_guard
@@ -280,7 +281,7 @@ def cmd_decisions(args: argparse.Namespace) -> int:
         )
         for reason in d["reasons"]:
             print(f"    {'PASS' if reason['passed'] else 'FAIL'} {reason['rule']:<12} {reason['reason']}")
-    return 0
+    return ExitCode.OK
 
 
 @_guard
@@ -322,9 +323,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             f"identical: all {len(result.comparisons)} metrics of run {result.old_run_id} are the same "
             f"in run {result.new_run_id}"
         )
-        return 0
+        return ExitCode.OK
     if result.status != "succeeded":
         print(f"not reproduced: the new run {result.new_run_id} {result.status} ({result.new_run_path})")
     for c in result.differing:
         print(f"differs: {c.step} {c.metric}: recorded {c.old!r}, reproduced {c.new!r}")
-    return 1
+    return ExitCode.FAILED

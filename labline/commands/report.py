@@ -12,6 +12,7 @@ from typing import Any
 
 from labline.commands.common import CommandError, add_runs_option, resolve_runs
 from labline.report.page import NOTEBOOK_MODES
+from runner.exit_codes import ExitCode
 
 
 def register(subparsers) -> None:
@@ -65,4 +66,4 @@ def cmd_report(args: argparse.Namespace) -> int:
     runs = load_runs(list(args.run), resolve_runs(args))
     path = write_report(runs, args.out or default_out(runs), notebooks=args.notebooks)
     print(path)
-    return 0
+    return ExitCode.OK

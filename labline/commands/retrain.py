@@ -1,8 +1,9 @@
 """`labline retrain --data FILE`: validate a new batch, retrain on the accumulated data, promote
 the challenger only when it beats the champion on the same held-out rows.
 
-Exit codes (cron-friendly): 0 retrained (champion promoted or kept), 1 stopped (the batch failed
-validation, or the pipeline failed), 2 usage error, 4 another retrain is running.
+Exit codes (cron-friendly, runner.exit_codes): 0 the challenger was promoted, 4 the champion was
+kept, 1 stopped (the batch failed validation, or the pipeline failed), 2 usage error, 6 another
+retrain is running (nothing done: try again later).
 """
 
 from __future__ import annotations
@@ -10,8 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from labline.commands.common import CommandError, add_db_option, add_only_option, add_param_option, add_runs_option
+from runner.exit_codes import ExitCode
 
-EXIT_STOPPED, EXIT_LOCKED = 1, 4
+# RetrainOutcome.status -> what the command exits with.
+OUTCOME_CODES = {
+    "promoted": ExitCode.OK,
+    "kept": ExitCode.KEPT_CHAMPION,
+    "invalid": ExitCode.FAILED,  # the batch failed validation
+    "failed": ExitCode.FAILED,  # the pipeline failed
+}
 
 
 def register(subparsers) -> None:
@@ -61,9 +69,13 @@ def run_retrain(args) -> int:
             margin=args.margin,
         )
     except RetrainLocked as exc:
-        raise CommandError(str(exc), EXIT_LOCKED) from exc
+        raise CommandError(str(exc), ExitCode.LOCKED) from exc
     except (RetrainError, DatasetError) as exc:
         raise CommandError(str(exc)) from exc
     print(outcome.summary())
     print(f"recorded: {outcome.folder}/decision.json")
-    return EXIT_STOPPED if outcome.status in ("invalid", "failed") else 0
+    if outcome.status not in OUTCOME_CODES:
+        raise CommandError(
+            f"retrain ended with status {outcome.status!r}, not one of {list(OUTCOME_CODES)}", ExitCode.CRASHED
+        )
+    return OUTCOME_CODES[outcome.status]

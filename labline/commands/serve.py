@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from labline.commands.common import CommandError, add_db_option, add_format_option
+from runner.exit_codes import ExitCode
 
 FORMATS = ["table", "csv", "json", "jsonl"]
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -129,8 +130,8 @@ def cmd_serve(args) -> int:
         )
         failure = serve_workers(settings, args.host, args.port, args.workers)
         if failure:
-            raise CommandError(f"the workers could not start: {failure}", exit_code=1)
-        return 0
+            raise CommandError(f"the workers could not start: {failure}", ExitCode.FAILED)
+        return ExitCode.OK
     import uvicorn
 
     from labline.serve.app import create_app
@@ -139,14 +140,14 @@ def cmd_serve(args) -> int:
     try:
         app = create_app(settings)
     except DeploymentError as exc:
-        raise CommandError(str(exc), exit_code=1) from exc
+        raise CommandError(str(exc), ExitCode.FAILED) from exc
     print(
         f"labline serve: http://{args.host}:{args.port} serving {_served(settings)} "
         f"(request log {settings.request_log})",
         file=sys.stderr,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-    return 0
+    return ExitCode.OK
 
 
 def _scoped(ref: str | None, dataset: str | None) -> str | None:
@@ -201,7 +202,7 @@ def cmd_requests(args) -> int:
             limit=args.limit,
         )
     except FileNotFoundError as exc:
-        raise CommandError(str(exc), exit_code=1) from exc
+        raise CommandError(str(exc), ExitCode.FAILED) from exc
     frame = frame.assign(time=frame["time"].map(lambda t: t.isoformat()))
     # json.dumps keeps every float's full precision (pandas' to_json rounds to 10 digits)
     records = [
@@ -235,7 +236,7 @@ def cmd_requests(args) -> int:
                 row.client_key,
             )
         Console(width=200).print(table)
-    return 0
+    return ExitCode.OK
 
 
 def cmd_replay(args) -> int:
@@ -244,7 +245,7 @@ def cmd_replay(args) -> int:
     try:
         result = replay(args.request_id, _log_path(args), registry_url=args.db, shadow=args.shadow)
     except (ReplayError, FileNotFoundError) as exc:
-        raise CommandError(str(exc), exit_code=1) from exc
+        raise CommandError(str(exc), ExitCode.FAILED) from exc
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
     else:
@@ -265,7 +266,7 @@ def cmd_replay(args) -> int:
         print("identical   bit for bit" if result.identical else "identical   NO")
         if result.reason:
             print(f"note        {result.reason}")
-    return 0 if result.identical else 1
+    return ExitCode.OK if result.identical else ExitCode.FAILED
 
 
 def cmd_feedback(args) -> int:
@@ -292,13 +293,13 @@ def cmd_feedback(args) -> int:
     try:
         stored, unknown = write_feedback(_log_path(args), labels)
     except FileNotFoundError as exc:
-        raise CommandError(str(exc), exit_code=1) from exc
+        raise CommandError(str(exc), ExitCode.FAILED) from exc
     print(f"stored {stored} labels; {len(unknown)} request ids not in the log")
     if unknown:
         print(
             "unknown request ids: " + ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else ""), file=sys.stderr
         )
-    return 0 if stored else 1
+    return ExitCode.OK if stored else ExitCode.FAILED
 
 
 def cmd_ab_report(args) -> int:
@@ -313,10 +314,10 @@ def cmd_ab_report(args) -> int:
             registry_url=args.db,
         )
     except FileNotFoundError as exc:
-        raise CommandError(str(exc), exit_code=1) from exc
+        raise CommandError(str(exc), ExitCode.FAILED) from exc
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
-        return 0
+        return ExitCode.OK
     print(f"{'arm':<11} {'versions':<20} {'requests':>9} {'agreement':>10} {'labelled':>9} {'accuracy':>9}")
     for stats in report.arms.values():
         agreement = f"{stats.agreement:.3f}" if stats.agreement is not None else "-"
@@ -329,4 +330,4 @@ def cmd_ab_report(args) -> int:
     print(report.verdict)
     for note in report.notes:
         print(f"note: {note}")
-    return 0
+    return ExitCode.OK

@@ -82,7 +82,7 @@ def test_clean_batch_promotes_when_better_and_a_concurrent_retrain_is_locked_out
     # second process has started, and the test would then race.
     with retrain_lock(env["state"]):
         second = subprocess.run(_cli(env, *args), cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert second.returncode == 4, second.stderr
+    assert second.returncode == 6, second.stderr  # ExitCode.LOCKED
     assert "another retrain is running" in second.stderr and f"pid {os.getpid()}" in second.stderr
     running = subprocess.run(_cli(env, *args), cwd=ROOT, capture_output=True, text=True, timeout=900)
     out, err = running.stdout, running.stderr

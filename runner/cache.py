@@ -79,12 +79,12 @@ def source_imports(path: Path, root: Path) -> list[str]:
 
 def module_files(name: str, root: Path) -> list[Path]:
     """The project files importing `name` runs: each package's __init__.py on the way, then the module."""
-    parts, files = name.split("."), []
-    for depth in range(1, len(parts) + 1):
-        base = root.joinpath(*parts[:depth])
-        for candidate in (base / "__init__.py", base.with_suffix(".py")):
-            if candidate.is_file():
-                files.append(candidate)
+    base, files = str(root), []
+    for part in name.split("."):
+        base = os.path.join(base, part)
+        for candidate in (os.path.join(base, "__init__.py"), base + ".py"):
+            if os.path.isfile(candidate):
+                files.append(Path(candidate))
                 break
         else:
             break
@@ -110,7 +110,7 @@ class Fingerprints:
             written = params[name]
             fixed = {k: v for k, v in {**self.defaults[name], **written}.items() if not references(written.get(k))}
             try:
-                for item in step_inputs(self.spec.steps[name].inputs, written, fixed, self.root):
+                for item in step_inputs(self.spec.steps[name].inputs, written, fixed, self.root, self.files):
                     check_input(item)
             except InputError as exc:
                 raise InputError(f"{self.spec.path}: step {name!r}: {exc}") from None
@@ -123,7 +123,7 @@ class Fingerprints:
         notebook = self.files.fact("notebook", step.notebook, notebook_facts)
         values = {**self.defaults.get(name, {}), **resolved}
         try:
-            inputs = input_hashes(step_inputs(step.inputs, written, values, self.root), self.files)
+            inputs = input_hashes(step_inputs(step.inputs, written, values, self.root, self.files), self.files)
         except InputError as exc:
             raise InputError(f"{self.spec.path}: step {name!r}: {exc}") from None
         components = {

@@ -80,16 +80,28 @@ class FileCache:
 
     def fact(self, kind: str, path: Path, compute: Callable[[Path], Any], stat: os.stat_result | None = None) -> Any:
         """`compute(path)`, or what it gave last time if the file's stat has not changed since."""
-        stat = stat or path.stat()
-        key, name = stat_key(stat), str(path)
+        return self._fact(kind, str(path), [stat or path.stat()], lambda: compute(path))
+
+    def fact_of_folders(self, kind: str, folders: list[str], compute: Callable[[], Any]) -> Any:
+        """`compute()`, kept while each folder keeps its stat (a folder's changes when an entry comes or goes)."""
+        stats = []
+        for folder in folders:
+            try:
+                stats.append(os.stat(folder))
+            except OSError:
+                continue
+        return self._fact(kind, "\n".join(folders), stats, compute)
+
+    def _fact(self, kind: str, name: str, stats: list[os.stat_result], compute: Callable[[], Any]) -> Any:
+        key = [stat_key(stat) for stat in stats]
         with self._lock:
             entry = self._table(kind).get(name)
             self._used.add((kind, name))
         if isinstance(entry, list) and len(entry) == 2 and entry[0] == key:
             return entry[1]
-        value = compute(path)
-        settled = time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) > RACY_SECONDS * 1e9
-        if settled:
+        value = compute()
+        changed = max((max(stat.st_mtime_ns, stat.st_ctime_ns) for stat in stats), default=0)
+        if time.time_ns() - changed > RACY_SECONDS * 1e9:
             with self._lock:
                 self._table(kind)[name] = [key, value]
                 self._dirty = True
@@ -114,5 +126,5 @@ class FileCache:
         if sum(len(table) for table in self._facts.values()) <= PRUNE_ABOVE:
             return
         for kind, table in self._facts.items():
-            for name in [n for n in table if (kind, n) not in self._used and not os.path.exists(n)]:
+            for name in [n for n in table if (kind, n) not in self._used and not os.path.exists(n.split("\n")[0])]:
                 del table[name]

@@ -17,10 +17,10 @@ refused with the reason (InputError), never hashed in part.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import stat
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,7 @@ MAX_FOLDER_FILES = 100_000
 IGNORED_PARAMETERS = frozenset({"output_dir", "run_id"})  # the runner's own: a fresh folder per run
 
 Resolver = Callable[[str, Any, Path], "list[Path] | None"]
+_resolvers: tuple[Resolver, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,27 @@ class Input:
     paths: tuple[Path, ...]
 
 
-@functools.cache
-def resolvers() -> tuple[Resolver, ...]:
-    """The installed input resolvers (entry point group `runner.inputs`), looked up once per process."""
+def resolvers(files: FileCache) -> tuple[Resolver, ...]:
+    """The installed input resolvers (entry point group `runner.inputs`), loaded once per process.
+
+    Listing entry points reads every installed package's metadata (tens of ms), so the list is kept
+    in the file cache while the folders on sys.path keep their stat (installing or removing a
+    package adds or removes an entry there).
+    """
+    global _resolvers
+    if _resolvers is None:
+        from importlib.metadata import EntryPoint
+
+        folders = [folder for folder in sys.path if folder and os.path.isdir(folder)]
+        found = files.fact_of_folders(RESOLVER_GROUP, folders, _resolver_entry_points)
+        _resolvers = tuple(EntryPoint(name, value, RESOLVER_GROUP).load() for name, value in found)
+    return _resolvers
+
+
+def _resolver_entry_points() -> list[list[str]]:
     from importlib.metadata import entry_points
 
-    return tuple(point.load() for point in sorted(entry_points(group=RESOLVER_GROUP), key=lambda p: p.name))
+    return sorted([point.name, point.value] for point in entry_points(group=RESOLVER_GROUP))
 
 
 def label_of(path: Path, root: Path) -> str:
@@ -79,12 +95,12 @@ def _existing_paths(value: Any, root: Path) -> list[Path]:
     return []
 
 
-def parameter_inputs(name: str, value: Any, root: Path, per_run: bool) -> list[Input]:
+def parameter_inputs(name: str, value: Any, root: Path, per_run: bool, files: FileCache) -> list[Input]:
     """What one parameter value makes the step read. `per_run`: its value came from `${step.scrap}`
     (paths that differ from run to run), so its files go under the parameter's name, not their path."""
     if name in IGNORED_PARAMETERS:
         return []
-    for resolver in resolvers():
+    for resolver in resolvers(files):
         try:
             files = resolver(name, value, root)
         except (ValueError, OSError) as exc:
@@ -98,7 +114,7 @@ def parameter_inputs(name: str, value: Any, root: Path, per_run: bool) -> list[I
 
 
 def step_inputs(
-    declared_inputs: list[Path], written: dict[str, Any], values: dict[str, Any], root: Path
+    declared_inputs: list[Path], written: dict[str, Any], values: dict[str, Any], root: Path, files: FileCache
 ) -> list[Input]:
     """Every file or folder a step reads: its `inputs:`, then what its parameter `values` name.
 
@@ -107,7 +123,7 @@ def step_inputs(
     """
     found = [Input(label_of(path, root), (path,)) for path in declared_inputs]
     for name, value in sorted(values.items()):
-        found.extend(parameter_inputs(name, value, root, per_run=bool(references(written.get(name)))))
+        found.extend(parameter_inputs(name, value, root, bool(references(written.get(name))), files))
     return found
 
 

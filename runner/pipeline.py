@@ -10,6 +10,7 @@ Ctrl-C all end up in the manifest; no kernel outlives the run.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -386,6 +387,8 @@ def _stop_kernels() -> None:
 
 
 def _stop_spare_kernels() -> None:
+    if "runner.kernels" not in sys.modules:  # no kernel started in this process (every step cached)
+        return
     from runner.kernels import KernelLoop
 
     loop = KernelLoop.running()

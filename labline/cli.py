@@ -9,6 +9,7 @@ Exit codes: `runner.exit_codes.ExitCode`, the same for every command (README's "
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import traceback
 
@@ -17,29 +18,41 @@ from runner.lazy_imports import defer_slow_imports
 defer_slow_imports()  # before any command module imports nbformat: saves ~2 s on every command's start
 
 from labline import __version__  # noqa: E402
-from labline.commands import data, exercises, monitor, pipeline, registry, report, retrain, serve  # noqa: E402
 from labline.commands.common import CommandError  # noqa: E402
 from runner.errors import RunnerError  # noqa: E402
 from runner.exit_codes import ExitCode  # noqa: E402
 
-# The command groups, in the order `labline --help` lists their commands.
-COMMAND_MODULES = (data, exercises, monitor, pipeline, report, registry, retrain, serve)
+# The command groups (modules of labline.commands), in the order `labline --help` lists their commands.
+COMMAND_MODULES = ("data", "exercises", "monitor", "pipeline", "report", "registry", "retrain", "serve")
+# The order a command is looked for in, cheapest import first: `labline run` imports no exercise or
+# report code (nbformat alone costs more than a rerun with nothing changed).
+LOOKUP_ORDER = ("pipeline", "registry", "data", "retrain", "serve", "monitor", "report", "exercises")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command or, given `command`, of the first command group that has it."""
     parser = argparse.ArgumentParser(
         prog="labline", description="Notebook-driven ML pipelines, from classroom to production."
     )
     parser.add_argument("--version", action="version", version=f"labline {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMAND_MODULES:
-        module.register(subparsers)
+    if command:
+        for name in LOOKUP_ORDER:
+            module = importlib.import_module(f"labline.commands.{name}")
+            probe = argparse.ArgumentParser(add_help=False).add_subparsers()
+            module.register(probe)
+            if command in probe.choices:
+                module.register(subparsers)
+                return parser
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"labline.commands.{name}").register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; its ExitCode. argparse's own usage errors exit with 2 (ExitCode.USAGE) as well."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv and not argv[0].startswith("-") else None)
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()

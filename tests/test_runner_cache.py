@@ -169,3 +169,22 @@ def test_iris_rerun_with_nothing_changed_is_all_cached(iris_run, tmp_path):
         steps["train_torch"]["scraps"]["test_accuracy"]
         == iris_run.manifest["steps"]["train_torch"]["scraps"]["test_accuracy"]
     )
+
+
+def test_a_rerun_with_nothing_changed_reads_no_file_again(project, monkeypatch):
+    """Hashes and import lists come from the runs folder's file cache while each file's stat is unchanged."""
+    from runner import filecache
+
+    monkeypatch.setattr(filecache, "RACY_SECONDS", 0.0)  # as if every file had been written long ago
+    monkeypatch.setattr(filecache, "_shared", {})  # a new process: nothing remembered in memory
+    assert {row["action"] for row in status(project).values()} == {"cached"}  # learns, and saves
+    assert (project["folder"] / "runs" / filecache.CACHE_NAME).exists()
+
+    def read_again(path):
+        raise AssertionError(f"{path} was read again")
+
+    monkeypatch.setattr(filecache, "_shared", {})
+    monkeypatch.setattr(filecache, "sha256_of", read_again)
+    monkeypatch.setattr("runner.cache.source_imports", read_again)
+    monkeypatch.setattr("runner.cache.notebook_facts", read_again)
+    assert {row["action"] for row in status(project).values()} == {"cached"}

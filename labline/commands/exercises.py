@@ -10,7 +10,9 @@ import nbformat
 
 from labline.exercises.catalog import ExerciseError, discover, infer_name, orphans, select
 from labline.exercises.execution import DEFAULT_CELL_TIMEOUT, DEFAULT_TOTAL_TIMEOUT
+from labline.exercises.gradebook import FORMATS
 from labline.exercises.template import SolutionFormatError
+from runner.exit_codes import ExitCode
 
 
 def _folders(parser: argparse.ArgumentParser) -> None:
@@ -52,15 +54,28 @@ def register(subparsers) -> None:
     _limits(check)
     check.set_defaults(handler=cmd_check)
 
-    grade = sub.add_parser("grade", help="run a student's notebook with the hidden checks and print a score")
-    grade.add_argument("notebook", type=Path, help="the student's notebook")
+    grade = sub.add_parser(
+        "grade",
+        help="grade a student's notebook, or every notebook under folders (a gradebook and feedback pages)",
+        description="One notebook: print its report. Folders (or several notebooks, or --out): grade every "
+        "notebook under them in parallel, each in a private copy under time and memory limits, into a gradebook, "
+        "one feedback page per submission and a class summary.",
+    )
+    grade.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="a student's notebook or a folder of them")
     grade.add_argument(
         "--exercise",
         default=None,
         metavar="NN_name",
-        help="which exercise it answers (default: from its metadata or file name)",
+        help="which exercise they answer (default: from each notebook's metadata or file name)",
     )
-    grade.add_argument("--json", action="store_true", help="print the report as JSON")
+    grade.add_argument("--json", action="store_true", help="one notebook: print the report as JSON")
+    grade.add_argument("--out", type=Path, default=None, help="where the gradebook goes (default: PATH-graded-DATE)")
+    grade.add_argument("--format", choices=FORMATS, default="csv", help="the gradebook's format (default csv)")
+    grade.add_argument(
+        "--workers", type=int, default=None, help="submissions graded at once (default: the number of cores)"
+    )
+    grade.add_argument("--memory", default="4G", metavar="SIZE", help="memory cap of each kernel, e.g. 2G; 0: none")
+    grade.add_argument("--force", action="store_true", help="re-grade submissions that did not change")
     _folders(grade)
     _limits(grade)
     grade.set_defaults(handler=cmd_grade)
@@ -140,19 +155,121 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed or stray else 0
 
 
+def _class_mode(args: argparse.Namespace) -> bool:
+    return args.out is not None or len(args.paths) > 1 or any(path.is_dir() for path in args.paths)
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
+    _positive(args)
+    missing = [str(path) for path in args.paths if not path.exists()]
+    if missing:
+        raise _usage(FileNotFoundError(f"{', '.join(missing)} does not exist (expected a notebook or a folder)"))
+    if _class_mode(args):
+        return _grade_class(args)
+    return _grade_one(args, args.paths[0])
+
+
+def _grade_one(args: argparse.Namespace, notebook: Path) -> int:
     from labline.exercises.grading import grade_notebook, report_json
 
-    _positive(args)
-    if not args.notebook.is_file():
-        raise _usage(FileNotFoundError(f"student notebook {args.notebook} does not exist"))
     try:
         exercises = discover(args.solutions, args.exercises)
-        name = args.exercise or infer_name(args.notebook, [e.name for e in exercises])
+        name = args.exercise or infer_name(notebook, [e.name for e in exercises])
         exercise = select(exercises, [name])[0]
     except ExerciseError as exc:
         raise _usage(exc) from None
     solution = nbformat.read(exercise.solution, as_version=4)
-    report = grade_notebook(args.notebook, exercise.name, solution, args.cell_timeout, args.timeout)
+    report = grade_notebook(notebook, exercise.name, solution, args.cell_timeout, args.timeout)
     print(report_json(report) if args.json else report.to_text())
-    return 0 if report.passed else 1
+    return ExitCode.OK if report.passed else ExitCode.FAILED
+
+
+class _ClassProgress:
+    """done/total and the student now graded: a bar on a terminal, one line per submission elsewhere."""
+
+    def __init__(self, total: int):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True)
+        self.bar = None
+        if self.console.is_terminal:
+            columns = (
+                TextColumn("grading"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+            )
+            self.bar = Progress(*columns, console=self.console, transient=True)
+            self.task = self.bar.add_task("", total=total)
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def __call__(self, done: int, total: int, student: str, row) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, description=student)
+        elif row is not None:
+            score = f"{row.report.score}/{row.report.total}"
+            took = " (unchanged)" if row.reused else f" ({row.report.seconds:.1f} s)"
+            line = f"[{done}/{total}] {row.student} {row.exercise}: {row.status.value} {score}{took}"
+            self.console.print(line, markup=False, highlight=False)
+
+
+def _default_out(path: Path) -> Path:
+    import datetime
+
+    path = path.resolve()
+    return path.parent / f"{path.stem}-graded-{datetime.date.today().isoformat()}"
+
+
+def _grade_class(args: argparse.Namespace) -> int:
+    import os
+
+    from labline.exercises.classroom import ClassGrader, Limits, find_submissions
+    from labline.exercises.gradebook import write_gradebook
+    from labline.exercises.isolation import parse_size, write_confinement
+    from labline.exercises.summary import class_summary
+
+    try:
+        memory = parse_size(args.memory)
+    except ValueError as exc:
+        raise _usage(ValueError(f"--memory: {exc}")) from None
+    if args.workers is not None and args.workers < 1:
+        raise _usage(ValueError(f"--workers must be 1 or more, got {args.workers}"))
+    out = args.out or _default_out(args.paths[0])
+    try:
+        exercises = discover(args.solutions, args.exercises)
+        if args.exercise:
+            select(exercises, [args.exercise])
+        submissions = find_submissions(args.paths, exercises, args.exercise, skip=out)
+    except (ExerciseError, FileNotFoundError) as exc:
+        raise _usage(exc) from None
+    if not submissions:
+        raise _usage(FileNotFoundError(f"no notebook under {', '.join(map(str, args.paths))}"))
+    unconfined = write_confinement()
+    if unconfined:
+        print(
+            f"labline exercises grade: warning: writes outside each submission's folder are NOT prevented here "
+            f"({unconfined}); grade untrusted submissions in a container or a throw-away account",
+            file=sys.stderr,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    limits = Limits(args.cell_timeout, args.timeout, memory, unconfined is None)
+    workers = args.workers or len(os.sched_getaffinity(0))
+    with _ClassProgress(len(submissions)) as progress:
+        rows = ClassGrader(out, limits, workers, args.force, progress).grade(submissions)
+    gradebook = write_gradebook(rows, out, args.format)
+    summary = class_summary(rows)
+    (out / "summary.md").write_text(summary + "\n", encoding="utf-8")
+    print(summary)
+    reused = sum(row.reused for row in rows)
+    print(f"gradebook: {gradebook}  feedback: {out / 'feedback'}  ({len(rows) - reused} graded, {reused} unchanged)")
+    return ExitCode.OK if all(row.status.graded for row in rows) else ExitCode.FAILED

@@ -10,6 +10,7 @@ whatever happened, so none is left behind.
 
 from __future__ import annotations
 
+import copy
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from nbformat import NotebookNode
 DEFAULT_CELL_TIMEOUT = 60.0
 DEFAULT_TOTAL_TIMEOUT = 300.0
 ERROR_MARKER_TAG = "papermill-error-cell-tag"  # papermill's banner cells around a failing cell
+PRELUDE_TAG = "labline-prelude"  # the grader's own first cell (see run_notebook)
+PRELUDE_CELL = -1  # where an execution stopped in that cell (indices count the notebook's own cells)
 
 
 @dataclass
@@ -56,26 +59,44 @@ def _executed(path: Path, fallback: NotebookNode) -> NotebookNode:
         nb = nbformat.read(str(path), as_version=4)
     except (OSError, ValueError):
         return fallback
-    nb.cells = [c for c in nb.cells if ERROR_MARKER_TAG not in c.metadata.get("tags", [])]
+    nb.cells = [c for c in nb.cells if not {ERROR_MARKER_TAG, PRELUDE_TAG} & set(c.metadata.get("tags", []))]
     return nb
 
 
-def _verdict(outcome, cell_timeout: float, total_timeout: float) -> tuple[str, str]:
+def _verdict(outcome, cell_timeout: float, total_timeout: float, where: int | None) -> tuple[str, str]:
     error = outcome.error or {}
-    where = error.get("cell_index")
     if (
         outcome.status in ("succeeded", "failed")
         and error.get("ename") != "KernelMissing"
         and outcome.cells_done >= outcome.cells_total
     ):
         return "completed", "every cell ran"
+    if outcome.status == "timeout" and where == PRELUDE_CELL:
+        return "error", (
+            f"the kernel was not ready within the {cell_timeout:g} s cell limit (its start-up imports on a busy "
+            "machine?); nothing of the notebook ran"
+        )
     if outcome.status == "timeout":
         return "timeout", (
             f"time limit reached in cell {where} (at most {cell_timeout:g} s a cell, {total_timeout:g} s in all)"
         )
+    if outcome.status == "dead_kernel" and where == PRELUDE_CELL:
+        log = " ".join(str(error.get("kernel_log", "")).strip().splitlines()[-2:])
+        return "error", f"the grader could not confine the kernel, nothing of the notebook ran: {log}"
     if outcome.status == "dead_kernel":
         return "dead_kernel", f"the kernel died while running cell {where}"
     return "error", f"{error.get('ename', 'Error')}: {error.get('evalue', '')}"
+
+
+def _with_prelude(notebook: NotebookNode, prelude: str | None) -> NotebookNode:
+    """`notebook` with the grader's own first cell (tagged, removed again from the result)."""
+    if not prelude:
+        return notebook
+    cell = nbformat.v4.new_code_cell(prelude, metadata={"tags": [PRELUDE_TAG]})
+    cell.id = PRELUDE_TAG
+    wrapped = copy.copy(notebook)
+    wrapped.cells = [cell, *notebook.cells]
+    return wrapped
 
 
 def run_notebook(
@@ -84,9 +105,11 @@ def run_notebook(
     cell_timeout: float = DEFAULT_CELL_TIMEOUT,
     total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
     kernel_name: str | None = None,
+    prelude: str | None = None,
 ) -> Execution:
     """Execute every cell of `notebook` (a copy is executed), continuing past cell errors, on the
-    kernel it declares unless `kernel_name` is given.
+    kernel it declares unless `kernel_name` is given; `prelude` is code run first, in a cell of its
+    own left out of the result (the submission's confinement).
 
     Stops early only when the time limit is reached or the kernel dies. Never raises for
     anything the notebook does.
@@ -94,10 +117,11 @@ def run_notebook(
     from runner.execute import execute_step
 
     started = time.monotonic()
+    shift = 1 if prelude else 0
     with tempfile.TemporaryDirectory(prefix="labline-grade-") as tmp:
         out = Path(tmp) / "executed.ipynb"
         outcome = execute_step(
-            notebook,
+            _with_prelude(notebook, prelude),
             out,
             {},
             cwd,
@@ -107,6 +131,20 @@ def run_notebook(
             allow_errors=True,
         )
         executed = _executed(out, notebook)
-    status, message = _verdict(outcome, cell_timeout, total_timeout)
-    stopped = None if status == "completed" else (outcome.error or {}).get("cell_index")
+    index = (outcome.error or {}).get("cell_index")
+    where = None if index is None else index - shift
+    status, message = _verdict(outcome, cell_timeout, total_timeout, where)
+    stopped = None if status == "completed" else where
     return Execution(executed, status, message, stopped, round(time.monotonic() - started, 3))
+
+
+def prestart(notebook: NotebookNode, cwd: str | Path, prelude: str | None = None) -> None:
+    """Start the kernel `run_notebook(notebook, cwd, prelude=prelude)` will take, ahead of time, so it
+    is warm (started, its imports done) when the run begins. Returns at once."""
+    from runner.kernels import KernelLoop, declared_kernel
+    from runner.notebook import imported_modules
+
+    wrapped = _with_prelude(notebook, prelude)
+    loop = KernelLoop.get()
+    modules = tuple(imported_modules(wrapped))
+    loop.call(loop.pool.prestart, declared_kernel(wrapped), str(cwd), modules, 1)

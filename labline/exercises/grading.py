@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from labline.exercises.execution import DEFAULT_CELL_TIMEOUT, DEFAULT_TOTAL_TIME
 from labline.exercises.template import HIDDEN_CHECKS, STUB_EXCEPTION, STUB_PREFIX, cell_tags, is_check
 
 GRADER_TAG = "labline-grader"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_CELL_LINE = re.compile(r"Cell In\[\d+\], line (\d+)")
 
 
 @dataclass
@@ -29,6 +32,22 @@ class CheckResult:
     hidden: bool
     passed: bool
     message: str
+    line: str = ""  # the check's statement that failed (its assert: what was expected)
+
+
+@dataclass
+class CellError:
+    """An error in one of the student's own cells, where it happened."""
+
+    cell: int  # index in the graded notebook
+    line: int | None  # line in that cell
+    source_line: str
+    error: str  # "ename: evalue"
+    unfinished: bool  # a stub still raising: not done yet, rather than wrong
+
+    def describe(self) -> str:
+        where = f"cell {self.cell}" + (f", line {self.line}" if self.line else "")
+        return f"{where} ({self.source_line[:60]}) {'is not done yet' if self.unfinished else 'raised'}: {self.error}"
 
 
 @dataclass
@@ -42,6 +61,7 @@ class GradeReport:
     checks: list[CheckResult] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    cell_errors: list[CellError] = field(default_factory=list)
 
     @property
     def score(self) -> int:
@@ -59,6 +79,13 @@ class GradeReport:
         data = asdict(self)
         data.update(score=self.score, total=self.total, passed=self.passed)
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GradeReport:
+        """The report `to_dict` wrote (a previous grading's, read back)."""
+        fields = {k: data[k] for k in ("exercise", "notebook", "status", "message", "problems", "seconds")}
+        checks = [CheckResult(**c) for c in data["checks"]]
+        return cls(**fields, checks=checks, cell_errors=[CellError(**e) for e in data.get("cell_errors", [])])
 
     def to_text(self) -> str:
         lines = [f"exercise {self.exercise}: {self.notebook}"]
@@ -122,6 +149,16 @@ def _error_text(error: dict) -> str:
     return f"{error['ename']}: {value}" if value else error["ename"]
 
 
+def error_line(cell: NotebookNode, error: dict) -> tuple[int | None, str]:
+    """The line of `cell` the error happened on (its outermost frame) and that line's code."""
+    traceback = _ANSI.sub("", "\n".join(error.get("traceback") or []))
+    found = _CELL_LINE.search(traceback)
+    lines = cell.source.splitlines()
+    if found and 0 < int(found[1]) <= len(lines):
+        return int(found[1]), lines[int(found[1]) - 1].strip()
+    return None, next((line.strip() for line in lines if line.strip()), "")
+
+
 def report_from_execution(exercise: str, label: str, execution: Execution) -> GradeReport:
     """Read the verdict of every check, and the errors of the student's own cells, from an execution."""
     report = GradeReport(exercise, label, execution.status, execution.message, seconds=execution.seconds)
@@ -136,13 +173,38 @@ def report_from_execution(exercise: str, label: str, execution: Execution) -> Gr
             name, hidden = check_name(cell, number), HIDDEN_CHECKS in cell_tags(cell)
             if not ran:
                 report.checks.append(CheckResult(name, hidden, False, f"not run: {execution.message}"))
+            elif error is None:
+                report.checks.append(CheckResult(name, hidden, True, "ok"))
             else:
-                report.checks.append(CheckResult(name, hidden, error is None, _error_text(error) if error else "ok"))
+                report.checks.append(CheckResult(name, hidden, False, _error_text(error), error_line(cell, error)[1]))
         elif error is not None:
             unfinished = error["ename"] == STUB_EXCEPTION and STUB_PREFIX in error["evalue"]
-            what = "is not done yet" if unfinished else "raised"
-            first_line = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
-            report.problems.append(f"cell {index} ({first_line[:60]}) {what}: {_error_text(error)}")
+            line, source_line = error_line(cell, error)
+            problem = CellError(index, line, source_line, _error_text(error), unfinished)
+            report.cell_errors.append(problem)
+            report.problems.append(problem.describe())
+    return report
+
+
+def read_student(student_path: str | Path) -> NotebookNode:
+    """The student's notebook, validated; raises (any exception) when it is not a readable notebook."""
+    student = nbformat.read(Path(student_path), as_version=4)
+    nbformat.validate(student)
+    return student
+
+
+def unreadable_report(exercise: str, label: str, solution: NotebookNode, exc: BaseException) -> GradeReport:
+    """The report of a notebook that does not even parse: every check failed, score zero."""
+    report = GradeReport(
+        exercise,
+        label,
+        "unreadable",
+        f"the notebook does not parse: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}",
+    )
+    for number, (_, check) in enumerate(solution_checks(solution), start=1):
+        hidden = HIDDEN_CHECKS in cell_tags(check)
+        name = check_name(check, number)
+        report.checks.append(CheckResult(name, hidden, False, "not run: the notebook does not parse"))
     return report
 
 
@@ -153,28 +215,12 @@ def grade_notebook(
     cell_timeout: float = DEFAULT_CELL_TIMEOUT,
     total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
 ) -> GradeReport:
-    """Grade the notebook at `student_path`; a notebook that does not even parse scores zero."""
+    """Grade the notebook at `student_path` in its own folder; a notebook that does not even parse scores zero."""
     student_path = Path(student_path)
     try:
-        student = nbformat.read(student_path, as_version=4)
-        nbformat.validate(student)
+        student = read_student(student_path)
     except Exception as exc:  # unreadable JSON, not a notebook, a missing file: all a report
-        report = GradeReport(
-            exercise,
-            str(student_path),
-            "unreadable",
-            f"the notebook does not parse: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
-        )
-        for number, (_, check) in enumerate(solution_checks(solution), start=1):
-            report.checks.append(
-                CheckResult(
-                    check_name(check, number),
-                    HIDDEN_CHECKS in cell_tags(check),
-                    False,
-                    "not run: the notebook does not parse",
-                )
-            )
-        return report
+        return unreadable_report(exercise, str(student_path), solution, exc)
     return grade(
         student, exercise, solution, student_path.resolve().parent, str(student_path), cell_timeout, total_timeout
     )
@@ -188,9 +234,10 @@ def grade(
     label: str = "notebook",
     cell_timeout: float = DEFAULT_CELL_TIMEOUT,
     total_timeout: float = DEFAULT_TOTAL_TIMEOUT,
+    prelude: str | None = None,
 ) -> GradeReport:
-    """Grade an in-memory notebook, its kernel working in `cwd`."""
-    execution = run_notebook(assemble(student, solution), cwd, cell_timeout, total_timeout)
+    """Grade an in-memory notebook, its kernel working in `cwd`, after running `prelude` (the confinement)."""
+    execution = run_notebook(assemble(student, solution), cwd, cell_timeout, total_timeout, prelude=prelude)
     return report_from_execution(exercise, label, execution)
 
 

@@ -107,10 +107,9 @@ class Template:
             raise ForkRefused(f"the template did not answer within {FORK_TIMEOUT:g} s") from None
         finally:
             self.waiting.pop(number, None)
-        if answer["op"] != "forked":
-            raise ForkRefused(answer["reason"])
-        forked = self.children[answer["pid"]] = Forked(answer["pid"])
-        return forked
+        if not isinstance(answer, Forked):
+            raise ForkRefused(answer)
+        return answer
 
     def _send(self, message: dict, fds: list[int] = ()) -> None:
         if self.lost:
@@ -133,12 +132,20 @@ class Template:
             return
         message = decode(data)
         op = message["op"]
-        if op in ("forked", "refused") and message["id"] in self.waiting:
-            self.waiting[message["id"]].set_result(message)
+        if op == "forked":  # known before any later message can say it exited
+            forked = self.children[message["pid"]] = Forked(message["pid"])
+            self._answer(message["id"], forked)
+        elif op == "refused":
+            self._answer(message["id"], message["reason"])
         elif op == "exited" and message["pid"] in self.children:
             self._exited(message["pid"], message["status"])
         elif op == "imported":
             self.imported[message["module"]] = message["seconds"]
+
+    def _answer(self, number: int, answer: Forked | str) -> None:
+        reply = self.waiting.get(number)
+        if reply is not None and not reply.done():
+            reply.set_result(answer)
 
     def _exited(self, pid: int, status: int) -> None:
         forked = self.children.pop(pid, None)
@@ -151,9 +158,9 @@ class Template:
             return
         self.lost = True
         self.loop.remove_reader(self.sock.fileno())
-        for reply in self.waiting.values():
-            if not reply.done():
-                reply.set_result({"op": "refused", "reason": self._why_lost()})
+        self.sock.close()
+        for number in list(self.waiting):
+            self._answer(number, self._why_lost())
         if self.children:
             self.loop.create_task(self._watch_orphans())
 
@@ -174,7 +181,6 @@ class Template:
         """Close the template's socket (it kills its kernels and exits); kill it if it lingers."""
         self.kill_kernels()
         self._lose()
-        self.sock.close()
         for _ in range(50):
             if self.process.poll() is not None:
                 return

@@ -1,4 +1,4 @@
-"""labline's papermill engine: papermill's execution manager, cells run on the runner's kernels.
+"""labline's papermill engine: papermill's own engine and notebook client, on a warm kernel.
 
 Registered as `labline` through papermill's `papermill.engine` entry point, so both of these
 run a notebook the same way:
@@ -6,107 +6,329 @@ run a notebook the same way:
     papermill.execute_notebook("in.ipynb", "out.ipynb", engine_name="labline", km=..., kc=...)
     papermill in.ipynb out.ipynb --engine labline -p epochs 5
 
-What it adds to papermill's default (nbclient) engine: it runs in a kernel started ahead of time
-(`km`/`kc`, or one it starts itself from `runner.kernels`); a whole-notebook limit
-(`notebook_timeout`) on top of the per-cell one (`execution_timeout`); a callback after every
-code cell (`on_cell(done, total)`); and every kernel message goes through the runner's one event
-loop, so Ctrl-C or a dead kernel (found within about a second, by nbclient's poll) ends a step
-at once. papermill's metadata (notebook and per-cell start, end, duration, status, exception)
-is written by papermill's own `NotebookExecutionManager`.
+`LablineEngine` is papermill's `NBClientEngine` and `LablineNotebookClient` its
+`PapermillNotebookClient`: papermill's options reach them as they reach papermill's own
+(`log_output`, `stdout_file`/`stderr_file`, `autosave_cell_every`, `start_timeout`,
+`execution_timeout`), and the notebook is executed, recorded and saved in papermill's order, so
+the output notebook after a success, a failing cell, a timeout or Ctrl-C is papermill's. The one
+difference is the kernel: one started ahead of time (`km`/`kc`), or else one the engine takes from
+the runner's kernel pool (`runner.kernels`), working in the current directory and writing to this
+process's stdout/stderr as the kernel papermill starts does. The client's steps run as coroutines
+on the runner's one event loop (`KernelLoop`), since kernels are driven from many threads.
 
-`LablineTranslator` writes the injected-parameters cell for notebooks on the project's kernel:
-every value is a Python literal built from plain data (`runner.notebook.python_literal`).
+labline's additions: a whole-notebook limit (`notebook_timeout`) beside papermill's per-cell
+`execution_timeout`, a callback after each code cell (`on_cell(done, total)`), and saves that
+write papermill's bytes atomically without nbformat's schema validation on each save. A kernel
+that dies is found within about a second (nbclient's poll).
 
-Nothing here imports papermill at import time: papermill loads this module through its entry
-point while papermill itself is still importing, and a user may import this module first.
+`LablineTranslator` writes the injected-parameters cell for the project's kernel: papermill's
+`PythonTranslator`, except where papermill's text would not give the value back.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import keyword
 import math
 import os
 import time
 from collections.abc import Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
-from runner.notebook import imported_modules, injected_source, python_literal, write_atomic
+
+def __getattr__(name: str) -> Any:
+    """papermill registers its engines while it imports itself, this one through its entry point.
+    When this module is imported first, papermill asks for `LablineEngine` before the class below
+    exists: it gets papermill's engine for that moment, and `LablineEngine` is registered again at
+    the end of this module."""
+    import sys
+
+    if name == "LablineEngine" and "papermill.engines" in sys.modules:
+        return sys.modules["papermill.engines"].NBClientEngine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+import papermill  # noqa: E402, F401  (first: papermill imports this module while it imports itself)
+from jupyter_core.utils import ensure_async  # noqa: E402
+from nbclient.exceptions import CellExecutionError, CellTimeoutError  # noqa: E402
+from nbclient.util import run_hook  # noqa: E402
+from papermill.clientwrap import PapermillNotebookClient  # noqa: E402
+from papermill.engines import (  # noqa: E402
+    NBClientEngine,
+    NotebookExecutionManager,
+    catch_nb_assignment,
+    papermill_engines,
+)
+from papermill.iorw import LocalHandler, papermill_io  # noqa: E402
+from papermill.log import logger  # noqa: E402
+from papermill.translators import PythonTranslator, papermill_translators  # noqa: E402
+from papermill.utils import merge_kwargs, remove_args  # noqa: E402
+
+from runner.notebook import imported_modules, notebook_text, write_atomic  # noqa: E402
 
 PROJECT_KERNEL = "labline"
 CellProgress = Callable[[int, int], None]  # (code cells done, code cells in all)
+PLAIN_DATA = (str, int, float, list, dict, tuple)  # and None
 
 
 class NotebookTimeout(Exception):
     """The whole notebook ran past its limit."""
 
 
-class LablineTranslator:
-    """papermill's Python translator, with labline's literals (tuples and non-string keys kept)."""
+class _Interrupted(Exception):
+    """Ctrl-C reached the thread waiting for the notebook: the running cell is left as papermill leaves it."""
+
+
+class LablineTranslator(PythonTranslator):
+    """papermill's Python translator, except where its text would not give the value back: a tuple
+    (papermill writes its str as a string), a dict key that is not a string (papermill quotes it),
+    an object that is not plain data (papermill writes its str; here a clear error). Values are
+    literals, never code; a parameter name must be an identifier."""
 
     @classmethod
     def translate(cls, val: Any) -> str:
-        return python_literal(val)
+        if isinstance(val, tuple):
+            return cls.translate_tuple(val)
+        if val is not None and not isinstance(val, PLAIN_DATA):
+            raise TypeError(
+                f"parameter value {val!r} of type {type(val).__name__} is not plain data "
+                f"(expected str, int, float, bool, None, or lists/dicts/tuples of them)"
+            )
+        return super().translate(val)
 
     @classmethod
-    def codify(cls, parameters: dict[str, Any], comment: str = "Parameters") -> str:
-        return injected_source(parameters)
+    def translate_tuple(cls, val: tuple) -> str:
+        items = [cls.translate(v) for v in val]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
     @classmethod
-    def inspect(cls, parameters_cell: Any) -> list:
-        from papermill.translators import PythonTranslator
+    def translate_dict(cls, val: dict) -> str:
+        escaped = ", ".join(f"{cls.translate(k)}: {cls.translate(v)}" for k, v in val.items())
+        return f"{{{escaped}}}"
 
-        return PythonTranslator.inspect(parameters_cell)
+    @classmethod
+    def assign(cls, name: str, str_val: str) -> str:
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+            raise ValueError(
+                f"parameter name {name!r} is not a Python identifier (expected letters, digits and _, "
+                f"not starting with a digit, not a keyword)"
+            )
+        return super().assign(name, str_val)
 
 
 def use_translator(kernel_name: str = PROJECT_KERNEL) -> None:
     """Make papermill write parameters for `kernel_name` with labline's translator."""
-    from papermill.translators import papermill_translators
-
     papermill_translators.register(kernel_name, LablineTranslator)
 
 
-@functools.cache
-def execution_manager() -> type:
-    """papermill's NotebookExecutionManager, saving atomically as plain JSON: it saves before and after
-    every cell, and nbformat's schema validation on each save would cost more than a short cell
-    (papermill validates the notebook when it reads it and when it writes the final one)."""
-    from papermill.engines import NotebookExecutionManager
-
-    class LablineExecutionManager(NotebookExecutionManager):
-        def save(self, **kwargs):
-            if kwargs.get("nb"):
-                self.nb = kwargs["nb"]
-            if self.output_path:
-                write_atomic(self.nb, self.output_path)
-            self.last_save_time = self.now()
-
-    return LablineExecutionManager
+def save_notebook(nb: Any, path: str) -> None:
+    """What papermill's `write_ipynb` writes (nbformat's JSON text), without nbformat's schema
+    validation, and to a local file atomically (a reader never sees half a notebook)."""
+    text = notebook_text(nb)
+    handler = papermill_io.get_handler(path, extensions=[".ipynb", ".json"])
+    if isinstance(handler, LocalHandler):
+        # papermill's local paths are relative to the directory papermill started in (before --cwd)
+        full = os.path.join(handler._cwd or "", path)
+        if os.path.isdir(os.path.dirname(full) or "."):
+            write_atomic(text, full)
+            return
+    handler.write(text, path)  # a remote path, or papermill's own error for a missing folder
 
 
-class LablineEngine:
-    """A papermill engine (the methods of papermill's `Engine` that papermill calls)."""
+class LablineExecutionManager(NotebookExecutionManager):
+    """papermill's execution manager; it saves before and after every cell and while a cell writes
+    output, and schema validation on each save would cost more than a short cell (papermill still
+    validates the notebook when it reads it and when it writes the final one)."""
+
+    @catch_nb_assignment
+    def save(self, **kwargs):
+        if self.output_path:
+            save_notebook(self.nb, self.output_path)
+        self.last_save_time = self.now()
+
+
+def _runs(cell: Any) -> bool:
+    """Whether nbclient executes the cell (a code cell with code in it)."""
+    return cell.cell_type == "code" and bool(cell.source.strip())
+
+
+class LablineNotebookClient(PapermillNotebookClient):
+    """papermill's notebook client whose `execute` awaits nbclient's coroutines on the runner's event
+    loop, with the kernel given (`km`/`kc`) or a warm one from the runner's pool."""
+
+    def __init__(self, nb_man, km=None, kc=None, notebook_timeout=None, on_cell: CellProgress | None = None, **kw):
+        super().__init__(nb_man, km=km, **kw)
+        self.kc = kc
+        self.notebook_timeout = notebook_timeout
+        self.on_cell = on_cell
+        self._deadline: float | None = None
+        self._interrupted = asyncio.Event()
+        self._tasks: set[asyncio.Future] = set()  # this client's tasks that may outlive their cell
+
+    def execute(self, **kwargs):
+        """papermill's `execute`, run on the kernel loop. Ctrl-C in this thread ends the running cell
+        as it ends papermill's: recorded and saved, the kernel stopped if the engine started it."""
+        from runner.kernels import KernelLoop
+
+        loop = KernelLoop.get().loop
+        future = asyncio.run_coroutine_threadsafe(self.async_execute_papermill(), loop)
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            loop.call_soon_threadsafe(self._interrupted.set)
+            try:
+                future.result()
+            except _Interrupted:
+                pass
+            except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for the clean-up
+                future.cancel()
+            raise
+
+    async def async_execute_papermill(self):
+        """`PapermillNotebookClient.execute`, step by step."""
+        self.reset_execution_trackers()
+        async with self.async_papermill_kernel():
+            self.log.info(f"Executing notebook with kernel: {self.kernel_name}")
+            await self.async_papermill_execute_cells()
+            msg_id = await ensure_async(self.kc.kernel_info())
+            info_msg = await self._unless_interrupted(self.async_wait_for_reply(msg_id))
+            self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
+            self.set_widgets_metadata()
+        return self.nb
+
+    async def async_papermill_execute_cells(self):
+        """`PapermillNotebookClient.papermill_execute_cells`, plus the whole-notebook limit and `on_cell`."""
+        total, done = sum(1 for cell in self.nb.cells if _runs(cell)), 0
+        self._deadline = time.monotonic() + self.notebook_timeout if self.notebook_timeout else None
+        for index, cell in enumerate(self.nb.cells):
+            try:
+                self.nb_man.cell_start(cell, index)
+                await self._unless_interrupted(self.async_execute_cell(cell, index))
+            except CellExecutionError as ex:
+                self.nb_man.cell_exception(self.nb.cells[index], cell_index=index, exception=ex)
+                break
+            except CellTimeoutError as ex:
+                if self._deadline is not None and time.monotonic() >= self._deadline - 1:
+                    raise NotebookTimeout(f"the notebook ran past its timeout of {self.notebook_timeout:g} s") from ex
+                raise
+            finally:
+                self.nb_man.cell_complete(self.nb.cells[index], cell_index=index)
+            if self.on_cell and _runs(cell):
+                done += 1
+                self.on_cell(done, total)
+
+    @asynccontextmanager
+    async def async_papermill_kernel(self):
+        """nbclient's `setup_kernel` as papermill runs it; the kernel it would start comes from the pool."""
+        kernel = None
+        if self.km is None:
+            kernel = await self._unless_interrupted(self._async_acquire_kernel(), cancel=True)
+            self.km, self.kc = kernel.km, kernel.kc
+        elif not self.km.has_kernel:
+            await self.async_start_new_kernel()
+        if self.kc is None:
+            await self.async_start_new_kernel_client()
+        else:  # what async_start_new_kernel_client does once the kernel answers
+            self.kc.allow_stdin = False
+            await run_hook(self.on_notebook_start, notebook=self.nb)
+        try:
+            yield
+        finally:
+            if kernel is not None:
+                await self._async_cleanup_kernel()  # papermill's stop of its own kernel: interrupt, shut down
+                from runner.kernels import KernelLoop
+
+                await KernelLoop.get().pool.stop(kernel)
+            for task in list(self._tasks):  # papermill's event loop stops here: nothing more reaches the notebook
+                task.cancel()
+
+    async def _async_acquire_kernel(self):
+        """A warm kernel from the runner's pool for this notebook, in the current directory, writing to
+        this process's stdout/stderr, ready within `startup_timeout` (papermill's --start-timeout; the
+        imports the pool's kernel makes for the notebook count as its start-up)."""
+        try:
+            return await asyncio.wait_for(self._async_ready_kernel(), self.startup_timeout)
+        except Exception as error:
+            if isinstance(error, asyncio.TimeoutError):  # in jupyter_client's words, as nbclient reports it
+                error = RuntimeError(f"Kernel didn't respond in {int(self.startup_timeout)} seconds")
+            self.log.error(f"Error occurred while starting new kernel client for kernel {self.kernel_name}: {error}")
+            raise error from None
+
+    async def _async_ready_kernel(self):
+        from runner.kernels import KernelLoop
+
+        pool = KernelLoop.get().pool
+        modules = tuple(imported_modules(self.nb))
+        kernel = await pool.acquire(self.kernel_name, os.getcwd(), modules, inherit_output=True)
+        try:  # a kernel answers requests in order: its reply comes once the warm-up imports are done
+            msg_id = kernel.kc.kernel_info()
+            while (await kernel.kc.get_shell_msg())["parent_header"].get("msg_id") != msg_id:
+                pass
+        except BaseException:
+            await pool.stop(kernel)
+            raise
+        return kernel
+
+    async def _unless_interrupted(self, awaitable, cancel: bool = False):
+        """Await `awaitable`, or raise _Interrupted on Ctrl-C, leaving it running (as papermill's stopped
+        event loop leaves a cell's tasks: a kernel the engine stops still sends the cell its
+        KeyboardInterrupt) unless `cancel`."""
+        task = self._track(asyncio.ensure_future(awaitable))
+        stop = asyncio.ensure_future(self._interrupted.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if task.done():
+            return task.result()
+        if cancel:
+            task.cancel()
+        raise _Interrupted()
+
+    def _track(self, task: asyncio.Future) -> asyncio.Future:
+        """Keep a task to cancel when the notebook ends; its exception is retrieved (no asyncio warning)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._forget)
+        return task
+
+    def _forget(self, task: asyncio.Future) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()
+
+    async def _async_poll_output_msg(self, parent_msg_id, cell, cell_index):
+        self._track(asyncio.current_task())
+        return await super()._async_poll_output_msg(parent_msg_id, cell, cell_index)
+
+    async def _async_poll_kernel_alive(self):
+        self._track(asyncio.current_task())
+        return await super()._async_poll_kernel_alive()
+
+    def _get_timeout(self, cell):
+        """nbclient's per-cell timeout, cut to what is left of the whole-notebook limit."""
+        timeout = super()._get_timeout(cell)
+        if cell is None or self._deadline is None:
+            return timeout
+        left = max(1, math.ceil(self._deadline - time.monotonic()))
+        return left if timeout is None else min(timeout, left)
+
+
+class LablineEngine(NBClientEngine):
+    """papermill's nbclient engine with labline's execution manager and notebook client."""
 
     @classmethod
     def nb_kernel_name(cls, nb, name=None):
         """papermill asks this before it writes the parameters: the moment to register the translator."""
-        from papermill.utils import nb_kernel_name
-
         use_translator()
-        return nb_kernel_name(nb, name)
-
-    @classmethod
-    def nb_language(cls, nb, language=None):
-        from papermill.utils import nb_language
-
-        return nb_language(nb, language)
+        return super().nb_kernel_name(nb, name)
 
     @classmethod
     def execute_notebook(
         cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False, autosave_cell_every=30, **kwargs
     ):
-        """papermill's `Engine.execute_notebook`, with labline's execution manager."""
-        nb_man = execution_manager()(
+        """papermill's `Engine.execute_notebook`, which names its execution manager's class."""
+        nb_man = LablineExecutionManager(
             nb,
             output_path=output_path,
             progress_bar=progress_bar,
@@ -126,95 +348,28 @@ class LablineEngine:
         cls,
         nb_man,
         kernel_name,
-        km=None,
-        kc=None,
+        log_output=False,
+        stdout_file=None,
+        stderr_file=None,
+        start_timeout=60,
         execution_timeout=None,
-        notebook_timeout=None,
-        on_cell: CellProgress | None = None,
-        allow_errors=False,
         **kwargs,
     ):
-        from runner.kernels import KernelLoop
-
-        loop = KernelLoop.get()
-        future = asyncio.run_coroutine_threadsafe(
-            _run(nb_man, kernel_name, km, kc, execution_timeout, notebook_timeout, on_cell, allow_errors), loop.loop
+        """`NBClientEngine.execute_managed_notebook`, which names its client's class; labline's
+        `km`, `kc`, `notebook_timeout` and `on_cell` pass through `kwargs`."""
+        kwargs = remove_args(["input_path"], **kwargs)
+        safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
+        final_kwargs = merge_kwargs(
+            safe_kwargs,
+            timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
+            startup_timeout=start_timeout,
+            kernel_name=kernel_name,
+            log=logger,
+            log_output=log_output,
+            stdout_file=stdout_file,
+            stderr_file=stderr_file,
         )
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()
-            raise
+        return LablineNotebookClient(nb_man, **final_kwargs).execute()
 
 
-async def _run(nb_man, kernel_name, km, kc, cell_timeout, notebook_timeout, on_cell, allow_errors):
-    """Run every cell on the kernel loop; start (and stop) a kernel of our own when none is given."""
-    from runner.kernels import KernelLoop
-
-    pool = KernelLoop.get().pool
-    kernel = None
-    if km is None:
-        kernel = await pool.acquire(kernel_name, os.getcwd(), tuple(imported_modules(nb_man.nb)))
-        km, kc = kernel.km, kernel.kc
-    try:
-        await _execute_cells(nb_man, kernel_name, km, kc, cell_timeout, notebook_timeout, on_cell, allow_errors)
-    finally:
-        if kernel is not None:
-            await asyncio.shield(pool.stop(kernel))
-    return nb_man.nb
-
-
-async def _execute_cells(nb_man, kernel_name, km, kc, cell_timeout, notebook_timeout, on_cell, allow_errors):
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError
-
-    nb = nb_man.nb
-    client = NotebookClient(
-        nb,
-        km=km,
-        kernel_name=kernel_name,
-        allow_errors=allow_errors,
-        resources={"metadata": {"path": os.getcwd()}},
-        record_timing=True,
-    )
-    client.kc = kc or km.client()
-    reply = await client.async_wait_for_reply(await _maybe_await(client.kc.kernel_info()))
-    if reply and "language_info" in reply["content"]:
-        nb.metadata["language_info"] = reply["content"]["language_info"]
-    total = sum(1 for c in nb.cells if c.cell_type == "code" and c.source.strip())
-    deadline = time.time() + notebook_timeout if notebook_timeout else None
-    done = 0
-    for index, cell in enumerate(nb.cells):
-        nb_man.cell_start(cell, index)
-        try:
-            client.timeout = _cell_budget(cell_timeout, deadline)
-            await client.async_execute_cell(cell, index)
-        except CellExecutionError:
-            nb_man.cell_exception(cell, cell_index=index)
-            break
-        except CellTimeoutError as exc:
-            nb_man.cell_exception(cell, cell_index=index)
-            if deadline and time.time() >= deadline - 1:
-                raise NotebookTimeout(f"the notebook ran past its timeout of {notebook_timeout:g} s") from exc
-            raise
-        except BaseException:
-            nb_man.cell_exception(cell, cell_index=index)
-            raise
-        finally:
-            nb_man.cell_complete(cell, cell_index=index)
-        if cell.cell_type == "code" and cell.source.strip():
-            done += 1
-            if on_cell:
-                on_cell(done, total)
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future) else value
-
-
-def _cell_budget(cell_timeout: float | None, deadline: float | None) -> int | None:
-    """nbclient's per-cell timeout (whole seconds): the cell's own, cut to what the notebook has left."""
-    budgets = [cell_timeout] if cell_timeout else []
-    if deadline:
-        budgets.append(max(deadline - time.time(), 0.001))
-    return max(1, math.ceil(min(budgets))) if budgets else None
+papermill_engines.register("labline", LablineEngine)  # see __getattr__ above

@@ -117,17 +117,15 @@ def _details(
     return details
 
 
-def _running_cell(output_notebook: Path) -> tuple[int | None, dict[str, Any] | None]:
-    """The cell papermill marked as failed (or still running) in the written notebook."""
+def _stopped_cell(output_notebook: Path) -> tuple[int | None, dict[str, Any] | None]:
+    """The cell the execution stopped in: the last one papermill started in the written notebook
+    (after a timeout, a dead kernel or Ctrl-C papermill records it `completed`, not `failed`)."""
     try:
         cells = read_json(output_notebook)["cells"]
     except (OSError, ValueError, KeyError):
         return None, None
-    for index, cell in enumerate(cells):
-        status = (cell.get("metadata", {}).get("papermill") or {}).get("status")
-        if status in ("failed", "running"):
-            return index, cell
-    return None, None
+    started = [i for i, cell in enumerate(cells) if (cell.get("metadata", {}).get("papermill") or {}).get("start_time")]
+    return (started[-1], cells[started[-1]]) if started else (None, None)
 
 
 def _error_from(exc: BaseException, output_notebook: Path) -> dict[str, Any]:
@@ -136,7 +134,7 @@ def _error_from(exc: BaseException, output_notebook: Path) -> dict[str, Any]:
 
     if isinstance(exc, PapermillExecutionError):
         return _details(exc.ename, exc.evalue, exc.source, exc.cell_index, exc.exec_count, "\n".join(exc.traceback))
-    index, cell = _running_cell(output_notebook)
+    index, cell = _stopped_cell(output_notebook)
     source = "".join(cell.get("source", "")) if cell else ""
     count = cell.get("execution_count") if cell else None
     return _details(

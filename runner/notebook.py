@@ -1,18 +1,18 @@
 """The notebook file: read it, inject parameters as data, write it safely.
 
 papermill injects the parameters (a cell tagged `injected-parameters` right after the
-`parameters` cell); for the project's kernel it writes them with `injected_source` (through
-`runner.engine.LablineTranslator`): each value a Python literal built here from plain data, a
-string always `repr`-quoted, arriving exactly as given, never evaluated as code.
+`parameters` cell); for the project's kernel it writes them with `runner.engine.LablineTranslator`
+(`injected_source` here gives the same text): each value a Python literal built from plain data,
+arriving exactly as given, never evaluated as code. The executed notebook is saved as papermill
+saves it (`notebook_text`), atomically (`write_atomic`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import tempfile
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -80,44 +80,39 @@ def imported_modules(nb: dict[str, Any]) -> list[str]:
 
 
 def python_literal(value: Any) -> str:
-    """Source text that evaluates to `value`; only plain data is accepted."""
-    if value is None or isinstance(value, (bool, int)):
-        return repr(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "float('nan')"
-        if math.isinf(value):
-            return "float('inf')" if value > 0 else "float('-inf')"
-        return repr(value)
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(python_literal(v) for v in value) + "]"
-    if isinstance(value, tuple):
-        return "(" + "".join(python_literal(v) + ", " for v in value) + ")"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{python_literal(k)}: {python_literal(v)}" for k, v in value.items()) + "}"
-    raise TypeError(
-        f"parameter value {value!r} of type {type(value).__name__} is not plain data "
-        f"(expected str, int, float, bool, None, or lists/dicts of them)"
-    )
+    """Source text that evaluates to `value` (plain data only): the text of the injected cell."""
+    from runner.engine import LablineTranslator
+
+    return LablineTranslator.translate(value)
 
 
 def injected_source(parameters: dict[str, Any]) -> str:
-    lines = ["# Parameters"]
-    for name, value in parameters.items():
-        if not name.isidentifier():
-            raise ValueError(f"parameter name {name!r} is not a Python identifier")
-        lines.append(f"{name} = {python_literal(value)}")
-    return "\n".join(lines) + "\n"
+    """The injected-parameters cell's source, as papermill writes it for the project's kernel."""
+    from runner.engine import LablineTranslator
+
+    return LablineTranslator.codify(parameters)
 
 
-def write_atomic(nb: Any, path: str | Path) -> None:
-    """Write a notebook so that a reader never sees half a file (plain JSON: written after every
-    cell, so it skips nbformat's schema validation)."""
+def notebook_text(nb: Any) -> str:
+    """nbformat's JSON text of a notebook node (what `nbformat.writes` returns: sources split into
+    lines, transient keys such as `orig_nbformat` dropped, keys sorted, indent 1), without the
+    schema validation `nbformat.writes` runs first."""
+    from nbformat import reader, versions
+
+    major, _ = reader.get_version(nb)
+    return versions[major].writes_json(nb)
+
+
+def write_atomic(text: str, path: str | Path) -> None:
+    """Write a file so that a reader never sees half of it (a temporary file beside it, then
+    os.replace), with the permissions a plain open() would give."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".ipynb")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(nb, handle, indent=1, ensure_ascii=False, sort_keys=True)
-        handle.write("\n")
-    os.replace(tmp, path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -12,8 +12,9 @@ Parts (all but `sweep_papermill` and `dask` by default):
 - sweep_papermill  the same 16 executions through the `papermill` command, one after the other;
 - cached           `labline run` again with nothing changed, from the shell (and in process);
 - dask             the sweep on a Dask LocalCluster with 1 worker, then 2.
-floor, ploomber and papermill replay the parameters labline's run gave each step (its manifest),
-each step's folder moved to the replay's own, so every one of them runs the same pipeline.
+An untimed `labline run` first gives the reference manifest: floor, ploomber and papermill replay
+the parameters it gave each step, each step's folder moved to the replay's own, so every one of
+them runs the same pipeline with the same values; the sweeps take their upstream from its cache.
 The timed parts alternate (A B C A B C ...: `--rounds` of each) so that a change of load falls on
 all of them; the load average is recorded before every round and part, medians are reported.
 From labline's (and papermill's) executed notebooks: kernel ready to first cell per notebook
@@ -156,15 +157,20 @@ def papermill(notebook: str, output: str, parameters: dict[str, Any]) -> tuple[f
     return seconds, kernel_to_first_cell(output)
 
 
+def reference_run(bench: Bench) -> None:
+    """One untimed `labline run`: the parameters every replay uses, the sweep's upstream, the cached reruns'
+    runs folder; it also brings the project and its libraries into the page cache before any part is timed."""
+    runs = bench.work / "reference" / "runs"
+    check(bench.labline(*bench.run_args(runs)), "labline run (reference)")
+    bench.reference_runs, bench.reference = runs, latest_manifest(runs)
+
+
 def part_labline(bench: Bench, folder: Path) -> dict[str, Any]:
-    """Cold `labline run --force` on an empty runs folder; the first one becomes the reference run."""
+    """Cold `labline run --force` on an empty runs folder."""
     runs = folder / "runs"
     seconds, result = timed(lambda: bench.labline(*bench.run_args(runs), "--force"))
     check(result, "labline run")
-    manifest = latest_manifest(runs)
-    if bench.reference_runs is None:
-        bench.reference_runs, bench.reference = runs, manifest
-    steps = manifest["steps"]
+    steps = latest_manifest(runs)["steps"]
     return {
         "seconds": seconds,
         "step_seconds": {n: b.get("seconds") for n, b in steps.items()},
@@ -207,8 +213,6 @@ def part_floor(bench: Bench, folder: Path) -> dict[str, Any]:
 
 def part_ploomber(bench: Bench, folder: Path) -> dict[str, Any]:
     """ploomber-engine in its own environment; the whole child process timed, its per-notebook times kept."""
-    if bench.ploomber_python is None:
-        bench.ploomber_python = ploomber_runner.ensure_environment(ROOT / "requirements.lock")
     steps = replay_plan(bench.reference, folder)
     plan = {"cwd": str(ROOT), "steps": [vars(s) for s in steps]}
     result = ploomber_runner.run_plan(bench.ploomber_python, plan, folder, pythonpath=ROOT)
@@ -268,14 +272,14 @@ def _product(grid: dict[str, list[str]]):
 
 
 def part_sweep_papermill(bench: Bench, folder: Path) -> dict[str, Any]:
-    """The sweep's executions through the `papermill` command, one after the other."""
-    base = next(s for s in replay_plan(bench.reference, folder) if s.name == SWEEP_STEP)
+    """The sweep's executions through the `papermill` command, one after the other, upstream from the reference run."""
+    base = bench.reference["steps"][SWEEP_STEP]
     took = []
     for number, combo in enumerate(_product(bench.grid())):
-        output = folder / f"{number:02d}" / Path(base.notebook).name
+        output = folder / f"{number:02d}" / Path(base["notebook"]).name
         values = {k: json.loads(v) for k, v in {**combo, **SWEEP_FIXED}.items()}
-        params = {**base.parameters, **values, "output_dir": str(output.parent / "artifacts")}
-        took.append(papermill(base.notebook, str(output), params)[0])
+        params = {**base["parameters"], **values, "output_dir": str(output.parent / "artifacts")}
+        took.append(papermill(base["notebook"], str(output), params)[0])
     return {"seconds": sum(took), "runs": len(took)}
 
 
@@ -437,9 +441,10 @@ def main(argv: list[str] | None = None) -> int:
         "sweep": {"step": SWEEP_STEP, "grid": bench.grid(), "fixed": SWEEP_FIXED},
     }
     try:
-        if "labline" not in args.parts:
-            print("reference run (labline run, untimed) ...", flush=True)
-            part_labline(bench, work / "reference")
+        print("reference run (labline run, untimed) ...", flush=True)
+        reference_run(bench)
+        if "ploomber" in args.parts:
+            bench.ploomber_python = ploomber_runner.ensure_environment(ROOT / "requirements.lock")
         results["rounds"] = run_rounds(bench, args.parts, args.rounds)
         if "cached" in args.parts:
             print("labline run, nothing changed ...", flush=True)

@@ -7,6 +7,8 @@ import io
 import json
 from typing import Any
 
+from runner.contracts import OK_STATES
+
 # Words of a metric's name that say smaller is better: errors, losses, timings, memory.
 LOWER_IS_BETTER_WORDS = frozenset({"mae", "mse", "rmse", "mape", "loss", "error", "errors", "seconds", "ms", "mb"})
 
@@ -31,7 +33,7 @@ def comparison_rows(
     for manifest in manifests:
         for step, body in manifest.get("steps", {}).items():
             scraps = body.get("scraps") or {}
-            if body.get("status") not in ("succeeded", "cached") or not any(m in scraps for m in metrics):
+            if body.get("status") not in OK_STATES or not any(m in scraps for m in metrics):
                 continue
             row: dict[str, Any] = {"run_id": manifest["run_id"], "step": step}
             if label:

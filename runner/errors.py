@@ -1,16 +1,18 @@
 """The runner's exceptions; each message names what is wrong and what is expected."""
 
+from runner.exit_codes import ExitCode
+
 
 class RunnerError(Exception):
     """Base class. `exit_code` is what the command line exits with."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
 
 class SpecError(RunnerError):
     """pipeline.yaml (or a step reference) is invalid."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class InputError(SpecError):
@@ -20,19 +22,19 @@ class InputError(SpecError):
 class ParameterError(RunnerError):
     """A parameter name is unknown or its value does not fit the declared type."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class UsageError(RunnerError):
     """A command-line choice that cannot work: an unknown step or executor, a bad number."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class KernelMissing(RunnerError):
     """The kernel a notebook declares is not installed."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class NotebookExecutionError(RunnerError):

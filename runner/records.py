@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.contracts import RunManifest, RunStatus, StepRecord, StepStatus
-from runner.errors import RunnerError
+from runner.errors import UsageError
 
 MANIFEST = "manifest.json"
 
@@ -131,5 +131,5 @@ def find_run(runs_root: str | Path, run_id: str) -> RunRecord:
     if len(matches) != 1:
         known = ", ".join(m["run_id"] for m in runs[-5:]) or "none yet"
         what = "no run" if not matches else f"{len(matches)} runs"
-        raise RunnerError(f"{what} matching {run_id!r} in {runs_root}; recent runs: {known}")
+        raise UsageError(f"{what} matching {run_id!r} in {runs_root}; recent runs: {known}")
     return RunRecord.load(Path(runs_root) / matches[0])

@@ -42,6 +42,8 @@ def test_usage_errors_exit_2(tmp_path):
     bad = run_cli("run", "--runs", str(tmp_path), "-p", "train_torch.epochs=many")
     assert bad.returncode == ExitCode.USAGE and "does not fit the declared type int" in bad.stderr
     assert not list(tmp_path.iterdir())  # refused before any run folder
+    unknown = run_cli("show", "nosuchrun", "--runs", str(tmp_path))
+    assert unknown.returncode == ExitCode.USAGE and "no run matching 'nosuchrun'" in unknown.stderr
     margin = run_cli("promote", "--margin", "-1", "--dry-run")
     assert margin.returncode == ExitCode.USAGE and "--margin" in margin.stderr
     missing = run_cli("retrain", "--data", str(tmp_path / "missing.csv"))

@@ -112,7 +112,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for exercise in _selected(args, None):
         state = "template present" if exercise.template.exists() else "template missing"
         print(f"{exercise.name}\t{exercise.solution}\t{state}")
-    return 0
+    return ExitCode.OK
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -126,9 +126,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             path, changed = build(exercise)
         except SolutionFormatError as exc:
             print(f"labline exercises build: {exc}", file=sys.stderr)
-            return 1
+            return ExitCode.FAILED
         print(f"{'wrote' if changed else 'unchanged'} {path}")
-    return 0
+    return ExitCode.OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -152,7 +152,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"FAIL {orphan}: a template without a solution; remove it or restore its solution")
     extra = f"; {len(stray)} template(s) without a solution" if stray else ""
     print(f"{len(exercises) - failed}/{len(exercises)} exercises in order{extra}")
-    return 1 if failed or stray else 0
+    return ExitCode.FAILED if failed or stray else ExitCode.OK
 
 
 def _class_mode(args: argparse.Namespace) -> bool:

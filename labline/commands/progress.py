@@ -15,38 +15,37 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from runner.contracts import BROKE_STATES, OK_STATES, StepStatus
+
 STYLES = {
-    "pending": "dim",
-    "running": "cyan",
-    "retrying": "yellow",
-    "succeeded": "green",
-    "cached": "green",
-    "skipped": "yellow",
-    "failed": "red",
-    "timeout": "red",
-    "dead_kernel": "red",
-    "interrupted": "red",
+    StepStatus.PENDING: "dim",
+    StepStatus.RUNNING: "cyan",
+    StepStatus.RETRYING: "yellow",
+    StepStatus.SKIPPED: "yellow",
+    **{status: "green" for status in OK_STATES},
+    **{status: "red" for status in BROKE_STATES},
 }
+CELL = "cell"  # the event of a cell done: not a step status
 
 
 def progress_printer(console: Console):
     """One line per step event (cell progress left out): for logs and non-terminals."""
     marks = {
-        "running": "[cyan]…[/]",
-        "succeeded": "[green]✓[/]",
-        "cached": "[green]=[/]",
-        "skipped": "[yellow]-[/]",
-        "retrying": "[yellow]↻[/]",
+        StepStatus.RUNNING: "[cyan]…[/]",
+        StepStatus.SUCCEEDED: "[green]✓[/]",
+        StepStatus.CACHED: "[green]=[/]",
+        StepStatus.SKIPPED: "[yellow]-[/]",
+        StepStatus.RETRYING: "[yellow]↻[/]",
     }
 
     def on_event(step: str, state: str, details: dict[str, Any]) -> None:
-        if state == "cell":
+        if state == CELL:
             return
         if "combo" in details:
             step = f"{step} {json.dumps(details['combo'], default=str)}"
         mark = marks.get(state, "[red]✗[/]")
         extra = f" {details.get('seconds', 0):.1f}s" if "seconds" in details else ""
-        if state == "cached":
+        if state == StepStatus.CACHED:
             extra = f" (from run {details.get('cached_from')})"
         console.print(f"{mark} {step:<16} {state}{extra}")
 
@@ -59,7 +58,7 @@ class ProgressDisplay:
     def __init__(self, console: Console, steps: list[str]):
         self.console = console
         self.rows: dict[str, dict[str, Any]] = {
-            s: {"state": "pending", "cells": "", "started": None, "note": ""} for s in steps
+            s: {"state": StepStatus.PENDING, "cells": "", "started": None, "note": ""} for s in steps
         }
         self.lock = threading.Lock()
         self.live: Live | None = None
@@ -83,19 +82,19 @@ class ProgressDisplay:
             self._printer(step, state, details)
             return
         with self.lock:
-            row = self.rows.setdefault(step, {"state": "pending", "cells": "", "started": None, "note": ""})
-            if state == "cell":
+            row = self.rows.setdefault(step, {"state": StepStatus.PENDING, "cells": "", "started": None, "note": ""})
+            if state == CELL:
                 row["cells"] = f"{details['done']}/{details['total']}"
                 return
             row["state"] = state
-            if state == "running":
+            if state == StepStatus.RUNNING:
                 row["started"] = time.time()
-            if state == "cached":
+            if state == StepStatus.CACHED:
                 row["note"] = f"from run {details.get('cached_from')}"
             if "seconds" in details:
                 row["note"] = f"{details['seconds']:.1f}s"
                 row["started"] = None
-            if state == "retrying":
+            if state == StepStatus.RETRYING:
                 row["note"] = f"attempt {details.get('attempt')}"
 
     def _table(self) -> Table:

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labline.commands.common import add_db_option, add_format_option, add_runs_option, resolve_runs
+from labline.glue import TrainedModelGlue
+from runner.contracts import RunStatus
 from runner.exit_codes import ExitCode
 
 if TYPE_CHECKING:  # SQLAlchemy loads when a registry command runs, so the CLI starts fast
@@ -145,7 +147,8 @@ def cmd_register(args: argparse.Namespace) -> int:
     record = find_run(resolve_runs(args), args.run)
     versions = _open(args).register_run(record.manifest)
     if not versions:
-        print(f"run {record.run_id} has no trained model (no succeeded step glued model_dir and artifact_sha256)")
+        glue = " and ".join(TrainedModelGlue.required())
+        print(f"run {record.run_id} has no trained model (no succeeded step glued {glue})")
         return ExitCode.FAILED
     for v in versions:
         print(f"registered {v.label} from run {v.run_id} step {v.step} (artifact {v.artifact_sha256[:12]})")
@@ -324,7 +327,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             f"in run {result.new_run_id}"
         )
         return ExitCode.OK
-    if result.status != "succeeded":
+    if result.status != RunStatus.SUCCEEDED:
         print(f"not reproduced: the new run {result.new_run_id} {result.status} ({result.new_run_path})")
     for c in result.differing:
         print(f"differs: {c.step} {c.metric}: recorded {c.old!r}, reproduced {c.new!r}")

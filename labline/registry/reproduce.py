@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from labline.registry.db import RegistryError
+from runner.contracts import OK_STATES, RunStatus, StepStatus
 from runner.spec import RESERVED, PipelineSpec, references
 
 # Scraps that measure the machine, not the model: they differ between two runs of the same code.
@@ -55,7 +56,7 @@ class Reproduction:
 
     @property
     def identical(self) -> bool:
-        return self.status == "succeeded" and bool(self.comparisons) and not self.differing
+        return self.status == RunStatus.SUCCEEDED and bool(self.comparisons) and not self.differing
 
 
 def recorded_metrics(manifest: dict[str, Any]) -> dict[tuple[str, str], float]:
@@ -67,7 +68,7 @@ def recorded_metrics(manifest: dict[str, Any]) -> dict[tuple[str, str], float]:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
 
     for step, body in manifest.get("steps", {}).items():
-        if body.get("status") not in ("succeeded", "cached"):
+        if body.get("status") not in OK_STATES:
             continue
         for name, value in (body.get("scraps") or {}).items():
             if number(value):
@@ -109,7 +110,7 @@ def reproduce_run(
     """
     from runner.pipeline import run_pipeline
 
-    if manifest.get("status") != "succeeded":
+    if manifest.get("status") != RunStatus.SUCCEEDED:
         raise RegistryError(
             f"run {manifest.get('run_id')} has status {manifest.get('status')!r}; only a succeeded "
             "run has metrics to reproduce"
@@ -135,7 +136,7 @@ def reproduce_run(
 
     def check_fingerprint(step: str, state: str, details: dict[str, Any]) -> None:
         notify(step, state, details)
-        if state == "succeeded" and step in fingerprints:
+        if state == StepStatus.SUCCEEDED and step in fingerprints:
             now = (details.get("scraps") or {}).get("fingerprint")
             if now != fingerprints[step]:
                 raise DataChanged(

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from labline.report.html import esc, seconds, slug
+from runner.contracts import StepStatus
 
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 168, 58, 56, 18, 12
 COLORS = {
-    "succeeded": ("#dcfce7", "#16a34a"),
-    "cached": ("#e0f2fe", "#0284c7"),
-    "skipped": ("#f1f5f9", "#94a3b8"),
-    "running": ("#fef9c3", "#ca8a04"),
+    StepStatus.SUCCEEDED: ("#dcfce7", "#16a34a"),
+    StepStatus.CACHED: ("#e0f2fe", "#0284c7"),
+    StepStatus.SKIPPED: ("#f1f5f9", "#94a3b8"),
+    StepStatus.RUNNING: ("#fef9c3", "#ca8a04"),
 }
 FAILED = ("#fee2e2", "#dc2626")
 
@@ -47,9 +48,9 @@ def positions(steps: dict[str, dict[str, Any]]) -> dict[str, tuple[float, float]
 
 def _subtitle(body: dict[str, Any]) -> str:
     status = body.get("status", "?")
-    if status == "cached":
+    if status == StepStatus.CACHED:
         return f"cached from {str(body.get('cached_from', ''))[-6:]}"
-    if status == "skipped":
+    if status == StepStatus.SKIPPED:
         return "skipped: upstream failed"
     return f"{status} · {seconds(body.get('seconds'))}"
 

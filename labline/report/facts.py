@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from labline.report.html import RUN_ID
+from runner.contracts import StepStatus
 from runner.scraps import FRAME_KEY
 
-OK_STATES = ("succeeded", "cached")
+OK_STATES = (StepStatus.SUCCEEDED, StepStatus.CACHED)
 
 
 def frame(value: Any) -> tuple[list, list, list] | None:
@@ -36,7 +37,9 @@ def scraps(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def failed_steps(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {s: b for s, b in manifest.get("steps", {}).items() if b.get("status") not in (*OK_STATES, "skipped")}
+    return {
+        s: b for s, b in manifest.get("steps", {}).items() if b.get("status") not in (*OK_STATES, StepStatus.SKIPPED)
+    }
 
 
 def wilson(share: float, n: int, z: float = 1.96) -> tuple[float, float]:

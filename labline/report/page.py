@@ -12,6 +12,7 @@ from labline.report.html import badge, esc, fmt, seconds
 from labline.report.models import models_section
 from labline.report.notebooks import notebook_css, notebooks_section
 from labline.report.style import CSP, CSS
+from runner.contracts import StepStatus
 
 RUN_SECTIONS = [
     sections.pipeline,
@@ -34,7 +35,10 @@ def _duration(m: dict[str, Any]) -> float | None:
 
 def tiles(m: dict[str, Any]) -> str:
     steps = m.get("steps", {})
-    counts = {s: sum(1 for b in steps.values() if b.get("status") == s) for s in ("succeeded", "cached", "skipped")}
+    counts = {
+        s: sum(1 for b in steps.values() if b.get("status") == s)
+        for s in (StepStatus.SUCCEEDED, StepStatus.CACHED, StepStatus.SKIPPED)
+    }
     failed = len(steps) - sum(counts.values())
     items = [
         ("status", badge(m.get("status", "?"))),

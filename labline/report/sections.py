@@ -8,6 +8,7 @@ from typing import Any
 from labline.report import facts, svg
 from labline.report.dag import dag_svg
 from labline.report.html import badge, esc, fmt, seconds, section, slug, table
+from runner.contracts import StepStatus
 
 
 def pipeline(m: dict[str, Any], path: Path, anchor: str) -> str:
@@ -237,7 +238,7 @@ def failures(m: dict[str, Any], path: Path, anchor: str) -> str:
     skipped = [
         f"<li><b>{esc(n)}</b>: {esc(b.get('reason', ''))}</li>"
         for n, b in m.get("steps", {}).items()
-        if b.get("status") == "skipped"
+        if b.get("status") == StepStatus.SKIPPED
     ]
     if skipped:
         blocks.append(f"<h3>Skipped</h3><ul>{''.join(skipped)}</ul>")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -168,6 +169,14 @@ def test_a_crashed_monitor_notebook_exits_5_not_1(monitored_run, tmp_path):
     _, stderr = process.communicate(timeout=180)
     assert process.returncode == ExitCode.CRASHED, stderr
     assert "the monitor notebook dead_kernel" in stderr
+
+
+def test_a_stale_exercise_template_exits_1(tmp_path):
+    (tmp_path / "solutions").mkdir()
+    shutil.copy(ROOT / "solutions" / "01_torch_inference.ipynb", tmp_path / "solutions")
+    folders = ["--solutions", str(tmp_path / "solutions"), "--exercises", str(tmp_path / "exercises")]
+    done = run_cli("exercises", "check", "--no-run", *folders)
+    assert done.returncode == ExitCode.FAILED and "01_torch_inference.ipynb is missing" in done.stdout, done.stdout
 
 
 def test_data_validation_failure_exits_1(tmp_path):

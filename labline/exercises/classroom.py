@@ -69,10 +69,13 @@ Progress = Callable[[int, int, str, Row | None], None]  # (done, total, student 
 
 
 def _student_name(notebook: Path, exercise: str | None, folder: Path | None) -> str:
+    """The student's folder's name; for a notebook on its own, its file name without the exercise's name."""
+    if folder is not None:
+        return folder.name
     stem = notebook.stem
     if exercise and stem.startswith(exercise):
         stem = stem[len(exercise) :].strip("-_ .")
-    return stem or (folder.name if folder else notebook.parent.name)
+    return stem or notebook.parent.name
 
 
 def _notebooks(root: Path, skip: Path | None) -> list[Path]:

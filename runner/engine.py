@@ -166,7 +166,7 @@ class LablineNotebookClient(PapermillNotebookClient):
         self._interrupted = asyncio.Event()
         self._tasks: set[asyncio.Future] = set()  # this client's tasks that may outlive their cell
 
-    def execute(self, **kwargs):
+    def execute(self):
         """papermill's `execute`, run on the kernel loop. Ctrl-C in this thread ends the running cell
         as it ends papermill's: recorded and saved, the kernel stopped if the engine started it."""
         from runner.kernels import KernelLoop

@@ -179,6 +179,11 @@ def test_a_stale_exercise_template_exits_1(tmp_path):
     assert done.returncode == ExitCode.FAILED and "01_torch_inference.ipynb is missing" in done.stdout, done.stdout
 
 
+def test_a_replay_without_a_request_log_exits_1(tmp_path):
+    done = run_cli("replay", "1", "--log", str(tmp_path / "requests.db"))
+    assert done.returncode == ExitCode.FAILED and "no request log" in done.stderr, done.stderr
+
+
 def test_data_validation_failure_exits_1(tmp_path):
     bad = tmp_path / "bad.csv"
     perturb(read_table(AIRBNB).head(300), ["longitude=set:-75.3@0.05"], seed=3).to_csv(bad, index=False)

@@ -17,8 +17,9 @@ the parameters it gave each step, each step's folder moved to the replay's own, 
 them runs the same pipeline with the same values; the sweeps take their upstream from its cache.
 The timed parts alternate (A B C A B C ...: `--rounds` of each) so that a change of load falls on
 all of them; the load average is recorded before every round and part, medians are reported.
-From labline's (and papermill's) executed notebooks: kernel ready to first cell per notebook
-(papermill's metadata: the notebook's start time to its first cell's).
+From labline's (and papermill's) executed notebooks, per notebook: kernel ready to first cell
+(papermill's metadata: the notebook's start to its first cell's; labline's kernels are started
+before papermill's notebook start, so for labline also the step's start to its first cell).
 Prints a table (seconds, x over the floor) and writes benchmarks/results/pipeline_overhead.json
 with the git commit, so figures can be read across commits.
 """
@@ -104,11 +105,11 @@ def timed(fn) -> tuple[float, Any]:
 
 
 def latest_manifest(runs: Path) -> dict[str, Any]:
-    """The newest run's manifest (run ids sort by time)."""
-    folders = sorted(p for p in runs.iterdir() if (p / "manifest.json").exists())
-    if not folders:
+    """The manifest written last (run ids sort by the second only; two reruns can share one)."""
+    manifests = [p / "manifest.json" for p in runs.iterdir() if (p / "manifest.json").exists()]
+    if not manifests:
         raise SystemExit(f"no run in {runs}")
-    return json.loads((folders[-1] / "manifest.json").read_text())
+    return json.loads(max(manifests, key=lambda m: m.stat().st_mtime_ns).read_text())
 
 
 def replay_plan(manifest: dict[str, Any], folder: Path) -> list[ReplayStep]:
@@ -134,16 +135,27 @@ def replay_plan(manifest: dict[str, Any], folder: Path) -> list[ReplayStep]:
     ]
 
 
-def kernel_to_first_cell(notebook: str | Path) -> float | None:
-    """Seconds from papermill's notebook start to its first cell's start (kernel start and readiness)."""
+def papermill_times(notebook: str | Path) -> tuple[datetime | None, datetime | None]:
+    """papermill's start of the notebook and of its first cell, from the executed notebook's metadata."""
     nb = read_json(notebook)
     start = (nb.get("metadata", {}).get("papermill") or {}).get("start_time")
-    first = next(
-        (c["metadata"]["papermill"].get("start_time") for c in nb["cells"] if "papermill" in c["metadata"]), None
-    )
-    if not start or not first:
-        return None
-    return (datetime.fromisoformat(first) - datetime.fromisoformat(start)).total_seconds()
+    cells = (c["metadata"]["papermill"] for c in nb["cells"] if "papermill" in c.get("metadata", {}))
+    first = next((c.get("start_time") for c in cells), None)
+    return (datetime.fromisoformat(start) if start else None), (datetime.fromisoformat(first) if first else None)
+
+
+def kernel_to_first_cell(notebook: str | Path) -> float | None:
+    """Seconds from the notebook's start to its first cell's: papermill's engine starts the kernel in
+    between; an engine with a kernel already started shows only what remains."""
+    start, first = papermill_times(notebook)
+    return (first - start).total_seconds() if start and first else None
+
+
+def step_to_first_cell(step: dict[str, Any]) -> float | None:
+    """Seconds from the runner starting a step (its manifest's `started`) to the notebook's first cell:
+    what the step waits for a kernel, plus papermill's set-up."""
+    _, first = papermill_times(step["output_notebook"])
+    return first.timestamp() - step["started"] if first and step.get("started") else None
 
 
 def papermill(notebook: str, output: str, parameters: dict[str, Any]) -> tuple[float, float | None]:
@@ -175,6 +187,7 @@ def part_labline(bench: Bench, folder: Path) -> dict[str, Any]:
         "seconds": seconds,
         "step_seconds": {n: b.get("seconds") for n, b in steps.items()},
         "kernel_to_first_cell": {n: kernel_to_first_cell(b["output_notebook"]) for n, b in steps.items()},
+        "step_start_to_first_cell": {n: step_to_first_cell(b) for n, b in steps.items()},
     }
 
 
@@ -348,6 +361,16 @@ def git_commit() -> dict[str, Any]:
     return {"commit": head, "tracked_files_changed": bool(changed.stdout.strip())}
 
 
+def _step_medians(outcomes: list[dict[str, Any]], measure: str) -> dict[str, float]:
+    """Per step, the median over rounds of `measure` (rounds where it could not be read left out)."""
+    values: dict[str, list[float]] = {}
+    for outcome in outcomes:
+        for step, value in outcome[measure].items():
+            if value is not None:
+                values.setdefault(step, []).append(value)
+    return {step: statistics.median(v) for step, v in values.items()}
+
+
 def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians over rounds: seconds per part, x over the floor, kernel-to-first-cell per notebook."""
     per_part: dict[str, list[dict]] = {}
@@ -363,16 +386,12 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         summary["over_floor"] = {p: s / seconds["floor"] for p, s in seconds.items() if p in ROUND_PARTS[:4]}
     if "sweep" in seconds and "sweep_papermill" in seconds:
         summary["sweep_papermill_over_labline"] = seconds["sweep_papermill"] / seconds["sweep"]
-    first_cell = {}
-    for part in ("labline", "papermill"):
-        values: dict[str, list[float]] = {}
-        for outcome in per_part.get(part, []):
-            for step, value in outcome["kernel_to_first_cell"].items():
-                if value is not None:
-                    values.setdefault(step, []).append(value)
-        if values:
-            first_cell[part] = {step: statistics.median(v) for step, v in values.items()}
-    summary["kernel_to_first_cell_median"] = first_cell
+    summary["first_cell_median"] = {
+        f"{part} {measure}": _step_medians(per_part[part], measure)
+        for part in ("labline", "papermill")
+        for measure in ("kernel_to_first_cell", "step_start_to_first_cell")
+        if part in per_part and measure in per_part[part][0]
+    }
     if "ploomber" in per_part:
         last = per_part["ploomber"][-1]
         summary["ploomber_scrapbook"] = {"no_kernel_warnings": last["glue_warnings"], "missing": last["scraps_missing"]}
@@ -389,8 +408,8 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"{part:18} {value:9.2f} {ratio}  {rounds}")
     if "sweep_papermill_over_labline" in summary:
         print(f"sweep: papermill loop / labline sweep = {summary['sweep_papermill_over_labline']:.2f}x")
-    for part, steps in summary["kernel_to_first_cell_median"].items():
-        print(f"kernel ready to first cell, {part}: " + ", ".join(f"{s} {v:.2f} s" for s, v in steps.items()))
+    for measure, steps in summary["first_cell_median"].items():
+        print(f"{measure}: " + ", ".join(f"{s} {v:.2f} s" for s, v in steps.items()))
     if "ploomber_scrapbook" in summary:
         scrapbook = summary["ploomber_scrapbook"]
         print(f"ploomber-engine: scrapbook's no-kernel warnings per notebook {scrapbook['no_kernel_warnings']}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 
 import pytest
 
@@ -57,10 +58,12 @@ def test_replay_moves_every_path_into_a_step_folder_to_the_replays_own(tmp_path)
 
 def test_papermill_command_runs_the_notebook_and_its_metadata_gives_kernel_to_first_cell(tmp_path):
     output = tmp_path / "echo" / "echo.ipynb"
+    started = time.time()
     seconds, first_cell = bench.papermill(str(ECHO), str(output), {"x": 4, "output_dir": str(tmp_path / "out")})
     assert (tmp_path / "out" / "doubled.txt").read_text() == "8"
     assert 0 < first_cell < seconds
     assert bench.kernel_to_first_cell(output) == first_cell
+    assert first_cell < bench.step_to_first_cell({"output_notebook": str(output), "started": started}) < seconds
     assert bench.kernel_to_first_cell(ECHO) is None  # never executed: no papermill metadata
 
 

@@ -175,7 +175,8 @@ STEP = """
 import json, os, time
 from pathlib import Path
 Path("pids").mkdir(exist_ok=True)
-Path("pids", {name!r} + ".json").write_text(json.dumps([os.getpid(), os.getppid()]))
+parent = Path(f"/proc/{{os.getppid()}}/cmdline").read_bytes()
+Path("pids", {name!r} + ".json").write_text(json.dumps([os.getpid(), os.getppid(), b"forkserver.py" in parent]))
 time.sleep(seconds)
 """
 
@@ -207,7 +208,8 @@ def labline_run(pipeline: Path, env: dict | None = None) -> subprocess.Popen:
     )
 
 
-def recorded_pids(pipeline: Path, steps, timeout: float = 180) -> dict[str, list[int]]:
+def recorded_pids(pipeline: Path, steps, timeout: float = 180) -> dict[str, list]:
+    """Each step's [kernel pid, its parent's pid, whether that parent is a template], once all wrote it."""
     folder = pipeline.parent / "pids"
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -218,8 +220,8 @@ def recorded_pids(pipeline: Path, steps, timeout: float = 180) -> dict[str, list
     raise AssertionError(f"the steps did not start within {timeout} s")
 
 
-def left_over(pids: dict[str, list[int]]) -> list[int]:
-    every = {pid for pair in pids.values() for pid in pair}
+def left_over(pids: dict[str, list]) -> list[int]:
+    every = {pid for pid, ppid, _ in pids.values()} | {ppid for _, ppid, _ in pids.values()}
     return sorted(p for p in every if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE)
 
 
@@ -235,7 +237,7 @@ def test_no_process_left_after_a_run(tmp_path):
     code, err = finish(process)
     assert code == 0, err
     pids = recorded_pids(pipeline, ["one", "two"], timeout=1)
-    assert all(ppid != process.pid for _, ppid in pids.values())  # forked: the template's children
+    assert all(from_template for _, _, from_template in pids.values())
     assert left_over(pids) == []
     assert "start cold" not in err
 
@@ -244,7 +246,8 @@ def test_no_process_left_after_ctrl_c(tmp_path):
     pipeline = project(tmp_path, {"one": 120, "two": 120})
     process = labline_run(pipeline)
     pids = recorded_pids(pipeline, ["one", "two"])
-    assert left_over(pids)  # kernels and their template, running
+    assert all(from_template for _, _, from_template in pids.values())
+    assert len(left_over(pids)) == 3  # two kernels and their template, running
     process.send_signal(signal.SIGINT)
     code, err = finish(process, timeout=60)
     assert code == 130, err
@@ -264,12 +267,23 @@ def test_no_process_left_after_a_kernel_is_killed(tmp_path):
     assert left_over(pids) == []
 
 
+def test_no_process_left_after_the_runner_is_killed(tmp_path):
+    pipeline = project(tmp_path, {"one": 120, "two": 120})
+    process = labline_run(pipeline)
+    pids = recorded_pids(pipeline, ["one", "two"])
+    assert len(left_over(pids)) == 3
+    process.kill()  # no clean-up runs: the template sees its socket close, the kernels die with it
+    finish(process, timeout=60)
+    time.sleep(1)
+    assert left_over(pids) == []
+
+
 def test_switched_off_the_run_starts_cold_and_says_so_once(tmp_path):
     pipeline = project(tmp_path, {"one": 0, "two": 0})
     process = labline_run(pipeline, env={SWITCH: "0"})
     code, err = finish(process)
     assert code == 0, err
     pids = recorded_pids(pipeline, ["one", "two"], timeout=1)
-    assert [ppid for _, ppid in pids.values()] == [process.pid, process.pid]
+    assert [(ppid, from_template) for _, ppid, from_template in pids.values()] == [(process.pid, False)] * 2
     assert err.count("kernels start cold") == 1, err
     assert left_over(pids) == []

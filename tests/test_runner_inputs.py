@@ -4,6 +4,7 @@ parameter names; folders hashed whole or refused; file hashes kept by stat, and 
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from runner import filecache, inputs
 from runner.errors import InputError, SpecError
 from tests.fixtures import ROOT, make_project
+from tests.fixtures.cli import run_cli
 
 AIRBNB = "data/nyc_airbnb_2019_sample.csv.gz"
 
@@ -74,6 +76,13 @@ def test_a_built_in_data_sets_file_edited_reruns_explore_and_downstream(tmp_path
     assert status["explore"]["action"] == "run"
     assert status["explore"]["reasons"] == [f"input {AIRBNB} changed"]
     assert status["after"]["reasons"] == ["upstream step explore will run"]
+    where = ["--pipeline", str(project / "pipeline.yaml"), "--runs", str(project / "runs")]
+    shown = run_cli("status", "--format=json", *where)  # what `labline status` prints
+    assert shown.returncode == 0, shown.stderr
+    assert {row["step"]: row["why"] for row in json.loads(shown.stdout)} == {
+        "explore": f"input {AIRBNB} changed",
+        "after": "upstream step explore will run",
+    }
     second = run(project)
     assert statuses(second) == {"explore": "succeeded", "after": "succeeded"}  # executed again, not cached
     assert (

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.cache import Fingerprints, RunHistory, explain
-from runner.contracts import RunStatus, StepStatus
-from runner.errors import UsageError
+from runner.contracts import RunStatus, StepError, StepStatus
+from runner.errors import InputError, UsageError
 from runner.executors import StepExecutor, make_executor
 from runner.plan import declared_parameters, resolve_references, step_parameters
 from runner.records import RunRecord
@@ -247,7 +247,11 @@ class Scheduler:
     def start(self, name: str) -> None:
         if "run_id" in self.plan.declared[name]:
             self.plan.params[name]["run_id"] = self.record.run_id
-        task = self.task(name)
+        try:
+            task = self.task(name)
+        except InputError as exc:  # an upstream artifact that cannot be hashed whole: refused, not guessed
+            self.refuse(name, exc)
+            return
         reused = self.plan.reusable(name)
         if reused:
             self.reuse(name, *reused)
@@ -255,6 +259,12 @@ class Scheduler:
         self.record.update_step(name, status=StepStatus.RUNNING, attempts=[], started=time.time())
         self.notify(name, StepStatus.RUNNING, {"parameters": task.parameters})
         self.running[_submit(self.executor, task, self.notify)] = (name, task, 1)
+
+    def refuse(self, name: str, exc: InputError) -> None:
+        error = StepError(ename=type(exc).__name__, evalue=str(exc)).to_dict()
+        self.failed.add(name)
+        self.record.update_step(name, status=StepStatus.FAILED, error=error, seconds=0.0)
+        self.notify(name, StepStatus.FAILED, {"error": error})
 
     def task(self, name: str) -> StepTask:
         """Fingerprint the step, record its parameters and build its task."""

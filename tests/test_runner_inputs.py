@@ -245,3 +245,40 @@ def test_file_facts_are_kept_by_stat_and_recomputed_when_it_changes(tmp_path, mo
     assert again.fact("sha256", data, must_not_read) == first
     rewrite_keeping_mtime(data, lambda p: p.write_text("a,b\n1,3\n"))  # same size, same mtime: ctime moved
     assert again.sha256(data) == filecache.sha256_of(data) != first
+
+
+def _notebook(path: Path, *cells: str) -> None:
+    """A notebook of code cells (the first one its parameters cell) on the project's kernel."""
+    body = [
+        {"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [], "source": src}
+        for i, src in enumerate(cells)
+    ]
+    body[0]["metadata"]["tags"] = ["parameters"]
+    kernel = {"name": "labline", "display_name": "Python (labline)", "language": "python"}
+    nb = {"cells": body, "metadata": {"kernelspec": kernel}, "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(nb))
+
+
+def test_an_upstream_folder_too_large_to_hash_fails_the_step_that_reads_it(tmp_path, monkeypatch):
+    """Known only once the upstream step ran: the reading step fails with the reason, downstream is skipped."""
+    monkeypatch.setattr(inputs, "MAX_FOLDER_FILES", 2)
+    _notebook(
+        tmp_path / "shards.ipynb",
+        'count: int = 3\noutput_dir: str = "out"',
+        "from pathlib import Path\nimport scrapbook as sb\n"
+        "folder = Path(output_dir) / 'shards'\nfolder.mkdir(parents=True)\n"
+        "for i in range(count):\n    (folder / f'{i}.txt').write_text(str(i))\n"
+        "sb.glue('folder', str(folder.resolve()))",
+    )
+    steps = {
+        "shards": {"notebook": "shards.ipynb"},
+        "read": {"notebook": "echo.ipynb", "needs": ["shards"], "parameters": {"source_path": "${shards.folder}"}},
+        "after": {"notebook": "consume.ipynb", "needs": ["read"], "parameters": {"value": "${read.doubled}"}},
+    }
+    make_project(tmp_path, steps)
+    record = run(tmp_path)
+    assert statuses(record) == {"shards": "succeeded", "read": "failed", "after": "skipped"}
+    assert record.manifest["status"] == "failed"
+    error = record.manifest["steps"]["read"]["error"]
+    assert error["ename"] == "InputError"
+    assert "step 'read'" in error["evalue"] and "input source_path: a folder of more than 2 files" in error["evalue"]

@@ -31,7 +31,11 @@ PROBE = f"""
 import os, random, sys
 import numpy, torch
 from scrapbook import glue
+torch.set_num_threads(2)  # the native thread pools (OpenMP, OpenBLAS) work after the fork
+ones = numpy.ones((300, 300))
+product = float((torch.ones(300, 300) @ torch.ones(300, 300))[0, 0] + (ones @ ones)[0, 0])
 glue("seen", dict(
+    product=product,
     pid=os.getpid(), ppid=os.getppid(), cwd=os.getcwd(), env=os.environ.get({ENV_NAME!r}),
     path=sys.path, argv0=sys.argv[0], argv1=sys.argv[1], orig_argv=sys.orig_argv[:4],
     files=[numpy.__file__, torch.__file__, sys.modules["ipykernel"].__file__],
@@ -74,7 +78,7 @@ def wait_for_import(module: str, timeout: float = 180) -> None:
 def probe(folder: Path, name: str, env_value: str) -> dict:
     os.environ[ENV_NAME] = env_value
     try:
-        outcome = execute_step(notebook(PROBE), folder / f"{name}.ipynb", {}, cwd=folder)
+        outcome = execute_step(notebook(PROBE), folder / f"{name}.ipynb", {}, cwd=folder, timeout=300)
     finally:
         os.environ.pop(ENV_NAME, None)
     assert outcome.status == "succeeded", outcome.error
@@ -104,6 +108,7 @@ def seen(tmp_path_factory):
 
 def test_a_forked_kernel_is_the_templates_child_and_holds_its_imports(seen):
     for forked in (seen["a"], seen["b"]):
+        assert forked["product"] == 600.0  # torch's and numpy's parallel matrix products ran in the fork
         assert forked["ppid"] in seen["templates"]
         assert "forkserver.py" in " ".join(psutil.Process(forked["ppid"]).cmdline())
         assert forked["sklearn_loaded"]  # imported by the template before the fork

@@ -25,6 +25,7 @@ Writes benchmarks/results/grade_class.json (or `--out`).
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import os
@@ -119,7 +120,7 @@ def nbgrader_venv(path: Path) -> Path:
 
 def nbgrader_source(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The solution with nbgrader's markup: solution cells, one-point test cells, hidden checks hidden."""
-    source = nbformat.from_dict(json.loads(nbformat.writes(solution)))
+    source = copy.deepcopy(solution)
     for cell in source.cells:
         if cell.cell_type != "code":
             continue
@@ -184,7 +185,7 @@ def nbgrader_submit(planted, released: Path, course: Path) -> dict[str, str]:
     students = {}
     for submission in planted:
         theirs = {c.id: c.source for c in nbformat.read(submission.path, as_version=4).cells if not cell_tags(c)}
-        notebook = nbformat.from_dict(json.loads(nbformat.writes(template)))
+        notebook = copy.deepcopy(template)
         for cell in notebook.cells:
             if cell.id in theirs and not cell.metadata.get("nbgrader", {}).get("grade"):
                 cell.source = theirs[cell.id]

@@ -257,6 +257,9 @@ class ClassGrader:
         for attempt in (1, 2):  # a kernel not ready in time is the machine's fault: one more, fresh kernel
             try:
                 report, ran = self._report(prepared)
+            except Exception as exc:  # a bug or a broken environment costs this row, not the class
+                name = submission.exercise.name if submission.exercise else ""
+                report, ran = GradeReport(name, str(submission.path), "error", f"the grader failed: {exc!r}"), True
             finally:
                 self._clean(prepared)
             if ran or attempt == 2:

@@ -236,10 +236,12 @@ class LablineNotebookClient(PapermillNotebookClient):
             yield
         finally:
             if kernel is not None:
-                await self._async_cleanup_kernel()  # papermill's stop of its own kernel: interrupt, shut down
                 from runner.kernels import KernelLoop
 
-                await KernelLoop.get().pool.stop(kernel)
+                try:
+                    await self._async_cleanup_kernel()  # papermill's stop of its own kernel: interrupt, shut down
+                finally:
+                    await KernelLoop.get().pool.stop(kernel)
             for task in list(self._tasks):  # papermill's event loop stops here: nothing more reaches the notebook
                 task.cancel()
 

@@ -2,8 +2,10 @@
 
 A template runs in the kernel's own interpreter (the kernelspec's Python and its options), with
 this file as its script, so it uses the standard library only and never imports `runner`. It
-imports ipykernel's modules first, then the modules it is asked to preload, one at a time,
-serving fork requests between two imports (a kernel forked early imports the rest itself).
+imports ipykernel's modules first, then the modules it is asked to preload, one at a time. A fork
+request names the modules its notebook imports: those come first, and the kernel is forked as
+soon as they are imported (a notebook that does not import torch does not wait for it), in
+between two imports of the rest (which a kernel forked early imports itself if it needs them).
 A forked child becomes an ordinary ipykernel: its own session, the step's cwd and environment,
 the connection file jupyter_client wrote, and `sys.argv`/`sys.path`/`__main__` as
 `python -m ipykernel_launcher -f FILE` has them; it dies with the template (PDEATHSIG).
@@ -78,6 +80,8 @@ class Template:
     def __init__(self, sock: socket.socket):
         self.sock = sock
         self.queue: list[str] = list(KERNEL_MODULES)
+        self.tried: set[str] = set()  # imported, or failed to: never tried twice
+        self.forks: list[tuple[dict, list[int]]] = []  # fork requests waiting for their modules
         self.children: set[int] = set()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
@@ -90,30 +94,57 @@ class Template:
     def serve(self) -> tuple[dict, list[int]]:
         """Serve until the runner goes away (then exit); returns only in a forked child."""
         while True:
-            for key, _ in self.selector.select(0 if self.queue else None):
+            for key, _ in self.selector.select(0 if self.queue or self.forks else None):
                 if key.fileobj is self.sock:
-                    child = self.receive()
-                    if child is not None:
-                        return child
+                    self.receive()
                 else:
                     os.read(self.wake_r, 4096)
             self.reap()
-            if self.queue and not self.pending():
-                self.preload(self.queue.pop(0))
+            child = self.fork_ready()
+            if child is not None:
+                return child
+            name = None if self.pending() else self.next_import()
+            if name is not None:
+                self.preload(name)
 
     def pending(self) -> bool:
         return bool(self.selector.select(0))
 
-    def receive(self) -> tuple[dict, list[int]] | None:
+    def receive(self) -> None:
         data, fds, _, _ = socket.recv_fds(self.sock, MAX_MESSAGE, 4)
         if not data:  # the runner closed its end or died: take every kernel down with us
             self.stop_children()
             sys.exit(0)
         message = decode(data)
         if message["op"] == "preload":
-            self.queue.extend(m for m in message["modules"] if m not in self.queue and m not in sys.modules)
-            return None
-        return self.fork(message, fds)
+            self.queue.extend(m for m in message["modules"] if m not in self.queue)
+        else:
+            self.forks.append((message, fds))
+
+    def missing(self, request: dict) -> list[str]:
+        """What the kernel of a fork request imports and this template has not tried to import yet."""
+        needs = (*KERNEL_MODULES, *request["modules"])
+        return [m for m in needs if m not in self.tried and m not in sys.modules]
+
+    def next_import(self) -> str | None:
+        """The waiting kernels' modules first (in order), then what the runner asked for."""
+        for request, _ in self.forks:
+            for name in self.missing(request):
+                return name
+        while self.queue:
+            name = self.queue.pop(0)
+            if name not in self.tried and name not in sys.modules:
+                return name
+        return None
+
+    def fork_ready(self) -> tuple[dict, list[int]] | None:
+        """Fork, in order, the requests whose modules are all imported; returns in the child only."""
+        while self.forks and not self.missing(self.forks[0][0]):
+            request, fds = self.forks.pop(0)
+            child = self.fork(request, fds)
+            if child is not None:
+                return child
+        return None
 
     def fork(self, request: dict, fds: list[int]) -> tuple[dict, list[int]] | None:
         reason = fork_unsafe()
@@ -133,6 +164,7 @@ class Template:
         return None
 
     def preload(self, name: str) -> None:
+        self.tried.add(name)
         started = time.perf_counter()
         error = None
         try:
@@ -168,7 +200,10 @@ class Template:
             pass  # the runner is gone; the next receive sees it
 
     def close(self) -> None:
-        """In the child: drop everything of the template's (socket, wake-up pipe, handlers)."""
+        """In the child: drop everything of the template's (socket, wake-up pipe, handlers, other requests)."""
+        for _, fds in self.forks:
+            for fd in fds:
+                os.close(fd)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self.selector.close()

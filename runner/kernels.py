@@ -140,7 +140,10 @@ class KernelPool:
         km = AsyncKernelManager(
             kernel_name=kernel_name, transport="ipc", ip=str(prefix), connection_file=str(prefix) + ".json"
         )
-        km.kernel_spec.metadata["kernel_provisioner"] = selection(self.templates, self._ask(kernel_name, modules))
+        needs = list(dict.fromkeys(self.preload_modules + modules))
+        km.kernel_spec.metadata["kernel_provisioner"] = selection(
+            self.templates, self._ask(kernel_name, modules), needs
+        )
         log_path = Path(str(prefix) + ".log")
         with open(log_path, "wb") as log:  # the child keeps its own descriptor
             output = {} if inherit_output else {"stdout": log, "stderr": log}
@@ -156,8 +159,7 @@ class KernelPool:
             await kc.wait_for_ready(timeout=STARTUP_TIMEOUT)
             # Sent, not awaited: a spare kernel imports while it waits for its step, and a step
             # that gets a kernel still importing simply has its first cell queue behind that.
-            preload = list(dict.fromkeys(self.preload_modules + modules))
-            kc.execute(WARM_UP.format(modules=preload), silent=True, store_history=False)
+            kc.execute(WARM_UP.format(modules=needs), silent=True, store_history=False)
         except BaseException:
             await self.stop(kernel)
             raise

@@ -57,9 +57,11 @@ def warn_cold(reason: str) -> None:
     warnings.warn(f"labline: kernels start cold: {reason}", ColdKernelWarning, stacklevel=2)
 
 
-def selection(templates: Templates, preload: list[str]) -> dict[str, Any]:
-    """The kernelspec metadata entry that makes jupyter_client use this provisioner."""
-    return {"provisioner_name": NAME, "config": {"templates": templates, "preload": list(preload)}}
+def selection(templates: Templates, preload: list[str], needs: list[str]) -> dict[str, Any]:
+    """The kernelspec metadata entry that makes jupyter_client use this provisioner: the pool's
+    templates, what they should import (`preload`), and what this kernel's notebook imports (`needs`)."""
+    config = {"templates": templates, "preload": list(preload), "needs": list(needs)}
+    return {"provisioner_name": NAME, "config": config}
 
 
 def start_template(templates: Templates, kernel_name: str, preload: list[str]) -> None:
@@ -82,6 +84,7 @@ class WarmProvisioner(LocalProvisioner):
 
     templates = AnyTrait(None, allow_none=True, help="the pool's runner.templates.Templates")
     preload = List(help="modules the template should import (after ipykernel's own)")
+    needs = List(help="modules this kernel's notebook imports: imported by the template before the fork")
     forked: Forked | None = None
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
@@ -103,7 +106,7 @@ class WarmProvisioner(LocalProvisioner):
         template = self.templates.get(launcher_prefix(cmd), env, self.preload)
         fds = [_output_fd(kwargs.get("stdout"), 1), _output_fd(kwargs.get("stderr"), 2)]
         try:
-            self.forked = await template.fork(list(cmd), cwd, env, fds)
+            self.forked = await template.fork(list(cmd), cwd, env, fds, self.needs)
         finally:
             for fd in fds:
                 os.close(fd)

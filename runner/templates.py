@@ -23,7 +23,7 @@ LAUNCHER = "ipykernel_launcher"
 # Variables an interpreter or a native library reads once, at start or at load: a template started
 # with other values than a kernel's would give it other behaviour, so they pick the template.
 STARTUP_ENV = ("PYTHON", "LD_", "OMP_", "MKL_", "OPENBLAS_", "KMP_", "CUDA_")
-FORK_TIMEOUT = 60.0  # the template answers after the import it is in; none takes this long
+FORK_TIMEOUT = 120.0  # the kernel's own imports, done in the template (as long as a cold kernel's start)
 
 
 class ForkRefused(Exception):
@@ -96,11 +96,13 @@ class Template:
             self.asked.update(new)
             self._send({"op": "preload", "modules": new})
 
-    async def fork(self, argv: list[str], cwd: str, env: dict[str, str], fds: list[int]) -> Forked:
-        """A new kernel running `argv` in `cwd` with `env`, writing to `fds` (stdout, stderr)."""
+    async def fork(self, argv: list[str], cwd: str, env: dict[str, str], fds: list[int], modules=()) -> Forked:
+        """A new kernel running `argv` in `cwd` with `env`, writing to `fds` (stdout, stderr), forked once
+        the template has imported `modules` (what its notebook imports)."""
         number = next(self.ids)
         reply = self.waiting[number] = self.loop.create_future()
-        self._send({"op": "fork", "id": number, "argv": argv, "cwd": cwd, "env": env}, fds)
+        request = {"op": "fork", "id": number, "argv": argv, "cwd": cwd, "env": env, "modules": list(modules)}
+        self._send(request, fds)
         try:
             answer = await asyncio.wait_for(reply, FORK_TIMEOUT)
         except TimeoutError:

@@ -27,6 +27,7 @@ with the git commit, so figures can be read across commits.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -47,8 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ploomber_runner  # noqa: E402
 
-from runner.notebook import PARAMETERS_TAG, cell_tags, code_sources, injected_source, read_json  # noqa: E402
+from runner.notebook import PARAMETERS_TAG, cell_tags, code_sources, read_json  # noqa: E402
 from runner.scraps import read_scraps  # noqa: E402
+from runner.translator import injected_source  # noqa: E402
 
 BIN = Path(sys.executable).parent
 QUICK = ["train_torch.epochs=60", "train_sklearn.cv_folds=3"]
@@ -264,31 +266,39 @@ def sweep_runs(bench: Bench, folder: Path) -> Path:
 
 
 def part_sweep(bench: Bench, folder: Path, *executor: str) -> dict[str, Any]:
+    """`labline sweep` from the shell; its upstream must come from the cache, or the time would include it."""
     grid = bench.grid()
-    args = ["sweep", SWEEP_STEP, "--runs", str(sweep_runs(bench, folder)), "--format", "json", *executor]
+    runs = sweep_runs(bench, folder)
+    args = ["sweep", SWEEP_STEP, "--runs", str(runs), "--format", "json", *executor]
     args += [a for k, v in grid.items() for a in ("-p", f"{k}={','.join(v)}")]
     args += [a for k, v in SWEEP_FIXED.items() for a in ("--set", f"{SWEEP_STEP}.{k}={v}")]
     seconds, result = timed(lambda: bench.labline(*args))
     check(result, "labline sweep")
     rows = json.loads(result.stdout)
-    expected = len(list(_product(grid)))
+    expected = len(combinations(grid))
     if len(rows) != expected or any(r["status"] != "succeeded" for r in rows):
         raise SystemExit(f"labline sweep: expected {expected} succeeded runs, got {rows}")
+    upstream = {
+        f"{m.parent.name}/{name}": body["status"]
+        for m in runs.glob("*/manifest.json")
+        if m.parent.name != bench.reference["run_id"]
+        for name, body in json.loads(m.read_text())["steps"].items()
+        if name != SWEEP_STEP and body["status"] != "cached"
+    }
+    if upstream:
+        raise SystemExit(f"labline sweep executed upstream steps instead of taking them from the cache: {upstream}")
     return {"seconds": seconds, "runs": len(rows)}
 
 
-def _product(grid: dict[str, list[str]]):
-    import itertools
-
-    names = list(grid)
-    return (dict(zip(names, values)) for values in itertools.product(*grid.values()))
+def combinations(grid: dict[str, list[str]]) -> list[dict[str, str]]:
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
 
 
 def part_sweep_papermill(bench: Bench, folder: Path) -> dict[str, Any]:
     """The sweep's executions through the `papermill` command, one after the other, upstream from the reference run."""
     base = bench.reference["steps"][SWEEP_STEP]
     took = []
-    for number, combo in enumerate(_product(bench.grid())):
+    for number, combo in enumerate(combinations(bench.grid())):
         output = folder / f"{number:02d}" / Path(base["notebook"]).name
         values = {k: json.loads(v) for k, v in {**combo, **SWEEP_FIXED}.items()}
         params = {**base["parameters"], **values, "output_dir": str(output.parent / "artifacts")}

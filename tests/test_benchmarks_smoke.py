@@ -110,4 +110,4 @@ def test_only_names_the_parts_and_rejects_others(capsys):
     assert "'bogus'" in error and "sweep_papermill" in error
     with pytest.raises(SystemExit):
         bench.parse_args(["--rounds", "0"])
-    assert len(list(bench._product(bench.SWEEP_GRID))) == 16
+    assert len(bench.combinations(bench.SWEEP_GRID)) == 16

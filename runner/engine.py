@@ -21,14 +21,12 @@ labline's additions: a whole-notebook limit (`notebook_timeout`) beside papermil
 write papermill's bytes atomically without nbformat's schema validation on each save. A kernel
 that dies is found within about a second (nbclient's poll).
 
-`LablineTranslator` writes the injected-parameters cell for the project's kernel: papermill's
-`PythonTranslator`, except where papermill's text would not give the value back.
+The injected-parameters cell for the project's kernel is written by `runner.translator`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import keyword
 import math
 import os
 import time
@@ -62,14 +60,11 @@ from papermill.engines import (  # noqa: E402
 )
 from papermill.iorw import LocalHandler, papermill_io  # noqa: E402
 from papermill.log import logger  # noqa: E402
-from papermill.translators import PythonTranslator, papermill_translators  # noqa: E402
 from papermill.utils import merge_kwargs, remove_args  # noqa: E402
 
 from runner.notebook import imported_modules, notebook_text, write_atomic  # noqa: E402
 
-PROJECT_KERNEL = "labline"
 CellProgress = Callable[[int, int], None]  # (code cells done, code cells in all)
-PLAIN_DATA = (str, int, float, list, dict, tuple)  # and None
 
 
 class NotebookTimeout(Exception):
@@ -78,48 +73,6 @@ class NotebookTimeout(Exception):
 
 class _Interrupted(Exception):
     """Ctrl-C reached the thread waiting for the notebook: the running cell is left as papermill leaves it."""
-
-
-class LablineTranslator(PythonTranslator):
-    """papermill's Python translator, except where its text would not give the value back: a tuple
-    (papermill writes its str as a string), a dict key that is not a string (papermill quotes it),
-    an object that is not plain data (papermill writes its str; here a clear error). Values are
-    literals, never code; a parameter name must be an identifier."""
-
-    @classmethod
-    def translate(cls, val: Any) -> str:
-        if isinstance(val, tuple):
-            return cls.translate_tuple(val)
-        if val is not None and not isinstance(val, PLAIN_DATA):
-            raise TypeError(
-                f"parameter value {val!r} of type {type(val).__name__} is not plain data "
-                f"(expected str, int, float, bool, None, or lists/dicts/tuples of them)"
-            )
-        return super().translate(val)
-
-    @classmethod
-    def translate_tuple(cls, val: tuple) -> str:
-        items = [cls.translate(v) for v in val]
-        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-
-    @classmethod
-    def translate_dict(cls, val: dict) -> str:
-        escaped = ", ".join(f"{cls.translate(k)}: {cls.translate(v)}" for k, v in val.items())
-        return f"{{{escaped}}}"
-
-    @classmethod
-    def assign(cls, name: str, str_val: str) -> str:
-        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-            raise ValueError(
-                f"parameter name {name!r} is not a Python identifier (expected letters, digits and _, "
-                f"not starting with a digit, not a keyword)"
-            )
-        return super().assign(name, str_val)
-
-
-def use_translator(kernel_name: str = PROJECT_KERNEL) -> None:
-    """Make papermill write parameters for `kernel_name` with labline's translator."""
-    papermill_translators.register(kernel_name, LablineTranslator)
 
 
 def save_notebook(nb: Any, path: str) -> None:
@@ -322,6 +275,8 @@ class LablineEngine(NBClientEngine):
     @classmethod
     def nb_kernel_name(cls, nb, name=None):
         """papermill asks this before it writes the parameters: the moment to register the translator."""
+        from runner.translator import use_translator
+
         use_translator()
         return super().nb_kernel_name(nb, name)
 

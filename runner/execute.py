@@ -156,7 +156,7 @@ def load_papermill() -> Any:
         import jupyter_client.kernelspec  # noqa: F401
         import papermill
 
-        from runner.engine import use_translator
+        from runner.translator import use_translator
 
         use_translator()  # the project's kernel gets labline's literals, whichever engine runs
     return papermill

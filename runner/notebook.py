@@ -1,8 +1,8 @@
 """The notebook file: read it, inject parameters as data, write it safely.
 
 papermill injects the parameters (a cell tagged `injected-parameters` right after the
-`parameters` cell); for the project's kernel it writes them with `runner.engine.LablineTranslator`
-(`injected_source` here gives the same text): each value a Python literal built from plain data,
+`parameters` cell); for the project's kernel it writes them with `runner.translator.LablineTranslator`
+(`runner.translator.injected_source` gives the same text): each value a Python literal built from plain data,
 arriving exactly as given, never evaluated as code. The executed notebook is saved as papermill
 saves it (`notebook_text`), atomically (`write_atomic`).
 """
@@ -77,20 +77,6 @@ def imported_modules(nb: dict[str, Any]) -> list[str]:
                 continue
             modules.extend(n for n in names if n and n not in modules)
     return modules
-
-
-def python_literal(value: Any) -> str:
-    """Source text that evaluates to `value` (plain data only): the text of the injected cell."""
-    from runner.engine import LablineTranslator
-
-    return LablineTranslator.translate(value)
-
-
-def injected_source(parameters: dict[str, Any]) -> str:
-    """The injected-parameters cell's source, as papermill writes it for the project's kernel."""
-    from runner.engine import LablineTranslator
-
-    return LablineTranslator.codify(parameters)
 
 
 def notebook_text(nb: Any) -> str:

@@ -7,9 +7,9 @@ import ast
 import pytest
 
 from runner.errors import ParameterError
-from runner.notebook import injected_source, python_literal
 from runner.params import bind_parameters, read_parameters
 from runner.sweep import split_top_level
+from runner.translator import injected_source, python_literal
 from tests.fixtures import FIXTURES
 
 ECHO = FIXTURES / "echo.ipynb"

@@ -69,12 +69,14 @@ def register(subparsers) -> None:
         help="which exercise they answer (default: from each notebook's metadata or file name)",
     )
     grade.add_argument("--json", action="store_true", help="one notebook: print the report as JSON")
-    grade.add_argument("--out", type=Path, default=None, help="where the gradebook goes (default: PATH-graded-DATE)")
+    grade.add_argument(
+        "--out", type=Path, default=None, metavar="DIR", help="where the gradebook goes (default: PATH-graded-DATE)"
+    )
     grade.add_argument("--format", choices=FORMATS, default="csv", help="the gradebook's format (default csv)")
     grade.add_argument(
         "--workers", type=int, default=None, help="submissions graded at once (default: the number of cores)"
     )
-    grade.add_argument("--memory", default="4G", metavar="SIZE", help="memory cap of each kernel, e.g. 2G; 0: none")
+    grade.add_argument("--memory", default="4G", metavar="SIZE", help="memory cap of each kernel (default 4G; 0: none)")
     grade.add_argument("--force", action="store_true", help="re-grade submissions that did not change")
     _folders(grade)
     _limits(grade)

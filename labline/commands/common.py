@@ -59,8 +59,9 @@ def add_only_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_format_option(parser: argparse.ArgumentParser, formats: list[str] = FORMATS) -> None:
-    parser.add_argument("--format", choices=formats, default="table", help="how to print the result (default: table)")
+def add_format_option(parser: argparse.ArgumentParser, formats: list[str] = FORMATS, default: str = "table") -> None:
+    """One --format for every command: how the result is printed or written (argparse fills in the default)."""
+    parser.add_argument("--format", choices=formats, default=default, help="the result's format (default: %(default)s)")
 
 
 def resolve_runs(args: argparse.Namespace) -> Path:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 
+from labline.commands.common import add_format_option
 from labline.exercises.catalog import ExerciseError, discover, infer_name, orphans, select
 from labline.exercises.execution import DEFAULT_CELL_TIMEOUT, DEFAULT_TOTAL_TIMEOUT
 from labline.exercises.gradebook import FORMATS
@@ -72,7 +73,7 @@ def register(subparsers) -> None:
     grade.add_argument(
         "--out", type=Path, default=None, metavar="DIR", help="where the gradebook goes (default: PATH-graded-DATE)"
     )
-    grade.add_argument("--format", choices=FORMATS, default="csv", help="the gradebook's format (default csv)")
+    add_format_option(grade, FORMATS, default="csv")  # the gradebook's file
     grade.add_argument(
         "--workers", type=int, default=None, help="submissions graded at once (default: the number of cores)"
     )

@@ -31,11 +31,16 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from labline.glue import SnapshotGlue
+from labline.run_dataset import DATASET
+from runner.contracts import RunManifest, RunStatus
 
 
 class RetrainError(RuntimeError):
@@ -46,9 +51,18 @@ class RetrainLocked(RetrainError):
     """Another retrain holds the lock."""
 
 
+class RetrainStatus(StrEnum):
+    """How a retrain ended: the words decision.json and decisions.jsonl hold, and the exit code's key."""
+
+    PROMOTED = "promoted"  # the challenger passed every gate rule and is the champion now
+    KEPT = "kept"  # a gate rule failed: the champion stays
+    INVALID = "invalid"  # the batch failed validation: nothing trained
+    FAILED = "failed"  # the pipeline failed
+
+
 @dataclass
 class RetrainOutcome:
-    status: str  # promoted, kept, invalid (validation failed), failed (the pipeline failed)
+    status: RetrainStatus
     dataset: str
     batch: str
     folder: str
@@ -145,13 +159,12 @@ def _base_data(state: Path, dataset: str, champion, runs_root: Path) -> Path | N
         return Path(json.loads(pointer.read_text())["path"])
     if champion is None:
         return None
-    manifest = _run_manifest(runs_root, champion.run_id, champion.artifact_path)
-    steps = manifest["steps"]
-    explore = next((s for s, body in steps.items() if (body.get("scraps") or {}).get("snapshot_path")), None)
-    params = manifest["steps"][explore]["parameters"] if explore else {}
-    if isinstance(params, str):
+    run = RunManifest.from_dict(_run_manifest(runs_root, champion.run_id, champion.artifact_path))
+    explore = next((step for step in run.steps.values() if SnapshotGlue.MARKERS & set(step.glued)), None)
+    params = explore.parameters if explore else {}
+    if not isinstance(params, dict):
         params = {}
-    return raw_source(str(params.get("dataset", dataset)))
+    return raw_source(str(params.get(DATASET, dataset)))
 
 
 def _score(model, rows: pd.DataFrame, spec) -> dict:
@@ -247,7 +260,7 @@ def retrain(
             registry_url,
             _champion(registry, spec.name),
             folder,
-            RetrainOutcome("invalid", dataset, str(batch), str(folder)),
+            RetrainOutcome(RetrainStatus.INVALID, dataset, str(batch), str(folder)),
         )
         return _phases(job, pipeline, overrides, only, workers, margin, slice_tolerance)
 
@@ -332,7 +345,7 @@ def _run_on_accumulated(job: _Job, pipeline, overrides, only, workers):
 
     acc_path = _accumulate(job)
     spec = load_pipeline(project_file(pipeline))
-    given = [f"explore.dataset={job.dataset}:{acc_path}", *(overrides or [])]
+    given = [f"explore.{DATASET}={job.dataset}:{acc_path}", *(overrides or [])]
     metadata = {
         "dataset": run_dataset(spec, given, only),
         **run_metadata(project_root()),
@@ -340,15 +353,12 @@ def _run_on_accumulated(job: _Job, pipeline, overrides, only, workers):
     }
     record = run_pipeline(spec, job.runs, overrides=given, workers=workers, only=only, metadata=metadata)
     job.outcome.run_id = record.run_id
-    if record.manifest.get("status") != "succeeded":
-        job.outcome.status = "failed"
-        failed = [s for s, b in record.manifest["steps"].items() if b.get("status") not in ("succeeded", "cached")]
+    run = record.contract
+    if run.status != RunStatus.SUCCEEDED:
+        job.outcome.status = RetrainStatus.FAILED
+        failed = [name for name, step in run.steps.items() if not step.status.ok]
         job.outcome.reasons = [
-            {
-                "rule": "pipeline",
-                "passed": False,
-                "reason": f"run {record.run_id} {record.manifest.get('status')}: steps {failed}",
-            }
+            {"rule": "pipeline", "passed": False, "reason": f"run {record.run_id} {run.status}: steps {failed}"}
         ]
         return None
     return record
@@ -407,7 +417,7 @@ def _decide(job: _Job, best, holdout: pd.DataFrame, margin: float, slice_toleran
     expected = job.champion.version if job.champion is not None else None
     decision = job.registry.apply_decision("champion", best.version, checks, metric, expected_holder=expected)
     job.outcome.reasons = [asdict(c) for c in decision.checks]
-    job.outcome.status = "promoted" if decision.promoted else "kept"
+    job.outcome.status = RetrainStatus.PROMOTED if decision.promoted else RetrainStatus.KEPT
 
 
 def _record(job: _Job, pointer: dict | None = None) -> RetrainOutcome:

@@ -26,8 +26,10 @@ from labline.commands.common import (
 )
 from labline.commands.progress import ProgressDisplay, progress_printer
 from labline.env import run_metadata
+from labline.glue import ModelGlue
 from labline.paths import project_root
 from runner.compare import comparison_rows, lower_is_better, render, sort_rows
+from runner.contracts import OK_STATES, RunManifest, RunStatus, StepError, StepRecord, StepStatus
 from runner.exit_codes import ExitCode
 from runner.params import read_parameters
 from runner.pipeline import plan_status, run_pipeline
@@ -196,22 +198,20 @@ def checked_run_dataset(spec, overrides: list[str], given: list[str], only: list
     return run_dataset(spec, overrides, only)
 
 
-def failure_message(step: str, body: dict[str, Any]) -> str:
-    error = body.get("error") or {}
-    where = f"cell {error['cell']}" if error.get("cell") is not None else "the notebook"
-    line = f", line {error['line']}" if error.get("line") else ""
-    source = f": {error['source_line']}" if error.get("source_line") else ""
+def failure_message(name: str, step: StepRecord) -> str:
+    error = step.failure or StepError()
+    where = f"cell {error.cell}" if error.cell is not None else "the notebook"
+    line = f", line {error.line}" if error.line else ""
+    source = f": {error.source_line}" if error.source_line else ""
     return (
-        f"step {step!r} {body.get('status')} at {where}{line}{source}\n"
-        f"  {error.get('ename', 'Error')}: {error.get('evalue', '')}\n"
-        f"  partly executed notebook: {body.get('output_notebook')}"
+        f"step {name!r} {step.status} at {where}{line}{source}\n"
+        f"  {error.ename}: {error.evalue}\n"
+        f"  partly executed notebook: {step.output_notebook}"
     )
 
 
 def exit_code(manifest: dict[str, Any]) -> ExitCode:
     """OK when the run succeeded, TIMEOUT when a step timed out, INTERRUPTED, else FAILED."""
-    from runner.contracts import RunManifest, RunStatus, StepStatus
-
     run = RunManifest.from_dict(manifest)
     if run.status == RunStatus.SUCCEEDED:
         return ExitCode.OK
@@ -238,27 +238,28 @@ def cmd_run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             executor=args.executor,
         )
-    for step, body in record.manifest["steps"].items():
-        if body.get("status") not in ("succeeded", "cached", "skipped"):
-            console.print(f"[red]{escape(failure_message(step, body))}[/]", highlight=False, soft_wrap=True)
+    run = record.contract
+    for name, step in run.steps.items():
+        if not (step.status.ok or step.status == StepStatus.SKIPPED):
+            console.print(f"[red]{escape(failure_message(name, step))}[/]", highlight=False, soft_wrap=True)
     rows = comparison_rows([record.manifest], COMPARE_METRICS, label="model_name")
     print(render(_drop_empty(rows), args.format, title=f"run {record.run_id}"))
-    console.print(f"run {record.run_id}: {record.manifest['status']} ({record.path})", soft_wrap=True)
+    console.print(f"run {record.run_id}: {run.status} ({record.path})", soft_wrap=True)
     if args.report:
         from labline.report import write_report
 
         report = write_report([(record.path, record.manifest)], record.path / "report.html")
         console.print(f"report: {report}", soft_wrap=True, highlight=False)
-    if record.manifest["status"] == "succeeded" and not args.no_register and _trained_fresh(record.manifest):
+    if run.status == RunStatus.SUCCEEDED and not args.no_register and _trained_fresh(run):
         return register_models(record.manifest, args.db, console) or exit_code(record.manifest)
     return exit_code(record.manifest)
 
 
-def _trained_fresh(manifest: dict[str, Any]) -> bool:
+def _trained_fresh(run: RunManifest) -> bool:
     """Whether a step of this run trained a model (a cached step's model is registered already)."""
     return any(
-        body.get("status") == "succeeded" and "model_dir" in (body.get("scraps") or {})
-        for body in manifest["steps"].values()
+        step.status == StepStatus.SUCCEEDED and set(ModelGlue.required()) <= set(step.glued)
+        for step in run.steps.values()
     )
 
 
@@ -327,7 +328,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     rows = []
     for m in list_runs(resolve_runs(args)):
         steps = m.get("steps", {})
-        done = sum(1 for s in steps.values() if s.get("status") in ("succeeded", "cached"))
+        done = sum(1 for s in steps.values() if s.get("status") in OK_STATES)
         rows.append(
             {
                 "run_id": m["run_id"],
@@ -371,7 +372,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         for key, value in (body.get("scraps") or {}).items():
             console.print(f"  scrap {key} = {_short(value)}", markup=False)
         if body.get("error"):
-            console.print(failure_message(step, body), markup=False)
+            console.print(failure_message(step, StepRecord.from_dict(body)), markup=False)
     return 0
 
 

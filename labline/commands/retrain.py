@@ -13,13 +13,22 @@ from pathlib import Path
 from labline.commands.common import CommandError, add_db_option, add_only_option, add_param_option, add_runs_option
 from runner.exit_codes import ExitCode
 
-# RetrainOutcome.status -> what the command exits with.
-OUTCOME_CODES = {
-    "promoted": ExitCode.OK,
-    "kept": ExitCode.KEPT_CHAMPION,
-    "invalid": ExitCode.FAILED,  # the batch failed validation
-    "failed": ExitCode.FAILED,  # the pipeline failed
-}
+
+def outcome_code(status: str) -> ExitCode:
+    """What the command exits with for how the retrain ended (a labline.retrain.RetrainStatus)."""
+    from labline.retrain import RetrainStatus  # pandas: only when a retrain runs
+
+    codes = {
+        RetrainStatus.PROMOTED: ExitCode.OK,
+        RetrainStatus.KEPT: ExitCode.KEPT_CHAMPION,
+        RetrainStatus.INVALID: ExitCode.FAILED,  # the batch failed validation
+        RetrainStatus.FAILED: ExitCode.FAILED,  # the pipeline failed
+    }
+    if status not in codes:
+        raise CommandError(
+            f"retrain ended with status {status!r}, not one of {[s.value for s in codes]}", ExitCode.CRASHED
+        )
+    return codes[status]
 
 
 def register(subparsers) -> None:
@@ -74,8 +83,4 @@ def run_retrain(args) -> int:
         raise CommandError(str(exc)) from exc
     print(outcome.summary())
     print(f"recorded: {outcome.folder}/decision.json")
-    if outcome.status not in OUTCOME_CODES:
-        raise CommandError(
-            f"retrain ended with status {outcome.status!r}, not one of {list(OUTCOME_CODES)}", ExitCode.CRASHED
-        )
-    return OUTCOME_CODES[outcome.status]
+    return outcome_code(outcome.status)

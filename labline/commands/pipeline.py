@@ -363,16 +363,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     console.print(
         f"git {m.get('git', {}).get('sha')} (dirty: {m.get('git', {}).get('dirty')})  device {m.get('device')}"
     )
-    for step, body in m["steps"].items():
-        console.print(
-            f"\n[bold]{step}[/] {body.get('status')} {body.get('seconds', '')}s  {body.get('output_notebook', '')}"
-        )
-        for key, value in (body.get("parameters") or {}).items():
+    for name, step in record.contract.steps.items():
+        seconds, notebook = ("" if v is None else v for v in (step.seconds, step.output_notebook))
+        console.print(f"\n[bold]{name}[/] {step.status} {seconds}s  {notebook}")
+        for key, value in (step.parameters or {}).items():
             console.print(f"  param {key} = {_short(value)}", markup=False)
-        for key, value in (body.get("scraps") or {}).items():
+        for key, value in step.glued.items():
             console.print(f"  scrap {key} = {_short(value)}", markup=False)
-        if body.get("error"):
-            console.print(failure_message(step, StepRecord.from_dict(body)), markup=False)
+        if step.error:
+            console.print(failure_message(name, step), markup=False)
     return 0
 
 

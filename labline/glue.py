@@ -60,6 +60,11 @@ class Glue:
         return notebook in cls.NOTEBOOKS or bool(cls.MARKERS & set(step.glued))
 
     @classmethod
+    def complete_in(cls, step: StepRecord) -> bool:
+        """Whether the step glued every name this contract requires."""
+        return set(cls.required()) <= set(step.glued)
+
+    @classmethod
     def read(cls, name: str, step: StepRecord) -> Self:
         """The step's glue as this contract; MissingGlue names what it lacks."""
         scraps = step.glued

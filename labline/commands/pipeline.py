@@ -257,10 +257,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _trained_fresh(run: RunManifest) -> bool:
     """Whether a step of this run trained a model (a cached step's model is registered already)."""
-    return any(
-        step.status == StepStatus.SUCCEEDED and set(ModelGlue.required()) <= set(step.glued)
-        for step in run.steps.values()
-    )
+    return any(step.status == StepStatus.SUCCEEDED and ModelGlue.complete_in(step) for step in run.steps.values())
 
 
 def register_models(manifest: dict[str, Any], db: str | None, console: Console) -> int:

@@ -82,7 +82,7 @@ def _model_step(manifest: RunManifest, step: str | None) -> tuple[str, ModelGlue
     """`step`, or the first trainer step that glued a model folder, read through ModelGlue."""
     steps = manifest.steps
     candidates = [step] if step else [s for s in steps if s.startswith(TRAINERS)]
-    chosen = next((s for s in candidates if s in steps and set(ModelGlue.required()) <= set(steps[s].glued)), None)
+    chosen = next((s for s in candidates if s in steps and ModelGlue.complete_in(steps[s])), None)
     if chosen is None:
         raise SourceError(
             f"run {manifest.run_id} has no trained model "

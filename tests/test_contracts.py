@@ -5,7 +5,6 @@ and an audit notebook that stops gluing `audit_passed` makes registration fail n
 
 from __future__ import annotations
 
-import ast
 import json
 import shutil
 
@@ -22,27 +21,13 @@ from labline.glue import (
 )
 from runner.contracts import RunManifest, StepError, StepRecord, StepStatus
 from runner.records import RunRecord
-from tests.fixtures import ROOT
+from tests.fixtures import ROOT, literal_glues
 
 CONTRACTS = [ModelGlue, TrainedModelGlue, ValidationGlue, SnapshotGlue, AuditGlue, MonitorGlue]
 
 
 def glued_names(notebook: dict) -> set[str]:
-    """Every name a notebook's code glues with a literal: sb.glue("name", ...)."""
-    names = set()
-    for cell in notebook["cells"]:
-        if cell["cell_type"] != "code":
-            continue
-        for node in ast.walk(ast.parse("".join(cell["source"]))):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "glue"
-                and node.args
-                and isinstance(node.args[0], ast.Constant)
-            ):
-                names.add(node.args[0].value)
-    return names
+    return literal_glues(notebook)
 
 
 def missing_glue(contract, notebook: dict) -> list[str]:

@@ -10,7 +10,6 @@ glues is there, with the figures it should compute.
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import pandas as pd
 import pytest
 
 from labline.exercises.template import STUB_EXCEPTION, STUB_PREFIX
+from tests.fixtures import literal_glues
 from tests.fixtures.lab_server import NOTEBOOK_FOLDERS, ROOT, fresh_copy, lab_server, run_notebook
 
 KERNEL = {"name": "labline", "display_name": "Python (labline)", "language": "python"}
@@ -42,21 +42,7 @@ def code_cells(notebook: dict) -> list[str]:
 
 def unconditional_glues(notebook: dict) -> set[str]:
     """Names glued by a literal `sb.glue("name", ...)` at a cell's top level (not under if/for/try)."""
-    names = set()
-    for source in code_cells(notebook):
-        for statement in ast.parse(source).body:
-            if not isinstance(statement, ast.Expr):
-                continue
-            call = statement.value
-            if (
-                isinstance(call, ast.Call)
-                and isinstance(call.func, ast.Attribute)
-                and call.func.attr == "glue"
-                and call.args
-                and isinstance(call.args[0], ast.Constant)
-            ):
-                names.add(call.args[0].value)
-    return names
+    return literal_glues(notebook, top_level_only=True)
 
 
 def test_every_notebook_declares_the_project_kernel_and_checks_for_it_first():

@@ -117,7 +117,12 @@ class Template:
             sys.exit(0)
         message = decode(data)
         if message["op"] == "preload":
-            self.queue.extend(m for m in message["modules"] if m not in self.queue)
+            for name in message["modules"]:
+                if name in sys.modules and name not in self.tried:  # came in with another module
+                    self.tried.add(name)
+                    self.send({"op": "imported", "module": name, "seconds": 0.0, "error": None})
+                elif name not in self.queue:
+                    self.queue.append(name)
         else:
             self.forks.append((message, fds))
 

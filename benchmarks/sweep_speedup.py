@@ -40,7 +40,7 @@ def labline(tree: Path, *args: str) -> subprocess.CompletedProcess:
 def reference(tree: Path, work: Path) -> Path:
     """One untimed run; returns its manifest."""
     runs = work / "reference"
-    labline(tree, "run", "--runs", str(runs), "--db", str(work / "registry.sqlite"))
+    labline(tree, "run", "--runs", str(runs), "--no-register")
     return next(runs.glob("*/manifest.json"))
 
 

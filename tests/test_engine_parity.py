@@ -37,6 +37,7 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 EXCEPTION_LINE = re.compile(r"^[\w.]+(Error|Exception|Interrupt)\b")
 # The kernel's own log records: ipykernel's, and Python's default format (the papermill process logs
 # "%(message)s" only), e.g. tornado's "Uncaught exception in ZMQStream callback" as a kernel shuts down.
+SHUTDOWN_INTERRUPT = "KeyboardInterrupt caught in kernel."  # a kernel's one-line record, no traceback
 KERNEL_RECORD = re.compile(r"^(\[IPKernelApp\] |(DEBUG|INFO|WARNING|ERROR|CRITICAL):[\w.]+:)")
 TICK = re.compile(r"^tick \d+\n$")
 SLOW_KERNEL = (  # one line: the runner names the command in the notice that this kernel starts cold
@@ -135,7 +136,8 @@ def log_lines(text: str, folder: Path) -> list[str]:
     lines, in_kernel_record = [], False
     for line in text.replace(str(folder), "<dir>").splitlines():
         if KERNEL_RECORD.match(line):
-            in_kernel_record = "ERROR" in line.split("|")[0]  # an error record: its traceback follows
+            # an error record: its traceback follows, but for the one-line notice of an interrupt at shutdown
+            in_kernel_record = "ERROR" in line.split("|")[0] and not line.endswith(SHUTDOWN_INTERRUPT)
             continue
         if in_kernel_record:
             if line.startswith((" ", "Traceback")):

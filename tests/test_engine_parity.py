@@ -7,7 +7,8 @@ relative paths. What may differ, and is normalized here: times; the kernel's own
 (papermill's kernel talks TCP and warns about it, the runner's kernels use ipc sockets; a kernel
 being shut down logs a ZMQ error or not, by timing); traceback frames (the engines' call stacks
 differ, the exceptions do not); the kernel id in nbclient's start-failure line (the pool's kernel
-has none until it answers); how many `tick` lines a cell printed before it was stopped.
+has none until it answers); how many `tick` lines a cell printed before it was stopped, and where
+in the cell the interrupt landed (the traceback's frames between its header and its last line).
 """
 
 from __future__ import annotations
@@ -127,6 +128,9 @@ def comparable(nb: dict, drop_ticks: bool = False) -> dict:
             record[key] = record.get(key) is not None
         if drop_ticks and "outputs" in cell:
             cell["outputs"] = [o for o in cell["outputs"] if not TICK.match("".join(o.get("text", "")))]
+            for output in cell["outputs"]:
+                if output.get("ename") == "KeyboardInterrupt":  # where it lands (which line, which frames) is timing
+                    output["traceback"] = output["traceback"][:1] + output["traceback"][-1:]
     return nb
 
 

@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from labline.models.schedule import EarlyStopping
 from labline.models.torch_net import Net, select_device
 
 EVAL_BATCH = 1 << 16
@@ -196,6 +197,7 @@ class FitConfig:
     stop_at_target: bool = False  # stop as soon as target_accuracy is reached (benchmarks)
     max_seconds: float | None = None  # stop after this much training time
     amp: bool = True  # bfloat16 autocast on CUDA
+    patience: int = 0  # stop after this many epochs without a better validation loss (0: never)
 
 
 @dataclass
@@ -206,6 +208,8 @@ class FitResult:
     steps: int
     target_reached: dict | None  # {"epoch", "step", "samples", "seconds", "val_accuracy"} or None
     flops_per_sample: int
+    best_epoch: int = 0  # the epoch whose weights the model holds at the end
+    stop_reason: str = ""
 
     @property
     def samples_per_second(self) -> float:
@@ -338,6 +342,7 @@ def fit(
     if task == "classification":
         history["val_accuracy"] = []
     progress = _Progress(plain, val, task, config)
+    stopper = EarlyStopping(config.patience)
     model.train()
     for epoch in range(config.epochs):
         loss_sum, epoch_rows, stopped = _train_epoch(step, data, epoch, generator, where, progress)
@@ -349,8 +354,9 @@ def fit(
         history["seconds"].append(round(time.perf_counter() - progress.started, 4))
         if task == "classification":
             history["val_accuracy"].append(metrics["accuracy"])
-        if stopped or progress.done:
+        if stopper.update(epoch + 1, metrics["loss"], plain) or stopped or progress.done:
             break
+    best_epoch = stopper.restore_best(plain)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return FitResult(
@@ -360,6 +366,8 @@ def fit(
         steps=progress.steps,
         target_reached=progress.target_reached,
         flops_per_sample=training_flops_per_sample(plain),
+        best_epoch=best_epoch,
+        stop_reason=stopper.reason,
     )
 
 

@@ -1,4 +1,5 @@
-"""`labline exercises build | check | grade | list`: exercise templates from solutions, kept in sync, graded."""
+"""`labline exercises build | check | grade | list | start | release`: templates from solutions, kept in sync,
+handed out without solutions, worked on in a student's copy, graded."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from pathlib import Path
 import nbformat
 
 from labline.commands.common import add_format_option
-from labline.exercises.catalog import ExerciseError, discover, infer_name, orphans, select
+from labline.exercises.catalog import (
+    ExerciseError,
+    discover,
+    find_template,
+    infer_name,
+    orphans,
+    select,
+    templates,
+    title,
+)
 from labline.exercises.execution import DEFAULT_CELL_TIMEOUT, DEFAULT_TOTAL_TIMEOUT
 from labline.exercises.gradebook import FORMATS
 from labline.exercises.template import SolutionFormatError
@@ -19,6 +29,12 @@ from runner.exit_codes import ExitCode
 def _folders(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--solutions", type=Path, default=None, help="solutions folder (default: solutions/)")
     parser.add_argument("--exercises", type=Path, default=None, help="templates folder (default: exercises/)")
+
+
+def _work_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dir", type=Path, default=None, metavar="DIR", help="the working copies' folder (default: work/)"
+    )
 
 
 def _limits(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +78,14 @@ def register(subparsers) -> None:
         "notebook under them in parallel, each in a private copy under time and memory limits, into a gradebook, "
         "one feedback page per submission and a class summary.",
     )
-    grade.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="a student's notebook or a folder of them")
+    grade.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="a student's notebook, a folder of them, or NN_name: your working copy (see `start`)",
+    )
+    _work_dir(grade)
     grade.add_argument(
         "--exercise",
         default=None,
@@ -83,9 +106,27 @@ def register(subparsers) -> None:
     _limits(grade)
     grade.set_defaults(handler=cmd_grade)
 
-    listing = sub.add_parser("list", help="list the exercises")
-    _folders(listing)
+    listing = sub.add_parser("list", help="list the exercises: name, title, template")
+    listing.add_argument("--exercises", type=Path, default=None, help="templates folder (default: exercises/)")
     listing.set_defaults(handler=cmd_list)
+
+    start = sub.add_parser(
+        "start",
+        help="copy an exercise's template into your working folder (default work/), to work on and grade there",
+    )
+    start.add_argument("names", nargs="+", metavar="NAME", help="the exercise (NN_name, or its number: 03)")
+    _work_dir(start)
+    start.add_argument("--force", action="store_true", help="replace an existing working copy (your work is lost)")
+    start.add_argument("--exercises", type=Path, default=None, help="templates folder (default: exercises/)")
+    start.set_defaults(handler=cmd_start)
+
+    release = sub.add_parser(
+        "release",
+        help="write what students get: templates, notebooks, data, environment; no solutions, no hidden checks",
+    )
+    release.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new or empty folder")
+    _folders(release)
+    release.set_defaults(handler=cmd_release)
 
 
 def _usage(exc: Exception):
@@ -112,9 +153,46 @@ def _selected(args: argparse.Namespace, names: list[str] | None):
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    for exercise in _selected(args, None):
-        state = "template present" if exercise.template.exists() else "template missing"
-        print(f"{exercise.name}\t{exercise.solution}\t{state}")
+    """Name, title and template of each exercise; never a solution (`list` runs in a student's release too)."""
+    for name, template in templates(args.exercises).items():
+        print(f"{name}\t{title(template)}\t{_shown(template)}")
+    return ExitCode.OK
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it is below it: what a student types."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from labline.exercises.workcopy import start
+
+    try:
+        copies = [start(find_template(name, args.exercises), args.dir, args.force) for name in args.names]
+    except ExerciseError as exc:
+        raise _usage(exc) from None
+    for copy in copies:
+        print(f"wrote {_shown(copy)}: open it in JupyterLab, fill in each stub, run the checks as you go")
+        target = copy.stem if args.dir is None else _shown(copy)
+        print(f"  grade it with: labline exercises grade {target}")
+    return ExitCode.OK
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from labline.exercises.release import release
+    from labline.paths import project_root
+
+    exercises = _selected(args, None)
+    try:
+        written = release(project_root(), args.out, exercises)
+    except ExerciseError as exc:
+        print(f"labline exercises release: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
+    print(f"wrote {len(written)} files to {args.out}: {len(exercises)} exercise templates, no solutions;")
+    print("  every file scanned: no hidden check in it")
     return ExitCode.OK
 
 
@@ -163,7 +241,13 @@ def _class_mode(args: argparse.Namespace) -> bool:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
+    from labline.exercises.workcopy import resolve_submission
+
     _positive(args)
+    try:
+        args.paths = [resolve_submission(path, args.dir) for path in args.paths]
+    except ExerciseError as exc:
+        raise _usage(exc) from None
     missing = [str(path) for path in args.paths if not path.exists()]
     if missing:
         raise _usage(FileNotFoundError(f"{', '.join(missing)} does not exist (expected a notebook or a folder)"))

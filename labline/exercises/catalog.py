@@ -46,6 +46,38 @@ def discover(solutions_dir: Path | None = None, exercises_dir: Path | None = Non
     return found
 
 
+def templates(exercises_dir: Path | None = None) -> dict[str, Path]:
+    """Every template in the exercises folder by name: what a student has (a release holds no solutions)."""
+    exercises_dir = Path(exercises_dir or default_dirs()[1])
+    return {path.stem: path for path in sorted(exercises_dir.glob("*.ipynb")) if NAME.match(path.stem)}
+
+
+def find_template(name: str, exercises_dir: Path | None = None) -> Path:
+    """The template named `name`, or by a prefix only it has (`03`, `03_data`)."""
+    found = templates(exercises_dir)
+    if name in found:
+        return found[name]
+    matches = [path for stem, path in found.items() if stem.startswith(name)]
+    if len(matches) == 1:
+        return matches[0]
+    raise ExerciseError(f"unknown exercise {name!r}; known: {', '.join(found) or 'none'}")
+
+
+def title(notebook: Path) -> str:
+    """A notebook's title: the first Markdown heading of its first Markdown cell ("" without one)."""
+    try:
+        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    for cell in cells:
+        if cell.get("cell_type") != "markdown":
+            continue
+        source = cell.get("source", "")
+        lines = (source if isinstance(source, str) else "".join(source)).splitlines()
+        return next((line.lstrip("#").strip() for line in lines if line.startswith("#")), "")
+    return ""
+
+
 def orphans(exercises: list[Exercise], exercises_dir: Path | None = None) -> list[Path]:
     """Templates with no solution left (a solution renamed or removed): students would get a dead exercise."""
     exercises_dir = Path(exercises_dir or default_dirs()[1])

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
+from runner.owner import ProcessOwner
+
 
 class StepStatus(StrEnum):
     """Where a step is; the last five are endings that did not succeed."""
@@ -57,6 +59,9 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"  # every step succeeded or was cached
     FAILED = "failed"  # some step did not succeed (see each step's status)
     INTERRUPTED = "interrupted"
+    # Never written: what a reader reports for a manifest still `running` whose writing process is
+    # gone (SIGKILL, out of memory, power loss); `RunManifest.seen_status` decides.
+    DIED = "died"
 
 
 @dataclass
@@ -69,12 +74,14 @@ class StepError:
 
     ename: str = "Error"
     evalue: str = ""
-    cell: int | None = None  # the execution count, In [n]
+    cell: int | None = None  # the execution count, In [n] (None when the kernel died before answering)
     cell_index: int | None = None
+    cell_id: str | None = None  # nbformat's cell id: names the cell even when it has no execution count
     line: int | None = None
     source_line: str | None = None
     traceback: str | None = None
-    kernel_log: str | None = None
+    kernel_log: str | None = None  # the tail of the kernel's stdout/stderr (the whole is the step's kernel.log)
+    kernel_exit: int | None = None  # a dead kernel's exit code (negative: killed by that signal)
     source: str | None = None
 
     @classmethod
@@ -86,6 +93,15 @@ class StepError:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @property
+    def where(self) -> str:
+        """The cell in words: `cell 4` (In [4]), else `cell #3 (id b3dd0b75)`, else `the notebook`."""
+        if self.cell is not None:
+            return f"cell {self.cell}"
+        if self.cell_index is not None:
+            return f"cell #{self.cell_index}" + (f" (id {self.cell_id})" if self.cell_id else "")
+        return "the notebook"
 
     def raised(self, *types: type[BaseException]) -> bool:
         """Whether the kernel raised one of `types` or a subclass of one (as loaded in this process).
@@ -184,8 +200,9 @@ class RunManifest:
     finished: str | None = None
     steps: dict[str, StepRecord] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    process: ProcessOwner | None = None  # the `labline run` writing it (None in manifests older than this field)
 
-    RUNNER_FIELDS = ("run_id", "pipeline", "created", "finished", "status", "steps")
+    RUNNER_FIELDS = ("run_id", "pipeline", "created", "finished", "status", "process", "steps")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunManifest:
@@ -200,13 +217,24 @@ class RunManifest:
             finished=data.get("finished"),
             steps={name: StepRecord.from_dict(body) for name, body in data["steps"].items()},
             metadata={k: v for k, v in data.items() if k not in cls.RUNNER_FIELDS},
+            process=ProcessOwner.from_dict(data.get("process")),
         )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form, keys in the order manifest.json has always had them."""
         head = {"run_id": self.run_id, "pipeline": self.pipeline, "created": self.created}
-        head |= {"finished": self.finished, "status": self.status.value, **self.metadata}
+        head |= {"finished": self.finished, "status": self.status.value}
+        head |= {"process": self.process.to_dict()} if self.process else {}
+        head |= self.metadata
         return {**head, "steps": {name: step.to_dict() for name, step in self.steps.items()}}
+
+    @property
+    def seen_status(self) -> RunStatus:
+        """The status to report: `died` for a run still `running` whose process is certainly gone
+        (the manifest is not rewritten: another reader may know better, e.g. on the run's own host)."""
+        if self.status == RunStatus.RUNNING and self.process is not None and self.process.gone():
+            return RunStatus.DIED
+        return self.status
 
     def ok_steps(self) -> dict[str, StepRecord]:
         """The steps whose outputs can be used (succeeded or cached)."""

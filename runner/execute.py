@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import signal
 import threading
 import time
 import traceback as tb
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import KernelMissing, NotebookExecutionError
-from runner.kernels import KernelLoop, declared_kernel, require_kernel
+from runner.kernels import Kernel, KernelLoop, declared_kernel, require_kernel
 from runner.notebook import imported_modules, read_json
 from runner.scraps import read_scraps
 
@@ -133,21 +134,59 @@ def _error_from(exc: BaseException, output_notebook: Path) -> dict[str, Any]:
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(exc, PapermillExecutionError):
-        return _details(exc.ename, exc.evalue, exc.source, exc.cell_index, exc.exec_count, "\n".join(exc.traceback))
+        details = _details(exc.ename, exc.evalue, exc.source, exc.cell_index, exc.exec_count, "\n".join(exc.traceback))
+        return details | _cell_id(output_notebook, exc.cell_index)
     index, cell = _stopped_cell(output_notebook)
     source = "".join(cell.get("source", "")) if cell else ""
     count = cell.get("execution_count") if cell else None
-    return _details(
+    details = _details(
         type(exc).__name__, str(exc) or classify_failure(exc), source, index, count, "".join(tb.format_exception(exc))
     )
+    return details | ({"cell_id": cell["id"]} if cell and cell.get("id") else {})
 
 
-def _keep_log(source: Path, target: Path) -> None:
+def _cell_id(output_notebook: Path, index: int | None) -> dict[str, str]:
     try:
-        if source.exists() and source.stat().st_size:
-            shutil.copyfile(source, target)
+        cell_id = read_json(output_notebook)["cells"][index].get("id")
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return {}
+    return {"cell_id": cell_id} if cell_id else {}
+
+
+async def _exit_code(kernel: Kernel, wait: float = 2.0) -> int | None:
+    """A dead kernel's exit code, once its parent (us or its template) has reaped it."""
+    for _ in range(int(wait / 0.05)):
+        try:
+            code = await kernel.km.provisioner.poll()
+        except Exception:
+            return None
+        if code is not None:
+            return code
+        await asyncio.sleep(0.05)
+    return None
+
+
+def _dead_kernel(kernel: Kernel, error: dict[str, Any], step_folder: Path) -> None:
+    """Keep what a dead kernel leaves: its whole log as the step's kernel.log (even when empty: it
+    says the kernel wrote nothing), the log's tail and its exit code (or signal) in the error."""
+    error["kernel_log"] = kernel.log_tail()
+    code = KernelLoop.get().run(_exit_code(kernel))
+    if code is not None:
+        error["kernel_exit"] = code
+        error["evalue"] = f"{error.get('evalue') or 'Kernel died'} ({_exit_words(code)})"
+    try:
+        shutil.copyfile(kernel.log_path, step_folder / "kernel.log")
     except OSError:
-        pass
+        pass  # the run's own error (a full disk) is reported elsewhere
+
+
+def _exit_words(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def load_papermill() -> Any:
@@ -244,8 +283,7 @@ def execute_step(
         outcome.status = classify_failure(exc)
         outcome.error = _error_from(exc, output_notebook)
         if outcome.status == "dead_kernel" and kernel is not None:
-            outcome.error["kernel_log"] = kernel.log_tail()
-            _keep_log(kernel.log_path, output_notebook.parent / "kernel.log")
+            _dead_kernel(kernel, outcome.error, output_notebook.parent)
         if outcome.status == "interrupted":
             raise
     finally:

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runner.notebook import write_atomic
+
 CACHE_NAME = ".file-cache.json"
 RACY_SECONDS = 2.0
 PRUNE_ABOVE = 4096  # entries; above this, facts about files that no longer exist are dropped on save
@@ -118,9 +120,10 @@ class FileCache:
             self._prune()
             text = json.dumps({"version": _VERSION, "facts": self._facts}, separators=(",", ":"))
             self._dirty = False
-        temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        temporary.write_text(text)
-        os.replace(temporary, self.path)
+        try:
+            write_atomic(text, self.path)
+        except OSError:
+            pass  # a cache: a full disk or a read-only folder only means reading the files again
 
     def _prune(self) -> None:
         if sum(len(table) for table in self._facts.values()) <= PRUNE_ABOVE:

@@ -34,6 +34,7 @@ from typing import Any
 
 from runner.forkserver import kill_group
 from runner.lazy_imports import defer_slow_imports
+from runner.owner import claim_folder, remove_orphan_folders
 from runner.templates import Templates
 
 # What every kernel runs before it is handed out: import scrapbook (and with it papermill, nbformat
@@ -52,6 +53,7 @@ DEFAULT_PRELOAD = ("scrapbook",)
 DEFAULT_KERNEL = "python3"  # for a notebook that declares no kernel at all
 _known_kernels: set[str] = set()
 STARTUP_TIMEOUT = 120.0  # kernel process up and answering; imports not included
+FOLDER_PREFIX = "runner-kernels-"  # a pool's folder in the temp dir: sockets, connection files, logs
 
 
 @dataclass
@@ -105,7 +107,9 @@ class KernelPool:
 
     def __init__(self, preload: tuple[str, ...] = DEFAULT_PRELOAD):
         self.preload_modules = tuple(preload)
-        self._folder = Path(tempfile.mkdtemp(prefix="runner-kernels-"))
+        remove_orphan_folders(f"{FOLDER_PREFIX}*", Path(tempfile.gettempdir()))
+        self._folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))  # private: connection files hold keys
+        claim_folder(self._folder)
         self._ids = itertools.count(1)
         self._spare: dict[Key, list[asyncio.Task]] = {}
         self._live: dict[int, Kernel] = {}  # id(kernel) -> kernel, every kernel not yet stopped

@@ -13,16 +13,16 @@ writer, and it refuses what the contract does not declare.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from runner.contracts import RunManifest, RunStatus, StepRecord, StepStatus
 from runner.errors import UsageError
+from runner.notebook import write_atomic
+from runner.owner import ProcessOwner
 
 MANIFEST = "manifest.json"
 
@@ -37,11 +37,10 @@ def now_iso() -> str:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    """JSON written whole or not at all (a full disk leaves the previous file), with the permissions
+    the process umask gives: a class sharing a runs folder reads each other's manifests."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, default=str)
-    os.replace(tmp, path)
+    write_atomic(json.dumps(data, indent=2, default=str), path)
 
 
 class RunRecord:
@@ -61,7 +60,9 @@ class RunRecord:
         clash = sorted(set(metadata or {}) & set(RunManifest.RUNNER_FIELDS))
         if clash:
             raise ValueError(f"metadata key(s) {clash} are the runner's own manifest fields")
-        manifest = RunManifest(run_id, pipeline, now_iso(), RunStatus.RUNNING, metadata=dict(metadata or {}))
+        manifest = RunManifest(
+            run_id, pipeline, now_iso(), RunStatus.RUNNING, metadata=dict(metadata or {}), process=ProcessOwner.me()
+        )
         record = cls(path, manifest.to_dict())
         record.save()
         return record

@@ -67,7 +67,7 @@ def test_the_record_writes_only_contract_fields_and_status_words(tmp_path):
         "cached_from": "r0",
         "scraps": {"x": 1},
     }
-    assert list(on_disk) == ["run_id", "pipeline", "created", "finished", "status", "dataset", "steps"]
+    assert list(on_disk) == ["run_id", "pipeline", "created", "finished", "status", "process", "dataset", "steps"]
     typed = RunManifest.from_dict(on_disk)
     assert typed.steps["a"].status is StepStatus.CACHED and typed.steps["a"].status.ok
     assert typed.metadata == {"dataset": "iris"} and typed.to_dict() == on_disk

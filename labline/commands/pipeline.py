@@ -200,11 +200,10 @@ def checked_run_dataset(spec, overrides: list[str], given: list[str], only: list
 
 def failure_message(name: str, step: StepRecord) -> str:
     error = step.failure or StepError()
-    where = f"cell {error.cell}" if error.cell is not None else "the notebook"
     line = f", line {error.line}" if error.line else ""
     source = f": {error.source_line}" if error.source_line else ""
     return (
-        f"step {name!r} {step.status} at {where}{line}{source}\n"
+        f"step {name!r} {step.status} at {error.where}{line}{source}\n"
         f"  {error.ename}: {error.evalue}\n"
         f"  partly executed notebook: {step.output_notebook}"
     )
@@ -330,7 +329,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             {
                 "run_id": m["run_id"],
                 "created": m.get("created"),
-                "status": m.get("status"),
+                "status": _seen_status(m),
                 "dataset": m.get("dataset"),
                 "steps": f"{done}/{len(steps)}",
             }
@@ -347,15 +346,23 @@ def _short(value: Any) -> str:
     return text if len(text) <= 100 else text[:97] + "..."
 
 
+def _seen_status(manifest: dict[str, Any]) -> str | None:
+    """The run's status as a reader should report it: `died` for a `running` run whose process is gone."""
+    try:
+        return RunManifest.from_dict(manifest).seen_status.value
+    except (ValueError, TypeError, AttributeError):
+        return manifest.get("status")  # a manifest this version cannot read: shown as written
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     record = find_run(resolve_runs(args), args.run)
     m = record.manifest
     if args.json:
-        print(json.dumps(m, indent=2, default=str))
+        print(json.dumps(m | {"status": _seen_status(m)}, indent=2, default=str))
         return 0
     console = Console()
     console.print(
-        f"[bold]run {m['run_id']}[/] {m.get('status')}  created {m.get('created')}  dataset {m.get('dataset')}"
+        f"[bold]run {m['run_id']}[/] {_seen_status(m)}  created {m.get('created')}  dataset {m.get('dataset')}"
     )
     console.print(
         f"git {m.get('git', {}).get('sha')} (dirty: {m.get('git', {}).get('dirty')})  device {m.get('device')}"

@@ -2,12 +2,14 @@
 
 `check_exercise` fails an exercise, with a message a person can act on, when its committed
 template is not what `build` writes (a diff), when its solution does not run green under
-papermill with its hidden checks, or when its untouched template fails anywhere but at a stub
-or passes its own checks (nothing left to do).
+papermill with its hidden checks, when a check asserts without a message (the student would read
+a bare AssertionError), or when its untouched template fails anywhere but at a stub or passes
+its own checks (nothing left to do).
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 import tempfile
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from labline.exercises.template import (
     Template,
     build_template,
     cell_tags,
+    is_check,
     render,
 )
 from runner.execute import execute_step
@@ -58,6 +61,26 @@ def build(exercise: Exercise, out_dir: Path | None = None) -> tuple[Path, bool]:
     if changed:
         target.write_text(text, encoding="utf-8")
     return target, changed
+
+
+def bare_asserts(exercise: str, solution) -> list[str]:
+    """One problem per `assert` in a check cell without a message: the student would read a bare AssertionError."""
+    problems = []
+    for index, cell in enumerate(solution.cells):
+        if cell.cell_type != "code" or not is_check(cell):
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue  # the solution's run reports it, with its line
+        lines = cell.source.splitlines()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assert) and node.msg is None:
+                problems.append(
+                    f"{exercise}, cell {index} ({cell.get('id')}), line {node.lineno}: an assert without a message "
+                    f"({lines[node.lineno - 1].strip()}); add one that says what was expected and what was found"
+                )
+    return problems
 
 
 def stale_diff(exercise: Exercise, expected: str) -> str | None:
@@ -158,6 +181,7 @@ def check_exercise(
         outcome.problems.append(f"solution {exercise.solution} has no solution region: nothing for the student")
     if not solution_checks(solution):
         outcome.problems.append(f"solution {exercise.solution} has no cell tagged checks or hidden-checks")
+    outcome.problems.extend(bare_asserts(exercise.name, solution))
     stale = stale_diff(exercise, render(template.notebook))
     if stale:
         outcome.problems.append(stale)

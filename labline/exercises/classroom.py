@@ -39,7 +39,7 @@ from labline.exercises.grading import (
 )
 from labline.exercises.isolation import Confinement, prelude_source, sweep
 
-GRADER_VERSION = "1"  # part of every digest: a grader that grades differently re-grades everything
+GRADER_VERSION = "2"  # part of every digest: a grader that grades differently re-grades everything
 SKIPPED_PARTS = (".ipynb_checkpoints",)
 
 

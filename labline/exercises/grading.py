@@ -19,9 +19,11 @@ import nbformat
 from nbformat import NotebookNode
 
 from labline.exercises.execution import DEFAULT_CELL_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, Execution, cell_error, run_notebook
+from labline.exercises.explained import explain_asserts
 from labline.exercises.template import HIDDEN_CHECKS, STUB_EXCEPTION, STUB_PREFIX, cell_tags, is_check
 
 GRADER_TAG = "labline-grader"
+WRITTEN_SOURCE = "labline-check-source"  # a graded check's metadata: its source as written (it runs rewritten)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _CELL_LINE = re.compile(r"Cell In\[\d+\], line (\d+)")
 
@@ -92,7 +94,8 @@ class GradeReport:
         for check in self.checks:
             mark = "PASS" if check.passed else "FAIL"
             kind = " (hidden)" if check.hidden else ""
-            lines.append(f"  {mark}  {check.name}{kind}" + ("" if check.passed else f": {check.message}"))
+            message = "" if check.passed else ": " + check.message.replace("\n", "\n        ")
+            lines.append(f"  {mark}  {check.name}{kind}{message}")
         if self.status != "completed":
             lines.append(f"  stopped early: {self.message}")
         for problem in self.problems:
@@ -124,13 +127,16 @@ def solution_checks(solution: NotebookNode) -> list[tuple[str | None, NotebookNo
 
 
 def assemble(student: NotebookNode, solution: NotebookNode) -> NotebookNode:
-    """The student's non-check cells with the solution's checks in place, each check marked for the grader."""
+    """The student's non-check cells with the solution's checks in place, each check marked for the grader
+    and its asserts rewritten to say expected and found (`explained`)."""
     cells = [copy.deepcopy(c) for c in student.cells if not is_check(c)]
     ids = [c.get("id") for c in cells]
     pending: dict[str | None, list[NotebookNode]] = {}
     for anchor, check in solution_checks(solution):
         graded = copy.deepcopy(check)
         graded.metadata["tags"] = cell_tags(check) + [GRADER_TAG]
+        graded.metadata[WRITTEN_SOURCE] = check.source
+        graded.source = explain_asserts(check.source)
         graded.outputs, graded.execution_count = [], None
         key = anchor if (anchor is None or anchor in ids) else "__end__"
         pending.setdefault(key, []).append(graded)
@@ -153,7 +159,7 @@ def error_line(cell: NotebookNode, error: dict) -> tuple[int | None, str]:
     """The line of `cell` the error happened on (its outermost frame) and that line's code."""
     traceback = _ANSI.sub("", "\n".join(error.get("traceback") or []))
     found = _CELL_LINE.search(traceback)
-    lines = cell.source.splitlines()
+    lines = cell.get("metadata", {}).get(WRITTEN_SOURCE, cell.source).splitlines()  # as the instructor wrote it
     if found and 0 < int(found[1]) <= len(lines):
         return int(found[1]), lines[int(found[1]) - 1].strip()
     return None, next((line.strip() for line in lines if line.strip()), "")

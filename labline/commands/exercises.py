@@ -317,6 +317,13 @@ def _default_out(path: Path) -> Path:
     return path.parent / f"{path.stem}-graded-{datetime.date.today().isoformat()}"
 
 
+def _counts(rows) -> str:
+    """What happened to the rows, each counted once: graded now, read back unchanged, or not gradable."""
+    not_gradable = sum(not row.status.graded for row in rows)
+    unchanged = sum(row.reused and row.status.graded for row in rows)
+    return f"{len(rows) - unchanged - not_gradable} graded, {unchanged} unchanged, {not_gradable} not gradable"
+
+
 def _grade_class(args: argparse.Namespace) -> int:
     import os
 
@@ -357,6 +364,5 @@ def _grade_class(args: argparse.Namespace) -> int:
     summary = class_summary(rows)
     (out / "summary.md").write_text(summary + "\n", encoding="utf-8")
     print(summary)
-    reused = sum(row.reused for row in rows)
-    print(f"gradebook: {gradebook}  feedback: {out / 'feedback'}  ({len(rows) - reused} graded, {reused} unchanged)")
+    print(f"gradebook: {gradebook}  feedback: {out / 'feedback'}  ({_counts(rows)})")
     return ExitCode.OK if all(row.status.graded for row in rows) else ExitCode.FAILED

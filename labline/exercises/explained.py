@@ -36,7 +36,10 @@ def explain(message: object, found: object, op: str, expected: object) -> str:
     """The failure text: the check's message, then what was expected and what was found."""
     lines = [] if message is None else [message if isinstance(message, str) else shown(message)]
     prefix = "" if op in ("==", "is") else f"{op} "
-    lines += [f"expected: {prefix}{shown(expected)}", f"found:    {shown(found)}"]
+    found_text = shown(found)
+    if found_text == shown(expected):  # equal as plain values, so the type is what differs (np.True_ is not True)
+        found_text += f" (a {type(found).__module__}.{type(found).__qualname__})"
+    lines += [f"expected: {prefix}{shown(expected)}", f"found:    {found_text}"]
     return "\n".join(lines)
 
 
@@ -112,4 +115,4 @@ def explain_asserts(source: str) -> str:
             continue
         span = node.end_lineno - node.lineno + 1
         lines[node.lineno - 1 : node.end_lineno] = [" " * node.col_offset + code] + [""] * (span - 1)
-    return "\n".join(lines)
+    return "\n".join(lines) + ("\n" if source.endswith("\n") else "")

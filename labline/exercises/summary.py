@@ -40,6 +40,11 @@ def _pass_rates(rows: list[Row]) -> list[str]:
     return lines
 
 
+def _item(text: str) -> str:
+    """A multi-line message kept inside its list item (continuation lines indented)."""
+    return text.replace("\n", "\n  ")
+
+
 def _exercise(name: str, rows: list[Row]) -> list[str]:
     graded = [row for row in rows if row.status not in NOT_GRADED]
     statuses = Counter(row.status.value for row in rows)
@@ -53,7 +58,7 @@ def _exercise(name: str, rows: list[Row]) -> list[str]:
     trouble = [row for row in rows if row.status.value not in ("graded", "not done")]
     if trouble:
         lines += ["", "Submissions to look at:", ""]
-        lines += [f"- {row.student} ({row.status.value}): {row.report.message}" for row in trouble]
+        lines += [f"- {row.student} ({row.status.value}): {_item(row.report.message)}" for row in trouble]
     return lines + [""]
 
 

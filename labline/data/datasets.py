@@ -5,6 +5,15 @@ implemented by a module under `labline.data` with a `SPEC` (DatasetSpec) and a
 `load(arg: str | None) -> DataFrame` function returning the raw rows, cleaned as declared.
 `name:arg` passes `arg` to the loader (for example `iris_synth:100000`, `airbnb:PATH`).
 
+A data set is checked before any file is touched and before any kernel starts, the same way
+whether it comes from `--dataset`, `-p dataset=...`, pipeline.yaml or a notebook's default
+(`data_files`, which the runner calls for every step's `dataset` while it plans): a name no file
+system could hold (a part over MAX_NAME_BYTES) is refused; a file (`PATH`, `census:PATH`) is read
+only inside the project (the folder of pipeline.yaml) or under a folder `LABLINE_DATA_DIRS` names,
+never elsewhere on the machine (`/etc/passwd`, `../../x.csv`); a declared data set's own file (the
+shipped CSV, scikit-learn's iris.csv) is always allowed. A data set a command is given is also
+loaded (`check_dataset`): fewer than MIN_ROWS rows are refused, as the train/test split needs them.
+
 `data_files` says which files loading a data set reads; the runner hashes them into the
 fingerprint of every step whose `dataset` parameter names it (`parameter_files`, registered as the
 `runner.inputs` entry point), so a new data file reruns the steps that read it.
@@ -22,7 +31,8 @@ if TYPE_CHECKING:  # pandas loads when data does, so the CLI starts fast
     import pandas as pd
 
 from labline.data.spec import DatasetSpec, infer_spec
-from labline.paths import project_file
+from labline.paths import data_dirs, project_file, project_root
+from runner.params import shortened
 
 CHECKOUT = Path(__file__).resolve().parents[2]  # the shipped data/ beside the package, in a checkout
 
@@ -49,6 +59,11 @@ BUILTIN: dict[str, Builtin] = {
     "airbnb": Builtin("labline.data.airbnb", shipped="data/nyc_airbnb_2019_sample.csv.gz", takes_file=True),
 }
 
+# The fewest rows a data set may have: a train/test split (20 % held out), a validation share of
+# the training rows and 5 cross-validation folds need this many; fewer fail in a kernel, in scikit-learn.
+MIN_ROWS = 10
+MAX_NAME_BYTES = 255  # the longest file name (one part of a path) Linux file systems take: NAME_MAX
+
 READERS = {".csv": "read_csv", ".parquet": "read_parquet", ".pq": "read_parquet"}  # pandas functions
 
 
@@ -64,28 +79,52 @@ def _module(name: str):
     return importlib.import_module(BUILTIN[name].module)
 
 
+def check_name(source: str) -> None:
+    """Refuse a data set name no file system could hold, before any file is touched."""
+    longest = max(len(part.encode()) for part in source.replace(":", "/").split("/"))
+    if longest > MAX_NAME_BYTES:
+        raise DatasetError(
+            f"data set name {shortened(source, 60)!r} is too long: a part of {longest} bytes, where a file name has "
+            f"at most {MAX_NAME_BYTES}; expected a built-in ({', '.join(builtin_names())}) or a data file's path"
+        )
+
+
+def allowed_file(path: Path, here: Path) -> Path:
+    """`path` when it lies inside the project (at or above `here`) or under a folder of LABLINE_DATA_DIRS."""
+    resolved, root = path.resolve(), project_root(here)
+    if any(resolved.is_relative_to(folder.resolve()) for folder in (root, *data_dirs())):
+        return path
+    raise DatasetError(
+        f"data file {shortened(str(path))!r} lies outside the project ({root}) and outside the folders "
+        "LABLINE_DATA_DIRS allows: copy it into the project, or add its folder to LABLINE_DATA_DIRS"
+    )
+
+
 def data_files(source: str, cwd: str | Path | None = None) -> list[Path]:
     """The files loading `source` reads, found as a notebook working in `cwd` (default: here) finds them.
 
-    A DatasetError when they cannot be located: a step is refused rather than run on unknown data.
+    A DatasetError when they cannot be located or lie where data is not read from: a step is refused
+    rather than run on unknown data.
     """
+    check_name(source)
     here = Path(cwd) if cwd is not None else Path.cwd()
     name, _, arg = source.partition(":")
     if name not in BUILTIN or (here / source).exists():
         path = project_file(source, here)
         if not path.exists():
             raise DatasetError(
-                f"unknown data set {source!r}: not a built-in ({', '.join(builtin_names())}) and no such file"
+                f"unknown data set {shortened(source)!r}: not a built-in ({', '.join(builtin_names())}) "
+                "and no such file"
             )
-        return [path]
+        return [allowed_file(path, here)]
     declared = BUILTIN[name]
     if declared.packaged:
         return [_packaged_file(*declared.packaged)]
     if arg and declared.takes_file:
         path = project_file(arg, here)
         if not path.exists():
-            raise DatasetError(f"data file {arg!r} of {source!r} does not exist")
-        return [path]
+            raise DatasetError(f"data file {shortened(arg)!r} of {name!r} does not exist")
+        return [allowed_file(path, here)]
     return [_shipped_file(declared.shipped, here)]
 
 
@@ -127,6 +166,7 @@ def get_spec(source: str, target: str | None = None) -> DatasetSpec:
 
 def dataset_task(source: str, target: str | None = None) -> str:
     """The task of a data set: a built-in's declared one (nothing loaded), a file's inferred one."""
+    check_name(source)
     name, _, arg = source.partition(":")
     if name in BUILTIN and not Path(source).exists():
         module = _module(name)
@@ -173,17 +213,31 @@ def clean(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     return frame
 
 
+def check_dataset(source: str, target: str | None = None, cwd: str | Path | None = None) -> None:
+    """What a command checks of a data set before any run folder or kernel exists: where its files are
+    (`data_files`), that it loads, and that it has MIN_ROWS rows; a DatasetError says what is wrong."""
+    data_files(source, cwd)
+    frame, _ = load_dataset(source, target)
+    if len(frame) < MIN_ROWS:
+        raise DatasetError(
+            f"data set {shortened(source)!r} has {len(frame)} row(s): the train/test split needs at least {MIN_ROWS}"
+        )
+
+
 def load_dataset(source: str, target: str | None = None) -> tuple[pd.DataFrame, DatasetSpec]:
-    """Load a data set by built-in name (`iris`, `name:arg`) or by file path.
+    """Load a data set by built-in name (`iris`, `name:arg`) or by file path, its features typed as
+    models see them (labline.data.frame), so a snapshot holds what serving will send.
 
     A file needs `target`; its spec is inferred from the data (print it with
     `labline data spec FILE --target COL`, edit it, and pass the JSON with `--spec`).
     """
+    from labline.data.frame import with_model_dtypes
+
     name, _, arg = source.partition(":")
     if name in BUILTIN and not Path(source).exists():
         module = _module(name)
         spec = module.SPEC(arg) if callable(module.SPEC) else module.SPEC
-        return module.load(arg or None), spec
+        return with_model_dtypes(spec, module.load(arg or None)), spec
     path = Path(source)
     if not path.exists():
         raise DatasetError(
@@ -195,4 +249,4 @@ def load_dataset(source: str, target: str | None = None) -> tuple[pd.DataFrame, 
     if target not in frame.columns:
         raise DatasetError(f"target column {target!r} is not in {source!r}; its columns are {list(frame.columns)}")
     spec = infer_spec(frame, target, name=path.name.split(".")[0])
-    return clean(frame, spec), spec
+    return with_model_dtypes(spec, clean(frame, spec)), spec

@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 import skops.io as sio
 
+from labline.data.frame import Rows, model_frame
 from labline.data.spec import DatasetSpec
+from labline.models.deterministic import dump_skops
 
 FORMAT = "labline-model/1"
 MANIFEST = "manifest.json"
@@ -69,7 +71,7 @@ def _prepare(out: str | Path) -> Path:
 def save_sklearn_model(out: str | Path, pipeline: Any, spec: DatasetSpec, metadata: dict | None = None) -> str:
     """Save a fitted scikit-learn Pipeline; returns the artifact hash."""
     out = _prepare(out)
-    sio.dump(pipeline, out / "pipeline.skops")
+    dump_skops(pipeline, out / "pipeline.skops")
     labels = [str(c) for c in getattr(pipeline, "classes_", [])] if spec.task == "classification" else []
     return _write_manifest(out, "sklearn", spec, labels, metadata or {})
 
@@ -87,7 +89,7 @@ def save_torch_model(
     import torch
 
     out = _prepare(out)
-    sio.dump(preprocessor, out / "preprocess.skops")
+    dump_skops(preprocessor, out / "preprocess.skops")
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     torch.save(state, out / "state_dict.pt")
     (out / "config.json").write_text(json.dumps(config, indent=2))
@@ -113,6 +115,11 @@ def _verify(path: Path) -> dict:
     return manifest
 
 
+def verify_artifact(path: str | Path) -> dict:
+    """Every file's SHA-256 against the artifact's manifest; ArtifactError names the missing or changed file."""
+    return _verify(Path(path))
+
+
 def _load_skops(file: Path) -> Any:
     """Load a skops file, trusting only types from the libraries labline builds models with."""
     untrusted = sio.get_untrusted_types(file=file)
@@ -136,13 +143,11 @@ class LoadedModel:
     _model: Any = field(repr=False)
     _preprocess: Any = field(default=None, repr=False)
 
-    def _frame(self, rows: pd.DataFrame) -> pd.DataFrame:
-        missing = [c for c in self.spec.features if c not in rows.columns]
-        if missing:
-            raise ValueError(f"input is missing feature columns {missing}; the model expects {self.spec.features}")
-        return rows[self.spec.features]
+    def _frame(self, rows: Rows) -> pd.DataFrame:
+        """The model's input, through the one conversion training used (labline.data.frame)."""
+        return model_frame(self.spec, rows)
 
-    def _torch_outputs(self, rows: pd.DataFrame) -> np.ndarray:
+    def _torch_outputs(self, rows: Rows) -> np.ndarray:
         import torch
 
         features = np.asarray(self._preprocess.transform(self._frame(rows)), dtype=np.float32)
@@ -150,7 +155,7 @@ class LoadedModel:
         with torch.no_grad():
             return self._model(torch.from_numpy(features).to(device)).cpu().numpy()
 
-    def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, rows: Rows) -> np.ndarray:
         """Class probabilities, columns in `labels` order."""
         if self.spec.task != "classification":
             raise ValueError("predict_proba is for classification models; this one does regression")
@@ -160,7 +165,7 @@ class LoadedModel:
 
         return torch.softmax(torch.from_numpy(self._torch_outputs(rows)), dim=1).numpy()
 
-    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+    def predict(self, rows: Rows) -> np.ndarray:
         """Label names (classification) or values (regression)."""
         if self.spec.task == "classification":
             return np.asarray(self.labels, dtype=object)[self.predict_proba(rows).argmax(axis=1)]

@@ -164,12 +164,15 @@ def reference_from_registry(
 
 
 def derive(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
-    """Raw rows -> model features with the data set's own derivation, when it declares one."""
+    """Raw rows -> model features with the data set's own derivation, when it declares one, typed
+    by the one conversion training and serving use (labline.data.frame): the window is compared
+    with the training rows value for value."""
     from labline.data.datasets import BUILTIN, _module
+    from labline.data.frame import with_model_dtypes
 
     if spec.name in BUILTIN and hasattr(_module(spec.name), "derive_features"):
-        return _module(spec.name).derive_features(frame)
-    return frame
+        frame = _module(spec.name).derive_features(frame)
+    return with_model_dtypes(spec, frame)
 
 
 def current_from_file(path: str | Path, spec: DatasetSpec) -> Current:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import keyword
 import re
-from operator import itemgetter
 from typing import Annotated, Any, Literal
 
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from typing_extensions import TypedDict
 
+from labline.data.frame import model_frame
 from labline.data.spec import DatasetSpec
 
 
@@ -124,21 +123,9 @@ class RecordSchema:
 
 
 def features_frame(spec: DatasetSpec, payloads: list[dict[str, Any]]) -> pd.DataFrame:
-    """The model's input frame, built column by column: cheaper than `DataFrame(list_of_dicts)`.
-
-    Serving and replay both build frames here, so a replayed row sees exactly the same input.
-    """
-    columns: dict[str, Any] = {}
-    for column in spec.features:
-        try:
-            values = list(map(itemgetter(column), payloads))
-        except KeyError:  # a model for another schema (a shadow, a replay): refuse, never fill NaN
-            raise ValueError(f"input is missing feature column {column!r}; the model expects {spec.features}") from None
-        if column in spec.numeric:
-            columns[column] = np.array(values, dtype=np.float64)  # None becomes NaN
-        else:
-            columns[column] = np.array(values, dtype=object)
-    return pd.DataFrame(columns, columns=pd.Index(spec.features, dtype=object))
+    """The model's input frame for validated payloads: the one conversion training used
+    (labline.data.frame.model_frame), so serving, micro-batching and replay see what training saw."""
+    return model_frame(spec, payloads)
 
 
 def _title(name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,9 @@ def test_dead_kernel_is_reported_not_hung(failing_run):
     body = failing_run["steps"]["dies"]
     assert body["status"] == "dead_kernel"
     assert body["error"]["source_line"] == "os._exit(1)"
+    assert (body["error"]["cell_index"], body["error"]["cell_id"]) == (3, "b3dd0b75")  # the cell, by index and id
+    assert body["error"]["kernel_exit"] == 1 and body["error"]["evalue"] == "Kernel died (exit code 1)"
+    assert (Path(body["output_notebook"]).parent / "kernel.log").is_file()  # kept, even when the kernel wrote nothing
     assert body["scraps"] == {"before_death": 1}
     assert body["seconds"] < 30  # detected by polling, far below any timeout: not a hang
 
@@ -117,6 +121,16 @@ def test_nothing_outside_the_run_folder_and_no_kernel_left(failing_run):
 
     assert not KernelLoop.get().pool._live
     assert kernel_processes(str(KernelLoop.get().pool._folder)) == []
+
+
+def test_run_files_are_written_with_the_process_umask(failing_run):
+    """Nothing is forced private: a class sharing a runs folder can read every run (issue 24, fault 8)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    paths = [failing_run["record"].path, *failing_run["record"].path.rglob("*")]
+    modes = {str(p): p.stat().st_mode & 0o777 for p in paths}
+    expected = {str(p): (0o777 if p.is_dir() else 0o666) & ~umask for p in paths}
+    assert modes == expected
 
 
 def test_cell_progress_events(failing_run):

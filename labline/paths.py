@@ -4,7 +4,8 @@ Every `LABLINE_*` environment variable is read here and nowhere else, so one mod
 each one overrides and what the default is.
 
 Notebooks run with the project root as working directory under the runner, and with
-`notebooks/` as working directory in JupyterLab; `project_file` finds a shipped file either way.
+`notebooks/` as working directory in JupyterLab; `project_file` finds a shipped file either way,
+and `output_path` puts what a notebook writes under the project root either way (one `runs/`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ def project_file(path: str | Path, start: str | Path | None = None) -> Path:
         return here / path
     candidate = project_root(start) / path
     return candidate if candidate.exists() else path
+
+
+def output_path(path: str | Path, start: str | Path | None = None) -> Path:
+    """`path` when absolute, else under the project root: a notebook's relative `output_dir` (`runs/notebook/...`)
+    is the same folder whether its kernel runs in the project root (runner, shell) or in notebooks/ (JupyterLab)."""
+    path = Path(path)
+    return path if path.is_absolute() else project_root(start) / path
 
 
 # Handed by `labline serve --workers N` to its worker processes (labline.serve.workers).

@@ -13,13 +13,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from runner.contracts import RunStatus, StepStatus
+from runner.contracts import RunManifest, RunStatus, StepStatus
 from runner.exit_codes import ExitCode
-from runner.owner import OWNER_FILE
+from runner.owner import OWNER_FILE, ProcessOwner, claim_folder, remove_orphan_folders
 from tests.fixtures import kernel_processes, make_project
 
 LABLINE = [sys.executable, "-m", "labline.cli"]
@@ -198,3 +199,33 @@ def test_a_full_disk_fails_the_run_with_the_manifest_whole(tmp_path):
     assert json.loads((run / "manifest.json").read_text())["run_id"] == run.name  # whole, the last good version
     assert [p.name for p in run.rglob("*.tmp")] == []
     shutil.rmtree(project / "runs")
+
+
+def _exited_pid() -> int:
+    """The pid of a process that has exited and been reaped (not reused within this test)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_an_owner_is_gone_only_when_certain():
+    me = ProcessOwner.me()
+    assert not me.gone()
+    assert ProcessOwner(_exited_pid(), me.host, me.started).gone()
+    assert ProcessOwner(me.pid, me.host, me.started + "0").gone()  # the pid now names another process
+    assert not ProcessOwner(_exited_pid(), "another-host", "").gone()  # nothing known about other hosts
+    running = RunManifest("r", "p", "now", process=ProcessOwner(_exited_pid(), me.host, ""))
+    assert running.seen_status is RunStatus.DIED
+    assert replace(running, status=RunStatus.FAILED).seen_status is RunStatus.FAILED  # an ending stays as written
+    assert replace(running, process=me).seen_status is RunStatus.RUNNING
+    assert replace(running, process=None).seen_status is RunStatus.RUNNING  # a manifest older than `process`
+
+
+def test_only_folders_of_gone_owners_are_removed(tmp_path):
+    dead, alive, unknown = (tmp_path / f"runner-kernels-{name}" for name in ("dead", "alive", "unknown"))
+    for folder in (dead, alive, unknown):
+        folder.mkdir()
+    claim_folder(alive)
+    (dead / OWNER_FILE).write_text(json.dumps({**ProcessOwner.me().to_dict(), "pid": _exited_pid()}))
+    assert remove_orphan_folders("runner-kernels-*", tmp_path) == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runner-kernels-alive", "runner-kernels-unknown"]

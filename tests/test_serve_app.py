@@ -140,11 +140,15 @@ def test_admin_reload_needs_the_token_and_switches_models(served_registry, tmp_p
     assert list(logged["model_version"]) == [versions["train_sklearn"], versions["train_torch"]]
 
 
-def test_admin_endpoints_are_off_without_a_token(iris_run, tmp_path):
+def test_admin_endpoints_are_off_without_a_token_and_answer_the_documented_401(iris_run, tmp_path):
+    """Off or wrong token: the same 401 (the route is in the document, so never a 404)."""
     settings = ServeSettings(model_dir=str(model_dir(iris_run)), request_log=str(tmp_path / "r.db"), admin_token=None)
     with TestClient(create_app(settings)) as client:
-        response = client.post("/admin/reload", headers={"Authorization": "Bearer anything"})
-    assert response.status_code == 404 and "LABLINE_ADMIN_TOKEN" in response.json()["error"]
+        answers = [client.post("/admin/reload", headers=h) for h in ({"Authorization": "Bearer anything"}, {})]
+        documented = client.get("/openapi.json").json()["paths"]["/admin/reload"]["post"]["responses"]
+    assert [a.status_code for a in answers] == [401, 401]
+    assert answers[0].json() == answers[1].json() and "LABLINE_ADMIN_TOKEN" in answers[0].json()["error"]
+    assert answers[0].headers["WWW-Authenticate"] == "Bearer" and "401" in documented
 
 
 def test_model_dir_is_served_and_hash_checked(iris_run, tmp_path):

@@ -40,7 +40,10 @@ def _with(**changes):
 JSON_HEADERS = {"Content-Type": "application/json"}
 CASES = [
     # (name, path, raw body, status, text the error must contain)
-    ("malformed JSON", "/predict", b'{"sepal_length": 5.1,', 422, "malformed JSON"),
+    ("malformed JSON", "/predict", b'{"sepal_length": 5.1,', 422, "body: malformed JSON at character 21"),
+    ("malformed JSON batch", "/predict/batch", b'{"records": [', 422, "body: malformed JSON"),
+    ("non-UTF-8 bytes", "/predict", b'{"sepal_length": "\xff"}', 400, "body: "),
+    ("non-UTF-8 bytes in a batch", "/predict/batch", b'{"records": ["\xff"]}', 422, "body: "),
     ("not an object", "/predict", b"[1, 2, 3]", 422, "body"),
     ("missing field", "/predict", json.dumps(_with(petal_width=_with)).encode(), 422, "petal_width: Field required"),
     ("extra field", "/predict", json.dumps(_with(colour="blue")).encode(), 422, "colour: Extra inputs"),
@@ -111,6 +114,8 @@ def test_bad_input_gets_a_4xx_naming_the_field(strict_service, name, path, body,
     assert response.status_code == status, response.text
     assert message in response.json()["error"]
     assert len(read_requests(log)) == before  # a refused request is not an answered one
+    documented = client.get("/openapi.json").json()["paths"][path]["post"]["responses"]
+    assert str(status) in documented, f"{status} is not in the OpenAPI document of {path}"
 
 
 def test_body_without_content_length_is_bounded_too(strict_service):

@@ -1,12 +1,50 @@
 """The service's error answers: every 4xx is `{"error": "<field>: <what is wrong>"}`, and a
-422 adds `detail`, one entry per problem, so a client learns which field to fix and how."""
+422 adds `detail`, one entry per problem, so a client learns which field to fix and how.
+
+The same shapes are the OpenAPI document's: `documented(...)` builds a route's `responses` from
+them, so a status the service answers is a status its document lists, with the body it sends."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class ErrorAnswer(BaseModel):
+    """Every 4xx/5xx the service sends itself: the field at fault and what is wrong with it."""
+
+    error: str
+
+
+class Problem(BaseModel):
+    field: str
+    message: str
+    type: str | None = None
+
+
+class InvalidAnswer(ErrorAnswer):
+    """A 422: the summary, and one entry per problem."""
+
+    detail: list[Problem]
+
+
+# Statuses of any request with a body: BodyLimitAndMetrics answers them before any route, and
+# the JSON parser a 400 for bytes that are not UTF-8.
+BODY_ERRORS = {
+    400: "the Content-Length header is not a number, or the body is not UTF-8 JSON",
+    413: "the body is over the size limit (declared or streamed)",
+}
+
+
+def documented(statuses: dict[int, str]) -> dict[int, dict]:
+    """A route's OpenAPI `responses` for these error statuses, each with the body it really has."""
+    return {
+        status: {"description": text, "model": InvalidAnswer if status == 422 else ErrorAnswer}
+        for status, text in statuses.items()
+    }
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -35,13 +73,16 @@ def _field(loc) -> str:
     return text or "body"
 
 
+def _problem(error: dict) -> dict:
+    """One pydantic error as `{field, message, type}`; a JSON syntax error is the body's, at a character."""
+    message, loc = error.get("msg", "invalid"), error.get("loc", ())
+    if error.get("type") == "json_invalid":
+        at = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+        message, loc = f"malformed JSON{at}: {error.get('ctx', {}).get('error', message)}", ()
+    elif error.get("type") == "model_attributes_type" and len(loc) <= 1:
+        message = "expected a JSON object (send Content-Type: application/json)"
+    return {"field": _field(loc), "message": str(message), "type": error.get("type")}
+
+
 def _problems(exc: RequestValidationError) -> list[dict]:
-    problems = []
-    for error in exc.errors():
-        message = error.get("msg", "invalid")
-        if error.get("type") == "json_invalid":
-            message = f"malformed JSON: {error.get('ctx', {}).get('error', message)}"
-        elif error.get("type") == "model_attributes_type" and len(error.get("loc", ())) <= 1:
-            message = "expected a JSON object (send Content-Type: application/json)"
-        problems.append({"field": _field(error.get("loc", ())), "message": str(message), "type": error.get("type")})
-    return problems
+    return [_problem(error) for error in exc.errors()]

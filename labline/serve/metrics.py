@@ -21,6 +21,7 @@ import os
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.responses import Response
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -29,6 +30,13 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 def multiprocess_dir() -> str | None:
     """The folder of the multiprocess metric files, or None for single-process metrics."""
     return os.environ.get(MULTIPROC_ENV) or None
+
+
+class PrometheusText(Response):
+    """`GET /metrics`'s answer: Prometheus text format 0.0.4, which every scraper reads. As the
+    route's response class it is also what the OpenAPI document says the route sends."""
+
+    media_type = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class ServiceMetrics:

@@ -1,5 +1,9 @@
 """Admin endpoints, on only when the service was started with LABLINE_ADMIN_TOKEN set, and then
-only for a request that carries it as a bearer token."""
+only for a request that carries it as a bearer token.
+
+A request without the right token gets the same 401 whether admin is off or the token is wrong:
+the route is in the OpenAPI document, so a 404 would contradict it, and one answer for both cases
+tells a caller without the token nothing about how the service is configured."""
 
 # No `from __future__ import annotations`: FastAPI reads the dependencies from the annotations.
 
@@ -12,6 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from labline.serve.deployments import DeploymentError, check_same_inputs
+from labline.serve.errors import BODY_ERRORS, documented
 from labline.serve.state import State, load_routes
 
 bearer = HTTPBearer(auto_error=False)  # the checks below answer in the service's own words
@@ -20,20 +25,26 @@ bearer = HTTPBearer(auto_error=False)  # the checks below answer in the service'
 async def require_admin(
     state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> None:
-    """404 while admin endpoints are off; 401 without the right `Authorization: Bearer` token."""
+    """401 unless admin endpoints are on and the request carries their `Authorization: Bearer` token."""
     expected = state.settings.admin_token
-    if not expected:
-        raise HTTPException(404, "admin endpoints are off: start the service with LABLINE_ADMIN_TOKEN set")
     token = credentials.credentials if credentials is not None else ""
-    if not hmac.compare_digest(token.encode(), expected.encode()):
+    if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
         raise HTTPException(
             401,
-            "Authorization: a valid 'Bearer <LABLINE_ADMIN_TOKEN>' header is required",
+            "Authorization: a 'Bearer <LABLINE_ADMIN_TOKEN>' header with the token the service was started "
+            "with is required (admin endpoints are off when LABLINE_ADMIN_TOKEN is unset)",
             headers={"WWW-Authenticate": "Bearer"},
         )
 
 
-router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
+ADMIN_ERRORS = documented(
+    {
+        **BODY_ERRORS,
+        401: "admin endpoints are off, or the bearer token is missing or wrong",
+        409: "the fresh models were refused (their inputs differ); the previous ones still serve",
+    }
+)
+router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], responses=ADMIN_ERRORS)
 
 
 @router.post("/reload")

@@ -19,21 +19,26 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
+from labline.serve.errors import BODY_ERRORS, documented
 from labline.serve.request_log import Scoring, dumps, utc_now
 from labline.serve.schemas import BatchAnswer, PredictAnswer, RecordSchema
 from labline.serve.scoring import Scored, UnscorableRecord, score_and_encode, unscorable_message
 from labline.serve.state import ServiceState, State
 
 JSON = "application/json"
-TOO_LARGE = {413: {"description": "body over the size limit"}}
-PREDICT_ERRORS = {
-    422: {"description": "a field is missing, extra, of the wrong type, not finite, or not an allowed category"},
-    **TOO_LARGE,
-}
-BATCH_ERRORS = {
-    422: {"description": "an invalid record (the field names its index), an empty batch, or too many records"},
-    **TOO_LARGE,
-}
+PREDICT_ERRORS = documented(
+    {
+        **BODY_ERRORS,
+        422: "malformed JSON, or a field missing, extra, of the wrong type, not finite, not an allowed category, "
+        "or a record the model scores as NaN",
+    }
+)
+BATCH_ERRORS = documented(
+    {
+        **BODY_ERRORS,
+        422: "malformed JSON, an invalid record (the field names its index), an empty batch, or too many records",
+    }
+)
 
 
 def predict_router(schema: RecordSchema) -> APIRouter:

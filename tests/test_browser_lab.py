@@ -1,22 +1,26 @@
 """An instructor's check in a real browser: JupyterLab in headless chromium, Run > Run All Cells.
 
-The page opens notebooks/explore.ipynb from a fresh copy of the checkout, runs every cell from the
-Run menu, waits until the last cell has its execution count, saves, and then reads the saved
-notebook back through the server: every code cell ran, none has an error output, the glued
-values are there. A screenshot of the finished page is kept (and copied to `$LABLINE_SCREENSHOTS`).
+The page opens a working copy of notebooks/explore.ipynb (work/, where saved outputs stay; the Lab
+saves the tracked notebook itself without them) in a fresh copy of the checkout, runs every cell
+from the Run menu, waits until the last cell has its execution count, saves, and then reads the
+saved notebook back through the server: every code cell ran, none has an error output, the glued
+values are there, its files are under the project's runs/. A screenshot of the finished page is
+kept (and copied to `$LABLINE_SCREENSHOTS`).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 
 from tests.fixtures.browser import browser_page, keep_screenshot, skip_reason
 from tests.fixtures.lab_server import fresh_copy, lab_server
 
-NOTEBOOK = "notebooks/explore.ipynb"
+SOURCE = "notebooks/explore.ipynb"
+NOTEBOOK = "work/explore.ipynb"
 RUN_TIMEOUT_MS = 240_000
 # Render every cell (no virtual scrolling), so the page holds each cell's prompt and output.
 NOTEBOOK_SETTINGS = {"windowingMode": "none"}
@@ -33,6 +37,8 @@ def all_cells_ran_js() -> str:
 @pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
 def test_explore_runs_all_cells_in_jupyterlab_in_a_browser(tmp_path):
     root, state = fresh_copy(tmp_path / "clone"), tmp_path / "state"
+    (root / NOTEBOOK).parent.mkdir()
+    shutil.copy2(root / SOURCE, root / NOTEBOOK)
     settings = state / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
     settings.parent.mkdir(parents=True)
     settings.write_text(json.dumps(NOTEBOOK_SETTINGS))
@@ -65,7 +71,7 @@ def test_explore_runs_all_cells_in_jupyterlab_in_a_browser(tmp_path):
         if mime.startswith("application/scrapbook.scrap.")
     }
     assert scraps["row_count"] == 150 and scraps["checks_passed"] is True
-    assert (root / "notebooks" / "runs" / "notebook" / "explore" / "snapshot.parquet").is_file()
+    assert (root / "runs" / "notebook" / "explore" / "snapshot.parquet").is_file()
 
 
 def wait_for_saved_run(lab, page, attempts: int = 60) -> dict:

@@ -18,7 +18,15 @@ from labline.cli import main
 from labline.exercises.catalog import ExerciseError, discover, infer_name
 from labline.exercises.checking import template_problems
 from labline.exercises.execution import Execution
-from labline.exercises.grading import GRADER_TAG, CheckResult, GradeReport, assemble, grade, grade_notebook
+from labline.exercises.grading import (
+    GRADER_TAG,
+    WRITTEN_SOURCE,
+    CheckResult,
+    GradeReport,
+    assemble,
+    grade,
+    grade_notebook,
+)
 from labline.exercises.template import SolutionFormatError, build_template, strip_solutions
 from tests.fixtures import ROOT
 from tests.fixtures.cli import run_cli
@@ -124,8 +132,10 @@ def test_stale_template_fails_check_with_a_diff(tmp_path, capsys):
     (exercises / "09_renamed.ipynb").write_text("{}")
     status, out, _ = cli(capsys, "exercises", "check", "--no-run", *folders)
     assert status == 1 and "09_renamed.ipynb: a template without a solution" in out, out
-    status, out, _ = cli(capsys, "exercises", "list", *folders)
-    assert status == 0 and out.split() == [GRADED, str(solutions / f"{GRADED}.ipynb"), "template", "present"]
+    status, out, _ = cli(capsys, "exercises", "list", "--exercises", str(exercises))
+    title = "Exercise 03: the checks that stop a corrupted batch"
+    assert status == 0 and out.splitlines()[0].split("\t") == [GRADED, title, str(exercises / f"{GRADED}.ipynb")]
+    assert "solutions" not in out, "a student's listing names no solution"
 
 
 def _executed(cells):
@@ -164,7 +174,9 @@ def test_checks_are_put_back_after_the_cell_they_followed():
     student.cells[2].source = "# Check: area works\npass  # the student disarmed it"
     assembled = assemble(student, solution)
     assert [c.id for c in assembled.cells] == ["work", "visible", "hidden", "mine"]
-    assert "assert area(2, 3) == 6" in assembled.cells[1].source  # the solution's check, not the student's
+    # the solution's check, not the student's: kept as written, run rewritten to say expected and found
+    assert "assert area(2, 3) == 6" in assembled.cells[1].metadata[WRITTEN_SOURCE]
+    assert "explained.compare(area(2, 3), '==', 6)" in assembled.cells[1].source
     assert all(GRADER_TAG in c.metadata["tags"] for c in assembled.cells[1:3])
     student.cells[0].id = "renamed"  # anchors lost: the checks go last
     assert [c.id for c in assemble(student, solution).cells] == ["renamed", "mine", "visible", "hidden"]

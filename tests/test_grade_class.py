@@ -83,6 +83,7 @@ def test_every_planted_submission_gets_the_row_planted(graded):
     other = book[("correct", OTHER)]
     assert (other["status"], other["score"]) == ("graded", other["total"]), other
     assert f"[{len(book)}/{len(book)}]" in result.stderr, result.stderr  # the progress, one line per submission
+    assert f"({len(book)} graded, 0 unchanged, 0 not gradable)" in result.stdout, result.stdout
 
 
 def test_a_failed_check_shows_its_message_and_statement_on_the_feedback_page(graded):
@@ -124,7 +125,7 @@ def test_regrading_skips_unchanged_submissions_and_grades_the_new_ones(graded):
     before = rows(out)
     again = run_cli("exercises", "grade", str(folder), "--out", str(out), *LIMITS, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert f"(0 graded, {len(graded['planted']) + 1} unchanged)" in again.stdout
+    assert f"(0 graded, {len(graded['planted']) + 1} unchanged, 0 not gradable)" in again.stdout
     assert rows(out) == before
     (folder / "zed").mkdir()
     (folder / "zed" / f"{EXERCISE}.ipynb").write_text("this is not a notebook")
@@ -133,7 +134,7 @@ def test_regrading_skips_unchanged_submissions_and_grades_the_new_ones(graded):
     book = {(r["student"], r["exercise"]): r for r in json.loads((out / "gradebook.json").read_text())}
     assert book[("zed", EXERCISE)]["status"] == "unreadable" and book[("zed", EXERCISE)]["score"] == 0
     assert book[("correct", EXERCISE)]["checks"] and all(book[("correct", EXERCISE)]["checks"].values())
-    assert f"(1 graded, {len(graded['planted']) + 1} unchanged)" in third.stdout
+    assert f"(0 graded, {len(graded['planted']) + 1} unchanged, 1 not gradable)" in third.stdout  # zed
     shutil.rmtree(folder / "zed")
 
 

@@ -43,12 +43,45 @@ class MetricComparison:
 
 
 @dataclass
+class ArtifactComparison:
+    """A trainer step's model artifact hash in the recorded run and in its reproduction."""
+
+    step: str
+    old: str | None
+    new: str | None
+
+    @property
+    def identical(self) -> bool:
+        return self.old is not None and self.old == self.new
+
+    def line(self) -> str:
+        if self.identical:
+            return f"identical artifact: {self.step} {self.old} in both runs"
+        return f"different artifact: {self.step} recorded {self.old}, reproduced {self.new}"
+
+
+def compare_artifacts(old: dict[str, Any], new: dict[str, Any]) -> list[ArtifactComparison]:
+    """Every artifact hash `old`'s steps glued (TrainedModelGlue), beside the same step's in `new`."""
+    from labline.glue import TrainedModelGlue
+    from runner.contracts import RunManifest
+
+    def hashes(manifest: dict[str, Any]) -> dict[str, str]:
+        steps = RunManifest.from_dict(manifest).steps.items()
+        complete = [(n, s) for n, s in steps if s.status.ok and TrainedModelGlue.complete_in(s)]
+        return {name: TrainedModelGlue.read(name, step).artifact_sha256 for name, step in complete}
+
+    recorded, reproduced = hashes(old), hashes(new)
+    return [ArtifactComparison(step, sha, reproduced.get(step)) for step, sha in recorded.items()]
+
+
+@dataclass
 class Reproduction:
     old_run_id: str
     new_run_id: str
     new_run_path: str
     status: str
     comparisons: list[MetricComparison] = field(default_factory=list)
+    artifacts: list[ArtifactComparison] = field(default_factory=list)
 
     @property
     def differing(self) -> list[MetricComparison]:
@@ -167,6 +200,7 @@ def reproduce_run(
         str(record.path),
         record.manifest["status"],
         compare_metrics(manifest, record.manifest),
+        compare_artifacts(manifest, record.manifest),
     )
 
 

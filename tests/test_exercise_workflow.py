@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from labline.exercises.catalog import discover
-from labline.exercises.explained import explain_asserts
+from labline.exercises.explained import explain, explain_asserts
 from labline.exercises.grading import grade_notebook
 from labline.exercises.plain import LIMIT, brief, plain, shown
 from labline.exercises.planted import solved
@@ -171,6 +171,8 @@ def test_asserts_are_rewritten_on_their_own_lines_and_explain_a_failure():
     with pytest.raises(AssertionError) as failed:
         exec(rewritten.replace("'b'", "'a'"), {"np": np})
     assert str(failed.value) == "x is too small\nexpected: >= 2\nfound:    1"
+    assert explain(["x"], ["x"], "==", []) == "expected: []\nfound:    ['x']"  # `assert x == [], x` says x once
+    assert explain("return a bool", np.True_, "is", True).endswith("found:    True (a numpy.bool)")
 
 
 @pytest.fixture(scope="module")

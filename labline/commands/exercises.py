@@ -54,23 +54,7 @@ def _limits(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(subparsers) -> None:
-    group = subparsers.add_parser("exercises", help="exercise templates: build from solutions, check, grade")
-    sub = group.add_subparsers(dest="exercises_command", metavar="EXERCISES_COMMAND")
-    group.set_defaults(handler=lambda args: group.print_help() or 2)
-
-    build = sub.add_parser("build", help="write exercises/NN_name.ipynb from each solution")
-    build.add_argument("names", nargs="*", metavar="NAME", help="exercises to build (default: all)")
-    _folders(build)
-    build.set_defaults(handler=cmd_build)
-
-    check = sub.add_parser("check", help="fail when a template is stale, a solution is red or a template is wrong")
-    check.add_argument("names", nargs="*", metavar="NAME", help="exercises to check (default: all)")
-    check.add_argument("--no-run", action="store_true", help="only check that templates are in sync (no kernels)")
-    _folders(check)
-    _limits(check)
-    check.set_defaults(handler=cmd_check)
-
+def _grade_parser(sub) -> None:
     grade = sub.add_parser(
         "grade",
         help="grade a student's notebook, or every notebook under folders (a gradebook and feedback pages)",
@@ -105,6 +89,26 @@ def register(subparsers) -> None:
     _folders(grade)
     _limits(grade)
     grade.set_defaults(handler=cmd_grade)
+
+
+def register(subparsers) -> None:
+    group = subparsers.add_parser("exercises", help="exercise templates: build from solutions, check, grade")
+    sub = group.add_subparsers(dest="exercises_command", metavar="EXERCISES_COMMAND")
+    group.set_defaults(handler=lambda args: group.print_help() or 2)
+
+    build = sub.add_parser("build", help="write exercises/NN_name.ipynb from each solution")
+    build.add_argument("names", nargs="*", metavar="NAME", help="exercises to build (default: all)")
+    _folders(build)
+    build.set_defaults(handler=cmd_build)
+
+    check = sub.add_parser("check", help="fail when a template is stale, a solution is red or a template is wrong")
+    check.add_argument("names", nargs="*", metavar="NAME", help="exercises to check (default: all)")
+    check.add_argument("--no-run", action="store_true", help="only check that templates are in sync (no kernels)")
+    _folders(check)
+    _limits(check)
+    check.set_defaults(handler=cmd_check)
+
+    _grade_parser(sub)
 
     listing = sub.add_parser("list", help="list the exercises: name, title, template")
     listing.add_argument("--exercises", type=Path, default=None, help="templates folder (default: exercises/)")

@@ -34,7 +34,8 @@ _BY_TEXT = dict(_OPERATORS.values())
 
 def explain(message: object, found: object, op: str, expected: object) -> str:
     """The failure text: the check's message, then what was expected and what was found."""
-    lines = [] if message is None else [message if isinstance(message, str) else shown(message)]
+    text = message if isinstance(message, str) or message is None else shown(message)
+    lines = [] if text is None or text == shown(found) else [text]  # `assert x == [], x` says x once
     prefix = "" if op in ("==", "is") else f"{op} "
     found_text = shown(found)
     if found_text == shown(expected):  # equal as plain values, so the type is what differs (np.True_ is not True)

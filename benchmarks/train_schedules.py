@@ -96,7 +96,9 @@ def warm_up(folder: Path) -> None:
 
 
 def execute(parameters: dict, output: Path) -> None:
-    pm.execute_notebook(str(NOTEBOOK), str(output), parameters, engine_name="labline", cwd=str(ROOT), progress_bar=False)
+    pm.execute_notebook(
+        str(NOTEBOOK), str(output), parameters, engine_name="labline", cwd=str(ROOT), progress_bar=False
+    )
 
 
 def print_table(rows: list[dict]) -> None:

@@ -3,7 +3,8 @@
 
 Exit codes: `runner.exit_codes.ExitCode`, the same for every command (README's "Exit codes"):
 0 ok, 1 a step, check, gate or alert said no, 2 usage, 3 timeout, 4 retrain kept the champion,
-5 the tool itself crashed, 6 locked (try again later), 130 interrupted.
+5 the tool itself crashed, 6 locked (try again later), 7 the file system refused (the path and the cause
+in one line, no traceback), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -49,6 +50,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def os_error_message(exc: OSError) -> str:
+    """One line: the path(s) an OS error names (shortened) and its cause."""
+    from runner.params import shortened
+
+    paths = " -> ".join(shortened(str(p)) for p in (exc.filename, exc.filename2) if p is not None)
+    cause = exc.strerror or str(exc)
+    return f"{paths}: {cause}" if paths else shortened(cause)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; its ExitCode. argparse's own usage errors exit with 2 (ExitCode.USAGE) as well."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -65,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"labline {args.command}: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
+    except OSError as exc:  # the environment, not a bug: which path, and why
+        print(f"labline {args.command}: {os_error_message(exc)}", file=sys.stderr)
+        return ExitCode.ENVIRONMENT
     except Exception:  # a bug, not a verdict: the traceback for the report, and a code scripts can tell apart
         traceback.print_exc()
         print(f"labline {args.command}: crashed (the traceback above); exit {ExitCode.CRASHED:d}", file=sys.stderr)

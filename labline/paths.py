@@ -54,6 +54,12 @@ def runs_root() -> Path:
     return Path(_env("LABLINE_RUNS") or project_root() / "runs")
 
 
+def data_dirs() -> list[Path]:
+    """`LABLINE_DATA_DIRS` (folders separated by `os.pathsep`): where data files outside the project may
+    be read from; none by default (labline.data.datasets refuses a data file outside the project)."""
+    return [Path(folder) for folder in (_env("LABLINE_DATA_DIRS") or "").split(os.pathsep) if folder]
+
+
 def state_dir() -> Path:
     """`.labline/` under the project root: registry, request log, alerts and retrain state by default."""
     return project_root() / ".labline"

@@ -90,11 +90,12 @@ def _dataset_and_target(declared: dict, params: dict) -> tuple[str, str]:
 def check_given_datasets(
     spec: PipelineSpec, overrides: list[str] | dict[str, Any] | None, only: list[str] | None = None
 ) -> None:
-    """Load every data set an override gives a step (`-p [STEP.]dataset=...`, `--dataset`), before any
-    run folder or kernel exists; raises DatasetError naming the file that cannot be read."""
+    """Check every data set an override gives a step (`-p [STEP.]dataset=...`, `--dataset`) as `--dataset`
+    is checked (`check_dataset`: where its file lies, that it loads, enough rows for the split), before
+    any run folder or kernel exists; raises DatasetError naming the file and what is wrong."""
     if not {DATASET, TARGET} & _given_names(overrides):
         return
-    from labline.data.datasets import load_dataset
+    from labline.data.datasets import check_dataset
     from runner.spec import references
 
     declared, given = _merged(spec, overrides)
@@ -108,4 +109,4 @@ def check_given_datasets(
         if unchanged or not pair[0] or references(pair[0]) or pair in checked:
             continue
         checked.add(pair)
-        load_dataset(_as_steps_see_it(pair[0], spec.root), pair[1] or None)
+        check_dataset(_as_steps_see_it(pair[0], spec.root), pair[1] or None, spec.root)

@@ -16,6 +16,12 @@ the runner's kernel pool (`runner.kernels`), working in the current directory an
 process's stdout/stderr as the kernel papermill starts does. The client's steps run as coroutines
 on the runner's one event loop (`KernelLoop`), since kernels are driven from many threads.
 
+Under the `papermill` command, the parameters given (`-p`, `-r`, `-f`, `-y`) are checked as
+`labline run` checks them (`runner.params`), before any kernel starts: an unknown name or a value
+that does not fit the declared type is a click usage error, which papermill's command prints and
+exits 2 with; the values that fit are injected converted (`-p sizes [8]` gives the list [8]).
+Called from Python (`papermill.execute_notebook`), the caller checks (the runner does, in its plan).
+
 labline's additions: a whole-notebook limit (`notebook_timeout`) beside papermill's per-cell
 `execution_timeout`, a callback after each code cell (`on_cell(done, total)`), and saves that
 write papermill's bytes atomically without nbformat's schema validation on each save. A kernel
@@ -60,9 +66,12 @@ from papermill.engines import (  # noqa: E402
 )
 from papermill.iorw import LocalHandler, papermill_io  # noqa: E402
 from papermill.log import logger  # noqa: E402
+from papermill.translators import translate_parameters  # noqa: E402
 from papermill.utils import merge_kwargs, remove_args  # noqa: E402
 
+from runner.errors import ParameterError  # noqa: E402
 from runner.notebook import imported_modules, notebook_text, write_atomic  # noqa: E402
+from runner.params import bind_parameters, declared_in  # noqa: E402
 
 CellProgress = Callable[[int, int], None]  # (code cells done, code cells in all)
 
@@ -87,6 +96,27 @@ def save_notebook(nb: Any, path: str) -> None:
             write_atomic(text, full)
             return
     handler.write(text, path)  # a remote path, or papermill's own error for a missing folder
+
+
+def check_command_parameters(nb: Any, input_path: str | None, kernel_name: str) -> None:
+    """Under the `papermill` command: refuse parameters `labline run` would refuse (click's usage error,
+    exit 2), and inject the ones given converted to their declared types."""
+    import click
+
+    context = click.get_current_context(silent=True)
+    given = dict(nb.metadata.get("papermill", {}).get("parameters") or {})
+    if context is None or context.command.name != "papermill" or not given:
+        return
+    notebook = input_path or "the notebook"
+    try:
+        converted = bind_parameters(notebook, given, declared_in(nb, notebook))
+    except ParameterError as exc:
+        raise click.UsageError(str(exc)) from None
+    if converted != given:
+        cell = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+        language = nb.metadata.get("kernelspec", {}).get("language") or "python"
+        cell.source = translate_parameters(kernel_name, language, converted, "Parameters")
+        nb.metadata.papermill["parameters"] = converted
 
 
 class LablineExecutionManager(NotebookExecutionManager):
@@ -284,7 +314,9 @@ class LablineEngine(NBClientEngine):
     def execute_notebook(
         cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False, autosave_cell_every=30, **kwargs
     ):
-        """papermill's `Engine.execute_notebook`, which names its execution manager's class."""
+        """papermill's `Engine.execute_notebook`, which names its execution manager's class; the
+        `papermill` command's parameters are checked first."""
+        check_command_parameters(nb, kwargs.get("input_path"), kernel_name)
         nb_man = LablineExecutionManager(
             nb,
             output_path=output_path,

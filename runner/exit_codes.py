@@ -1,7 +1,7 @@
 """The exit codes of every labline command, in one place (README's "Exit codes" table mirrors it).
 
 A script can tell "the tool found a problem" (1, 4) from "the tool was used wrongly" (2) from
-"the tool itself broke" (5) from "try again later" (6) without parsing any output.
+"the tool itself broke" (5) from "try again later" (6) from "the file system refused" (7) without parsing any output.
 `labline.cli.main` returns one of these for every command; tests/test_exit_codes.py runs each.
 """
 
@@ -18,4 +18,5 @@ class ExitCode(IntEnum):
     KEPT_CHAMPION = 4  # retrain finished and kept the current champion (the challenger was not better)
     CRASHED = 5  # the tool itself failed (a bug, a crashed monitor notebook): not a verdict on the data
     LOCKED = 6  # another retrain holds the lock: nothing was done, try again later
+    ENVIRONMENT = 7  # the system refused a file operation (a folder not writable, a full disk): the path and cause
     INTERRUPTED = 130  # Ctrl-C / SIGTERM: every kernel stopped, the run marked interrupted

@@ -18,6 +18,29 @@ from runner.errors import ParameterError
 from runner.notebook import PARAMETERS_TAG, cell_source, cell_tags, read_json
 
 _MISSING = object()
+SHOWN_CHARS = 200  # how much of a long value a message shows
+RECORDED_CHARS = 4096  # how much a manifest records: longer than any path (PATH_MAX), so a path stays whole
+
+
+def shortened(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text`, or its first `limit` characters and its length: a 1 MB value never fills a message or a manifest."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+def _shown(value: Any) -> str:
+    """A value as a message shows it: its repr, a long string's first characters and its length."""
+    return repr(shortened(value)) if isinstance(value, str) else shortened(repr(value))
+
+
+def shortened_values(value: Any, limit: int = RECORDED_CHARS) -> Any:
+    """`value` with every long string inside it shortened (what a manifest records of a parameter)."""
+    if isinstance(value, str):
+        return shortened(value, limit)
+    if isinstance(value, dict):
+        return {shortened(k, limit) if isinstance(k, str) else k: shortened_values(v, limit) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [shortened_values(v, limit) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -49,6 +72,11 @@ def read_parameters(notebook: str | Path) -> dict[str, Parameter]:
         nb = read_json(notebook)
     except (OSError, ValueError) as exc:
         raise ParameterError(f"{notebook}: cannot read the notebook: {exc}") from exc
+    return declared_in(nb, notebook)
+
+
+def declared_in(nb: dict[str, Any], notebook: str | Path) -> dict[str, Parameter]:
+    """The parameters notebook `nb` (read from `notebook`, named in errors) declares, in order."""
     cell = parameters_cell(nb)
     if cell is None:
         return {}
@@ -194,11 +222,12 @@ def _convert_simple(name: str, value: Any) -> Any:
 
 
 def convert_value(parameter: Parameter, value: Any) -> Any:
-    """Convert one value to a parameter's declared type (or the type of its default)."""
+    """Convert one value to a parameter's declared type (or, with no annotation, to the type of its
+    default or None: papermill's untyped `n = 1` is often given None for "unset")."""
     if parameter.annotation:
         node = ast.parse(parameter.annotation, mode="eval").body
     elif parameter.default is not None and not isinstance(parameter.default, str):
-        node = ast.Name(id=type(parameter.default).__name__)
+        node = ast.BinOp(ast.Name(id=type(parameter.default).__name__), ast.BitOr(), ast.Constant(None))
     else:
         node = None
     try:
@@ -206,7 +235,7 @@ def convert_value(parameter: Parameter, value: Any) -> Any:
     except ValueError as exc:
         expected = parameter.annotation or type(parameter.default).__name__
         raise ParameterError(
-            f"parameter {parameter.name!r}: {value!r} does not fit the declared type {expected} ({exc})"
+            f"parameter {parameter.name!r}: {_shown(value)} does not fit the declared type {expected} ({exc})"
         ) from None
 
 
@@ -218,7 +247,7 @@ def bind_parameters(
     Raises ParameterError naming an unknown parameter and listing the declared ones.
     """
     declared = read_parameters(notebook) if declared is None else declared
-    unknown = [name for name in given if name not in declared]
+    unknown = [shortened(name) for name in given if name not in declared]
     if unknown:
         listing = "\n  ".join(p.describe() for p in declared.values()) or "(none)"
         raise ParameterError(f"{notebook}: unknown parameter(s) {unknown}; the notebook declares:\n  {listing}")
@@ -229,5 +258,5 @@ def parse_assignment(text: str) -> tuple[str, str]:
     """`NAME=VALUE` from the command line, split on the first `=`."""
     name, sep, value = text.partition("=")
     if not sep or not name.strip():
-        raise ParameterError(f"expected NAME=VALUE, got {text!r}")
+        raise ParameterError(f"expected NAME=VALUE, got {_shown(text)}")
     return name.strip(), value

@@ -23,6 +23,7 @@ from runner.cache import Fingerprints, RunHistory, explain
 from runner.contracts import RunStatus, StepError, StepStatus
 from runner.errors import InputError, UsageError
 from runner.executors import StepExecutor, make_executor
+from runner.params import shortened_values
 from runner.plan import declared_parameters, resolve_references, step_parameters
 from runner.records import RunRecord
 from runner.spec import PipelineSpec
@@ -161,9 +162,9 @@ def run_pipeline(
     plan = Plan.make(spec, runs_root, overrides, only, force, cache)
     if timeout is not None and timeout <= 0:
         raise UsageError(f"timeout must be a positive number of seconds, got {timeout}")
+    record = RunRecord.create(runs_root, spec.name, metadata, run_id)  # an unwritable runs folder: nothing started
     owned = not isinstance(executor, StepExecutor)
     steps_executor = make_executor(executor, workers) if owned else executor
-    record = RunRecord.create(runs_root, spec.name, metadata, run_id)
     for name in plan.order:
         step = spec.steps[name]
         record.add_step(name, str(step.notebook), step.needs)
@@ -257,7 +258,7 @@ class Scheduler:
             self.reuse(name, *reused)
             return
         self.record.update_step(name, status=StepStatus.RUNNING, attempts=[], started=time.time())
-        self.notify(name, StepStatus.RUNNING, {"parameters": task.parameters})
+        self.notify(name, StepStatus.RUNNING, {"parameters": shortened_values(task.parameters)})
         self.running[_submit(self.executor, task, self.notify)] = (name, task, 1)
 
     def refuse(self, name: str, exc: InputError) -> None:
@@ -272,7 +273,8 @@ class Scheduler:
         step_dir = self.record.step_dir(name)
         resolved, fp = self.plan.fingerprint(name)
         resolved["output_dir"] = str(step_dir / "artifacts")
-        self.record.update_step(name, parameters=resolved, fingerprint=fp)
+        recorded = {**fp, "parameters": shortened_values(fp["parameters"])}  # the digest counts the whole values
+        self.record.update_step(name, parameters=shortened_values(resolved), fingerprint=recorded)
         return StepTask(
             step=name,
             notebook=str(step.notebook),

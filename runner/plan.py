@@ -1,6 +1,7 @@
 """From a spec and overrides to each step's concrete parameters.
 
-Overrides are `STEP.PARAM=VALUE` (one step) or `PARAM=VALUE` (every step that declares PARAM).
+Overrides are `STEP.PARAM=VALUE` (one step) or `PARAM=VALUE` (every step that declares PARAM); one
+that names no declared parameter, or a parameter the runner sets (`output_dir`, `run_id`), is refused.
 Upstream outputs reach a step through `${step.scrap}` references, resolved from what the
 upstream step glued, never from guessed file locations.
 """
@@ -10,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from runner.errors import ParameterError, SpecError
-from runner.params import Parameter, bind_parameters, parse_assignment, read_parameters
-from runner.spec import REFERENCE, PipelineSpec, references
+from runner.params import Parameter, bind_parameters, parse_assignment, read_parameters, shortened
+from runner.spec import REFERENCE, PipelineSpec, references, refuse_reserved
 
 
 def declared_parameters(spec: PipelineSpec) -> dict[str, dict[str, Parameter]]:
@@ -36,14 +37,15 @@ def step_parameters(
     items = overrides.items() if isinstance(overrides, dict) else (parse_assignment(o) for o in overrides or [])
     for key, value in items:
         step_name, dot, param = key.partition(".")
+        refuse_reserved({param if dot else key}, f"override {shortened(key)!r}")
         if dot and step_name in spec.steps:
             values[step_name][param] = value
             continue
         if dot:
-            raise ParameterError(f"override {key!r}: no step {step_name!r}; steps are {list(spec.steps)}")
+            raise ParameterError(f"override {shortened(key)!r}: no step {step_name!r}; steps are {list(spec.steps)}")
         targets = [n for n in spec.steps if key in declared[n]]
         if not targets:
-            raise ParameterError(f"override {key!r}: no step declares a parameter {key!r}")
+            raise ParameterError(f"override {shortened(key)!r}: no step declares a parameter {shortened(key)!r}")
         for target in targets:
             values[target][key] = value
     for name, step in spec.steps.items():

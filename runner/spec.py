@@ -17,7 +17,10 @@
         inputs: [data/extra.csv, data/weekly]  # files or folders it reads besides its parameters (optional)
 
 `output_dir` and `run_id` are reserved: the runner gives each step its own folder inside the
-run, and the run's id to notebooks that declare `run_id`. `inputs:` name what a step reads that no
+run, and the run's id to notebooks that declare `run_id` (neither pipeline.yaml nor `-p` sets
+them). A step's notebook lies inside the pipeline's folder (the project), unless the pipeline says
+`allow_outside: true` or the command is given `--allow-outside`: a pipeline copied from elsewhere
+does not run a notebook from anywhere on the machine without a word. `inputs:` name what a step reads that no
 parameter names (relative to the pipeline file); their content counts in the step's fingerprint
 (runner/inputs.py), and one that does not exist is an error here.
 """
@@ -108,8 +111,16 @@ def references(value: Any) -> list[tuple[str, str]]:
     return []
 
 
-def load_pipeline(path: str | Path) -> PipelineSpec:
-    """Read and validate a pipeline file; SpecError says what is wrong and where."""
+def refuse_reserved(names: Any, where: str) -> None:
+    """SpecError when `names` holds a parameter the runner sets itself (RESERVED)."""
+    reserved = sorted(RESERVED & set(names))
+    if reserved:
+        raise SpecError(f"{where}: {reserved} is set by the runner (each step's own folder, the run's id), not by you")
+
+
+def load_pipeline(path: str | Path, allow_outside: bool = False) -> PipelineSpec:
+    """Read and validate a pipeline file; SpecError says what is wrong and where. A notebook outside the
+    pipeline's folder is refused unless `allow_outside` or the file's `allow_outside: true`."""
     path = Path(path).resolve()
     if not path.exists():
         raise SpecError(f"pipeline file {str(path)!r} does not exist")
@@ -119,6 +130,9 @@ def load_pipeline(path: str | Path) -> PipelineSpec:
         raise SpecError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict) or not isinstance(raw.get("steps"), dict) or not raw["steps"]:
         raise SpecError(f"{path}: expected a mapping with a non-empty 'steps:' mapping of step name to step")
+    outside_ok = raw.get("allow_outside", False)
+    if not isinstance(outside_ok, bool):
+        raise SpecError(f"{path}: 'allow_outside' must be true or false, got {outside_ok!r}")
     steps: dict[str, StepSpec] = {}
     for name, body in raw["steps"].items():
         if not isinstance(body, dict) or "notebook" not in body:
@@ -129,12 +143,15 @@ def load_pipeline(path: str | Path) -> PipelineSpec:
         notebook = (path.parent / body["notebook"]).resolve()
         if not notebook.exists():
             raise SpecError(f"{path}: step {name!r}: notebook {body['notebook']!r} does not exist")
+        if not (allow_outside or outside_ok or notebook.is_relative_to(path.parent)):
+            raise SpecError(
+                f"{path}: step {name!r}: notebook {str(notebook)!r} lies outside the project folder "
+                f"{str(path.parent)!r}; run it with --allow-outside, or set 'allow_outside: true' in the pipeline file"
+            )
         params = body.get("parameters") or {}
         if not isinstance(params, dict):
             raise SpecError(f"{path}: step {name!r}: 'parameters' must be a mapping")
-        reserved = RESERVED & set(params)
-        if reserved:
-            raise SpecError(f"{path}: step {name!r}: {sorted(reserved)} is set by the runner, not the pipeline")
+        refuse_reserved(params, f"{path}: step {name!r}")
         needs = body.get("needs") or []
         needs = [needs] if isinstance(needs, str) else list(needs)
         timeout = body.get("timeout")

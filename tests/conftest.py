@@ -20,6 +20,7 @@ def isolated_state(tmp_path_factory):
         "LABLINE_DB": f"sqlite:///{state / 'labline.db'}",
         "LABLINE_REQUEST_LOG": str(state / "requests.db"),
         "LABLINE_RUNS": str(state / "runs"),
+        "LABLINE_DATA_DIRS": str(tmp_path_factory.getbasetemp()),  # tests' data files live in their tmp_path
     }
     saved = {k: os.environ.get(k) for k in defaults}
     os.environ.update({k: v for k, v in defaults.items() if not saved[k]})

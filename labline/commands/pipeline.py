@@ -42,9 +42,24 @@ def default_pipeline() -> Path:
     return project_root() / "pipeline.yaml"
 
 
+def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
+    """--pipeline and --allow-outside: which pipeline file, and whether its notebooks may lie outside its folder."""
+    parser.add_argument("--pipeline", type=Path, default=None, help="pipeline file (default: ./pipeline.yaml)")
+    parser.add_argument(
+        "--allow-outside",
+        action="store_true",
+        help="run notebooks that lie outside the pipeline's folder (refused by default)",
+    )
+
+
+def pipeline_spec(args: argparse.Namespace):
+    """The pipeline file the command names (or the project's), loaded and checked."""
+    return load_pipeline(args.pipeline or default_pipeline(), allow_outside=args.allow_outside)
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that starts runs."""
-    parser.add_argument("--pipeline", type=Path, default=None, help="pipeline file (default: ./pipeline.yaml)")
+    add_pipeline_options(parser)
     parser.add_argument("--dataset", help="built-in data set name (iris, ...) or a CSV/Parquet path")
     parser.add_argument("--target", help="label column, when --dataset is a file")
     add_param_option(parser)
@@ -77,7 +92,7 @@ def register(subparsers) -> None:
     run.set_defaults(handler=cmd_run)
 
     status = subparsers.add_parser("status", help="say, step by step, what `labline run` would execute and why")
-    status.add_argument("--pipeline", type=Path, default=None)
+    add_pipeline_options(status)
     add_param_option(status)
     add_runs_option(status)
     add_only_option(status)
@@ -103,7 +118,7 @@ def register(subparsers) -> None:
         help="a fixed parameter for every run of the sweep",
     )
     sweep.add_argument("--metric", default=None, help="metric to sort by, best first (default: the first one glued)")
-    sweep.add_argument("--pipeline", type=Path, default=None)
+    add_pipeline_options(sweep)
     add_runs_option(sweep)
     sweep.add_argument("--workers", type=int, default=None)
     sweep.add_argument("--executor", default="local", metavar="local|dask|dask://HOST:PORT")
@@ -156,14 +171,14 @@ def force_value(args: argparse.Namespace) -> bool | list[str] | None:
 def dataset_overrides(args: argparse.Namespace) -> list[str]:
     """Check --dataset/--target now (exit 2 before any run folder exists) and turn them into overrides."""
     from labline.commands.common import CommandError
-    from labline.data.datasets import DatasetError, load_dataset  # pandas and scikit-learn: only when asked
+    from labline.data.datasets import DatasetError, check_dataset  # pandas and scikit-learn: only when asked
 
     if not args.dataset:
         if args.target:
             raise CommandError("--target needs --dataset FILE")
         return []
     try:
-        load_dataset(args.dataset, args.target)
+        check_dataset(args.dataset, args.target)
     except DatasetError as exc:
         raise CommandError(str(exc)) from None
     source = args.dataset
@@ -222,7 +237,7 @@ def exit_code(manifest: dict[str, Any]) -> ExitCode:
 def cmd_run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     overrides = dataset_overrides(args) + list(args.param)
-    spec = pipeline_for_task(load_pipeline(args.pipeline or default_pipeline()), overrides)
+    spec = pipeline_for_task(pipeline_spec(args), overrides)
     metadata = {"dataset": checked_run_dataset(spec, overrides, list(args.param), args.only), **run_metadata(spec.root)}
     with ProgressDisplay(console, spec.order()) as progress:
         record = run_pipeline(
@@ -274,7 +289,8 @@ def register_models(manifest: dict[str, Any], db: str | None, console: Console) 
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    spec = pipeline_for_task(load_pipeline(args.pipeline or default_pipeline()), list(args.param))
+    spec = pipeline_for_task(pipeline_spec(args), list(args.param))
+    checked_run_dataset(spec, list(args.param), list(args.param), args.only)
     rows = plan_status(spec, resolve_runs(args), overrides=list(args.param), only=args.only, force=force_value(args))
     table = [
         {"step": r["step"], "action": r["action"], "run": r["from_run"] or "-", "why": "; ".join(r["reasons"])}
@@ -289,7 +305,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from runner.sweep import parse_grid, sweep, sweep_rows
 
     console = Console(stderr=True)
-    spec = pipeline_for_task(load_pipeline(args.pipeline or default_pipeline()), list(args.set))
+    spec = pipeline_for_task(pipeline_spec(args), list(args.set))
     grid = parse_grid(spec, args.step, list(args.param))
     checked_run_dataset(spec, list(args.set), list(args.set), [args.step])
     records = sweep(

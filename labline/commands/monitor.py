@@ -133,6 +133,18 @@ def _with_notebook(params: dict, out: Path) -> MonitorGlue:
         raise CommandError(f"the monitor notebook broke its contract: {exc}", ExitCode.CRASHED) from exc
 
 
+def fired_rules(result_json: Path) -> list[str]:
+    """One line per alert: the rule that fired and the features (or the message) behind it."""
+    import json
+
+    from labline.monitor.alerts import Alert
+
+    if not result_json.exists():
+        return []
+    alerts = [Alert(**a) for a in json.loads(result_json.read_text()).get("alerts", [])]
+    return [f"rule {a.rule or a.kind}: {', '.join(a.details.get('features', [])) or a.message}" for a in alerts]
+
+
 def run_monitor(args) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out = args.out or resolve_runs(args) / "monitor" / stamp
@@ -140,6 +152,8 @@ def run_monitor(args) -> int:
     params = _parameters(args, out)
     verdict = _in_process(params) if args.no_notebook else _with_notebook(params, out)
     print(f"monitor: {verdict.status}" + (f" ({', '.join(verdict.alerts)})" if verdict.alerts else ""))
+    for line in fired_rules(Path(verdict.report_path).with_name("result.json")):
+        print(line)
     if verdict.drifted_features:
         print(f"drifted features: {', '.join(verdict.drifted_features)}")
     print(f"report: {verdict.report_path}")

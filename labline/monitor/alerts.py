@@ -11,9 +11,29 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 KINDS = ("dataset_drift", "prediction_drift", "performance_decay", "data_quality")
+
+
+class AlertRule(StrEnum):
+    """Which rule raised an alert (docs/monitoring.md states each one's threshold)."""
+
+    FEATURE_EFFECT = "feature_effect"  # one feature drifted by more than the declared effect size
+    IMPORTANT_FEATURE = "important_feature"  # a feature that carries weight in the model drifted
+    SHARE_OF_FEATURES = "share_of_features"  # at least drift_share of the tested features drifted
+    PREDICTION_DRIFT = "prediction_drift"  # the model's outputs drifted
+    DATA_QUALITY = "data_quality"  # columns absent or values outside the declaration
+    PERFORMANCE_DECAY = "performance_decay"  # labelled rows show a worse error than held out
+
+    @property
+    def kind(self) -> str:
+        """The alert kind a rule files under (the three feature rules are all dataset drift)."""
+        return "dataset_drift" if self in FEATURE_RULES else self.value
+
+
+FEATURE_RULES = (AlertRule.FEATURE_EFFECT, AlertRule.IMPORTANT_FEATURE, AlertRule.SHARE_OF_FEATURES)
 
 
 @dataclass
@@ -24,10 +44,23 @@ class Alert:
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     source: str = ""  # what was monitored: "requests" or a file
     model: str = ""  # the model version or artifact the data was compared for
+    rule: AlertRule | None = None  # which rule fired (None in logs written before rules existed)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"alert kind {self.kind!r} is not one of {KINDS}")
+        if self.rule is not None:
+            try:
+                self.rule = AlertRule(self.rule)
+            except ValueError:
+                raise ValueError(f"alert rule {self.rule!r} is not one of {[r.value for r in AlertRule]}") from None
+            if self.rule.kind != self.kind:
+                raise ValueError(f"alert rule {self.rule} files under {self.rule.kind!r}, not {self.kind!r}")
+
+    @classmethod
+    def of(cls, rule: AlertRule, message: str, details: dict, **common) -> Alert:
+        """An alert raised by `rule`, filed under the rule's kind."""
+        return cls(rule.kind, message, details, rule=rule, **common)
 
 
 @dataclass

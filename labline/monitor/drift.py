@@ -1,21 +1,22 @@
 """Drift: has the distribution of what the model sees moved away from what it was trained on?
 
-One test per feature, chosen by type and by the size of the current window:
+One test per feature, whatever the window's size: Kolmogorov-Smirnov for numeric columns,
+chi-square for categorical ones (categories too rare to expect `min_expected` rows in the window
+pooled into one, so sparse columns such as a country do not make the test anti-conservative).
+The raw p-values of a window form one family, adjusted with Holm's method (`holm`), so a window
+drawn from the reference distribution flags any feature with probability at most `alpha`.
 
-- small windows (fewer than `large_sample` rows): a two-sample test, Kolmogorov-Smirnov for
-  numeric columns and chi-square for categorical ones, at a significance level Bonferroni-
-  corrected for the number of features tested (so the whole table keeps one false alarm rate),
-  and only when the effect reaches a floor: a significant but negligible change is not drift;
-- large windows: p-values flag every trivial difference there, so a distance is compared with
-  a threshold instead: the Wasserstein distance between the two samples after mapping both
-  through the reference's empirical CDF (scale-free, robust to heavy tails: 0 identical,
-  about 0.14 for a shift of half a standard deviation of normal data), or the Jensen-Shannon
-  distance (base 2, 0..1) between category frequencies;
-- below `min_rows` non-missing values the verdict is "not enough data", never a guess;
-- a change of the missing-value rate beyond `missing_rate_tolerance` is drift in any window.
+A feature drifted when its adjusted p-value is below `alpha` **and** its effect size reaches a
+floor (on large windows a trivial difference is significant; it is not drift). Effect sizes say
+how far, in units a user reads:
 
-The share of drifted features decides dataset drift. Text columns are compared through their
-length in words. Predictions are one more numeric column (`prediction_drift`).
+- numeric: the Wasserstein distance over the reference's standard deviation (a shift of every
+  value by one standard deviation is 1.0);
+- categorical: the total variation distance, the share of rows that would have to change category.
+
+Below `min_rows` non-missing values the verdict is "not enough data", never a guess; a change of
+the missing-value rate beyond `missing_rate_tolerance` is drift in any window. Text columns are
+compared through their length in words. Predictions are one more column (`prediction_drift`).
 """
 
 from __future__ import annotations
@@ -24,25 +25,24 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.spatial.distance import jensenshannon
-from scipy.stats import binomtest, chi2_contingency, ks_2samp
+from scipy.stats import binomtest, chi2_contingency, ks_2samp, wasserstein_distance
 
 from labline.data.spec import DatasetSpec
 
 OK, DRIFT, NOT_ENOUGH, MISSING = "ok", "drift", "not enough data", "missing column"
+OTHER = "(rare categories)"  # the pooled bin of categories too rare to test one by one
 
 
 @dataclass
 class DriftConfig:
-    """Thresholds of the drift tests; the defaults are measured in tests/test_drift.py."""
+    """Thresholds of the drift tests; the defaults are measured in tests/test_drift.py and
+    benchmarks/drift_alerts.py."""
 
     min_rows: int = 50  # fewer non-missing values in the window: "not enough data"
-    large_sample: int = 1000  # from this many rows: distance thresholds instead of p-values
-    alpha: float = 0.05  # family-wise false alarm rate, Bonferroni over the features tested
-    numeric_floor: float = 0.02  # smallest rank-Wasserstein effect a significant KS test may flag
-    categorical_floor: float = 0.05  # smallest Jensen-Shannon distance a significant chi-square may flag
-    numeric_threshold: float = 0.05  # rank-Wasserstein distance flagged on large windows
-    categorical_threshold: float = 0.1  # Jensen-Shannon distance flagged on large windows
+    alpha: float = 0.05  # false alarm rate of a whole window, Holm-adjusted over its tests
+    numeric_floor: float = 0.1  # smallest Wasserstein / reference std a significant KS test may flag
+    categorical_floor: float = 0.05  # smallest total variation a significant chi-square may flag
+    min_expected: float = 5.0  # categories expecting fewer rows in the window are pooled for chi-square
     missing_rate_tolerance: float = 0.1  # absolute change in the share of missing values
     drift_share: float = 0.25  # dataset drift when at least this share of tested features drifted
 
@@ -53,18 +53,23 @@ class DriftConfig:
             raise ValueError(f"drift_share must be in (0, 1], got {self.drift_share}")
         if self.min_rows < 2:
             raise ValueError(f"min_rows must be at least 2, got {self.min_rows}")
+        if self.numeric_floor < 0 or self.categorical_floor < 0:
+            raise ValueError(
+                f"effect floors must be >= 0, got numeric {self.numeric_floor}, categorical {self.categorical_floor}"
+            )
 
 
 @dataclass
 class FeatureDrift:
     feature: str
-    kind: str  # numeric, categorical, text
+    kind: str  # numeric, categorical, text, prediction
     status: str  # ok, drift, not enough data, missing column
-    method: str = ""  # ks, chi2, wasserstein, jensen_shannon
-    statistic: float | None = None  # KS D, chi-square, or the distance itself
-    p_value: float | None = None
-    effect: float | None = None  # rank-Wasserstein or Jensen-Shannon distance, always computed
-    threshold: float | None = None  # the level the decision compared against
+    method: str = ""  # ks, chi2
+    statistic: float | None = None  # KS D or chi-square
+    p_value: float | None = None  # the test's own p-value
+    adjusted_p: float | None = None  # Holm-adjusted over the window's tests
+    effect: float | None = None  # Wasserstein / reference std, or total variation distance
+    threshold: float | None = None  # the effect floor the decision compared against
     reference_rows: int = 0
     current_rows: int = 0
     missing_rate_reference: float = 0.0
@@ -84,6 +89,7 @@ class FeatureDrift:
 class DriftReport:
     features: list[FeatureDrift]
     config: DriftConfig = field(default_factory=DriftConfig)
+    prediction: FeatureDrift | None = None  # the model's outputs, tested in the same family
 
     @property
     def tested(self) -> list[FeatureDrift]:
@@ -125,121 +131,122 @@ class DriftReport:
         }
 
 
-QUANTILES = np.linspace(0.0, 1.0, 1001)
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment: the family of tests keeps one false alarm rate, uniformly more
+    powerful than Bonferroni. Returns the adjusted p-values in the input's order."""
+    p = np.asarray(p_values, dtype=float)
+    if p.size == 0:
+        return []
+    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError(f"p-values must lie in [0, 1], got {p.tolist()}")
+    order = np.argsort(p, kind="stable")
+    scaled = np.maximum.accumulate((p.size - np.arange(p.size)) * p[order])
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(scaled, 1.0)
+    return adjusted.tolist()
 
 
-def rank_wasserstein(reference: np.ndarray, current: np.ndarray) -> float:
-    """Wasserstein distance after mapping both samples through the reference's empirical CDF.
+def scaled_wasserstein(reference: np.ndarray, current: np.ndarray) -> float:
+    """Wasserstein distance in reference standard deviations (in the column's own units when the
+    reference is constant): a shift of every value by one standard deviation gives 1.0."""
+    std = float(np.std(reference))
+    return float(wasserstein_distance(reference, current)) / (std if std > 0 else 1.0)
 
-    Computed as the mean absolute difference of the two mapped samples' quantile functions on a
-    grid of 1,001 levels (the 1-D Wasserstein distance is the L1 distance of quantile functions).
-    """
-    ref_sorted = np.sort(reference)
 
-    def ecdf(values: np.ndarray) -> np.ndarray:  # mid-rank for ties, so a constant column maps to 0.5
-        low = np.searchsorted(ref_sorted, values, side="left")
-        high = np.searchsorted(ref_sorted, values, side="right")
-        return (low + high) / (2.0 * len(ref_sorted))
+def pooled_counts(reference: pd.Series, current: pd.Series, window_rows: int, min_expected: float) -> pd.DataFrame:
+    """Reference and current counts per category, categories expecting fewer than `min_expected`
+    rows in the window (at the reference's share) pooled into OTHER; unseen categories pool there too."""
+    counts = pd.DataFrame({"reference": reference, "current": current}).fillna(0.0)
+    expected = counts["reference"] / max(counts["reference"].sum(), 1.0) * window_rows
+    rare = expected < min_expected
+    if rare.any():
+        pooled = counts[rare].sum().rename(OTHER)
+        counts = pd.concat([counts[~rare], pooled.to_frame().T])
+    return counts[counts.sum(axis=1) > 0]
 
-    diff = np.quantile(ecdf(ref_sorted), QUANTILES) - np.quantile(ecdf(current), QUANTILES)
-    return float(np.trapezoid(np.abs(diff), QUANTILES))
+
+def total_variation(counts: pd.DataFrame) -> float:
+    """Half the L1 distance between the two columns' shares: 0 identical, 1 disjoint."""
+    shares = counts / counts.sum()
+    return float(0.5 * np.abs(shares["reference"] - shares["current"]).sum())
 
 
 def _missing(series: pd.Series) -> float:
     return float(series.isna().mean()) if len(series) else 0.0
 
 
-def numeric_drift(
-    reference: pd.Series, current: pd.Series, name: str, config: DriftConfig, n_tests: int = 1, kind: str = "numeric"
-) -> FeatureDrift:
-    """Compare one numeric column (or predictions) between reference and current window."""
-    ref = pd.to_numeric(reference, errors="coerce").dropna().to_numpy(dtype=float)
-    cur = pd.to_numeric(current, errors="coerce").dropna().to_numpy(dtype=float)
+def _start(name: str, kind: str, reference: pd.Series, current: pd.Series, ref_rows: int, cur_rows: int, config):
+    """A result before testing; "not enough data" when either side has fewer than min_rows values."""
     result = FeatureDrift(
         name,
         kind,
         NOT_ENOUGH,
-        reference_rows=len(ref),
-        current_rows=len(cur),
+        reference_rows=ref_rows,
+        current_rows=cur_rows,
         missing_rate_reference=_missing(reference),
         missing_rate_current=_missing(current),
     )
-    if len(cur) < config.min_rows or len(ref) < config.min_rows:
-        result.detail = f"{len(cur)} current and {len(ref)} reference values; need {config.min_rows}"
-        return _missing_rate_drift(result, len(current), config, n_tests)
-    result.effect = rank_wasserstein(ref, cur)
-    if len(cur) >= config.large_sample:
-        drifted = _beyond_threshold(result, "wasserstein", config.numeric_threshold)
-    else:
-        test = ks_2samp(ref, cur)
-        drifted = _significant(result, "ks", test.statistic, test.pvalue, config, n_tests, config.numeric_floor)
-    result.status = DRIFT if drifted else OK
-    return _missing_rate_drift(result, len(current), config, n_tests)
+    if cur_rows < config.min_rows or ref_rows < config.min_rows:
+        result.detail = f"{cur_rows} current and {ref_rows} reference values; need {config.min_rows}"
+    return result
 
 
-def categorical_drift(
-    reference: pd.Series, current: pd.Series, name: str, config: DriftConfig, n_tests: int = 1
+def numeric_test(
+    reference: pd.Series, current: pd.Series, name: str, config: DriftConfig, kind: str = "numeric"
 ) -> FeatureDrift:
-    """Compare one categorical column's frequencies; categories unseen in the reference count too."""
+    """KS test and scaled Wasserstein effect of one numeric column (or predictions); no verdict yet."""
+    ref = pd.to_numeric(reference, errors="coerce").dropna().to_numpy(dtype=float)
+    cur = pd.to_numeric(current, errors="coerce").dropna().to_numpy(dtype=float)
+    result = _start(name, kind, reference, current, len(ref), len(cur), config)
+    if not result.detail:
+        test = ks_2samp(ref, cur)
+        result.method, result.statistic, result.p_value = "ks", float(test.statistic), float(test.pvalue)
+        result.effect, result.threshold = scaled_wasserstein(ref, cur), config.numeric_floor
+    return result
+
+
+def categorical_test(reference: pd.Series, current: pd.Series, name: str, config: DriftConfig) -> FeatureDrift:
+    """Chi-square test (rare categories pooled) and total variation of one categorical column."""
     ref, cur = _string_counts(reference), _string_counts(current)
-    result = FeatureDrift(
-        name,
-        "categorical",
-        NOT_ENOUGH,
-        reference_rows=int(ref.sum()),
-        current_rows=int(cur.sum()),
-        missing_rate_reference=_missing(reference),
-        missing_rate_current=_missing(current),
-    )
-    if result.current_rows < config.min_rows or result.reference_rows < config.min_rows:
-        result.detail = (
-            f"{result.current_rows} current and {result.reference_rows} reference values; need {config.min_rows}"
-        )
-        return _missing_rate_drift(result, len(current), config, n_tests)
-    categories = sorted(set(ref.index) | set(cur.index))
-    ref_counts = ref.reindex(categories, fill_value=0).to_numpy(dtype=float)
-    cur_counts = cur.reindex(categories, fill_value=0).to_numpy(dtype=float)
-    result.effect = float(jensenshannon(ref_counts, cur_counts, base=2))
-    unseen = [c for c, n in zip(categories, ref_counts) if n == 0]
+    result = _start(name, "categorical", reference, current, int(ref.sum()), int(cur.sum()), config)
+    if result.detail:
+        return result
+    unseen = sorted(set(cur.index) - set(ref.index))
     if unseen:
         result.detail = f"categories not in the reference: {unseen[:5]}"
-    if result.current_rows >= config.large_sample:
-        drifted = _beyond_threshold(result, "jensen_shannon", config.categorical_threshold)
-    elif len(categories) < 2:
-        result.method, result.statistic, result.p_value = "chi2", 0.0, 1.0
-        drifted = False
+    counts = pooled_counts(ref, cur, result.current_rows, config.min_expected)
+    result.method, result.threshold, result.effect = "chi2", config.categorical_floor, total_variation(counts)
+    if len(counts) < 2:
+        result.statistic, result.p_value = 0.0, 1.0
     else:
-        test = chi2_contingency(np.vstack([ref_counts, cur_counts]))
-        drifted = _significant(result, "chi2", test.statistic, test.pvalue, config, n_tests, config.categorical_floor)
-    result.status = DRIFT if drifted else OK
-    return _missing_rate_drift(result, len(current), config, n_tests)
+        test = chi2_contingency(counts.to_numpy().T)
+        result.statistic, result.p_value = float(test.statistic), float(test.pvalue)
+    return result
 
 
-def _beyond_threshold(result: FeatureDrift, method: str, threshold: float) -> bool:
-    """Large windows: p-values flag everything, so the effect size itself is held to a threshold."""
-    result.method, result.statistic, result.threshold = method, result.effect, threshold
-    return result.effect > threshold
-
-
-def _significant(
-    result: FeatureDrift, method: str, statistic: float, p_value: float, config: DriftConfig, n_tests: int, floor: float
-) -> bool:
-    """Small windows: a test at alpha corrected for the features tested (Bonferroni), and an effect floor."""
-    level = config.alpha / max(1, n_tests)
-    result.method, result.statistic, result.p_value, result.threshold = method, float(statistic), float(p_value), level
-    return result.p_value < level and result.effect >= floor
+def decide(results: list[FeatureDrift], config: DriftConfig, window_rows: int) -> list[FeatureDrift]:
+    """The verdict of a window's tests as one family: Holm-adjusted p below alpha and an effect at
+    the floor is drift; then the missing-rate check. Untested results keep their status."""
+    tested = [r for r in results if r.p_value is not None]
+    for result, adjusted in zip(tested, holm([r.p_value for r in tested])):
+        result.adjusted_p = adjusted
+        result.status = DRIFT if adjusted < config.alpha and result.effect >= result.threshold else OK
+    for result in results:
+        if result.status != MISSING:
+            _missing_rate_drift(result, config, window_rows, len(results))
+    return results
 
 
 def _string_counts(series: pd.Series) -> pd.Series:
     """Counts per value, keyed by the value as text (so 1 and "1" are one category)."""
     counts = series.value_counts(dropna=True)
     counts.index = counts.index.astype(str)
-    return counts.groupby(level=0).sum()
+    return counts.groupby(level=0).sum().astype(float)
 
 
-def _missing_rate_drift(result: FeatureDrift, window_rows: int, config: DriftConfig, n_tests: int) -> FeatureDrift:
+def _missing_rate_drift(result: FeatureDrift, config: DriftConfig, window_rows: int, n_tests: int) -> FeatureDrift:
     """A jump in missing values is drift whatever the values do: larger than the tolerance and
-    significant (binomial test against the reference rate, at the corrected level)."""
+    significant (binomial test against the reference rate, Bonferroni over the window's tests)."""
     change = abs(result.missing_rate_current - result.missing_rate_reference)
     if window_rows < config.min_rows or change <= config.missing_rate_tolerance:
         return result
@@ -259,60 +266,62 @@ def word_counts(series: pd.Series) -> pd.Series:
     )
 
 
+def _feature_test(reference: pd.DataFrame, current: pd.DataFrame, column: str, spec: DatasetSpec, config):
+    kind = "text" if column in spec.text else "categorical" if column in spec.categorical else "numeric"
+    if column not in current.columns:
+        # An empty window (no requests yet) has no columns at all: nothing to judge, not a schema problem.
+        status, detail = (
+            (MISSING, "column absent from the current data")
+            if len(current)
+            else (NOT_ENOUGH, f"0 current values; need {config.min_rows}")
+        )
+        return FeatureDrift(column, kind, status, reference_rows=int(reference[column].notna().sum()), detail=detail)
+    if kind == "categorical":
+        return categorical_test(reference[column], current[column], column, config)
+    if kind == "text":
+        return numeric_test(word_counts(reference[column]), word_counts(current[column]), column, config, kind)
+    return numeric_test(reference[column], current[column], column, config)
+
+
+def output_test(reference: np.ndarray | pd.Series, current: np.ndarray | pd.Series, config: DriftConfig):
+    """The model's outputs as one more column: numeric for regression, label frequencies otherwise."""
+    ref, cur = pd.Series(np.asarray(reference)), pd.Series(np.asarray(current))
+    if pd.api.types.is_numeric_dtype(ref) and pd.api.types.is_numeric_dtype(cur):
+        return numeric_test(ref, cur, "prediction", config, kind="prediction")
+    result = categorical_test(ref, cur, "prediction", config)
+    result.kind = "prediction"
+    return result
+
+
 def detect_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     spec: DatasetSpec,
     config: DriftConfig | None = None,
     features: list[str] | None = None,
+    predictions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> DriftReport:
-    """Test every feature of `spec` (or `features`) in `current` against `reference`.
+    """Test every feature of `spec` (or `features`) in `current` against `reference`, and the
+    model's outputs when `predictions` (reference, current) are given, as one Holm family.
 
     Example:
         >>> report = detect_drift(train_rows, this_week_rows, spec)
-        >>> report.dataset_drift, [f.feature for f in report.drifted]
+        >>> report.dataset_drift, [(f.feature, f.adjusted_p, f.effect) for f in report.drifted]
     """
     config = config or DriftConfig()
     columns = list(features or spec.features)
     unknown = [c for c in columns if c not in reference.columns]
     if unknown:
         raise ValueError(f"reference data lacks feature columns {unknown}; it has {list(reference.columns)}")
-    present = [c for c in columns if c in current.columns]
-    n_tests = max(1, len(present))
-    results = []
-    for column in columns:
-        kind = "text" if column in spec.text else "categorical" if column in spec.categorical else "numeric"
-        if column not in current.columns:
-            # An empty window (no requests yet) has no columns at all: nothing to judge, not a schema problem.
-            status, detail = (
-                (MISSING, "column absent from the current data")
-                if len(current)
-                else (NOT_ENOUGH, f"0 current values; need {config.min_rows}")
-            )
-            results.append(
-                FeatureDrift(column, kind, status, reference_rows=int(reference[column].notna().sum()), detail=detail)
-            )
-        elif kind == "categorical":
-            results.append(categorical_drift(reference[column], current[column], column, config, n_tests))
-        elif kind == "text":
-            results.append(
-                numeric_drift(
-                    word_counts(reference[column]), word_counts(current[column]), column, config, n_tests, kind="text"
-                )
-            )
-        else:
-            results.append(numeric_drift(reference[column], current[column], column, config, n_tests))
-    return DriftReport(results, config)
+    results = [_feature_test(reference, current, column, spec, config) for column in columns]
+    prediction = output_test(*predictions, config) if predictions is not None else None
+    decide(results + ([prediction] if prediction else []), config, len(current))
+    return DriftReport(results, config, prediction)
 
 
 def prediction_drift(
     reference: np.ndarray | pd.Series, current: np.ndarray | pd.Series, config: DriftConfig | None = None
 ) -> FeatureDrift:
-    """Drift of the model's outputs: numeric for regression, label frequencies for classification."""
+    """Drift of the model's outputs alone (a family of one test)."""
     config = config or DriftConfig()
-    ref, cur = pd.Series(np.asarray(reference)), pd.Series(np.asarray(current))
-    if pd.api.types.is_numeric_dtype(ref) and pd.api.types.is_numeric_dtype(cur):
-        return numeric_drift(ref, cur, "prediction", config, n_tests=1, kind="prediction")
-    result = categorical_drift(ref, cur, "prediction", config, n_tests=1)
-    result.kind = "prediction"
-    return result
+    return decide([output_test(reference, current, config)], config, len(current))[0]

@@ -1,11 +1,17 @@
 """One monitoring verdict: data quality, feature drift, prediction drift and performance decay.
 
-`assess(reference, current, spec, ...)` runs every check and turns what is wrong into alerts:
+`assess(reference, current, spec, ...)` runs every check and turns what is wrong into alerts,
+each naming the rule (`AlertRule`) that raised it:
 
-- data_quality: feature columns absent from production input, or more than
-  `max_invalid_share` of rows outside a declared range or category (corrupted input);
-- dataset_drift: at least `drift.drift_share` of the features drifted (see drift.py);
-- prediction_drift: the distribution of the model's outputs moved;
+- feature_effect: a feature drifted (drift.py: Holm-adjusted test) by at least a declared effect
+  size (`numeric_effect` reference standard deviations, `categorical_effect` total variation), or
+  its missing rate jumped;
+- important_feature: a drifted feature carries at least `important_share` of the model's
+  dependence on its inputs (importance.py);
+- share_of_features: at least `drift.drift_share` of the tested features drifted;
+- prediction_drift: the distribution of the model's outputs moved (tested in the features' family);
+- data_quality: feature columns absent from production input, or more than `max_invalid_share`
+  of rows outside a declared range or category (corrupted input);
 - performance_decay: with at least `min_labels` labels, the model's error grew by more than
   `decay_tolerance` (relative) over its error on the training run's held-out rows.
 
@@ -21,8 +27,9 @@ import pandas as pd
 
 from labline.data.spec import DatasetSpec
 from labline.glue import MonitorStatus
-from labline.monitor.alerts import Alert
-from labline.monitor.drift import DriftConfig, DriftReport, FeatureDrift, detect_drift, prediction_drift
+from labline.monitor.alerts import Alert, AlertRule
+from labline.monitor.drift import MISSING, DriftConfig, DriftReport, FeatureDrift, detect_drift
+from labline.monitor.importance import permutation_importance
 
 HEALTHY, ALERT, NOT_ENOUGH = MonitorStatus.HEALTHY, MonitorStatus.ALERT, MonitorStatus.NOT_ENOUGH
 
@@ -33,6 +40,18 @@ class MonitorConfig:
     max_invalid_share: float = 0.01  # share of rows outside declared ranges/categories that alerts
     decay_tolerance: float = 0.1  # relative worsening of the error (or drop of accuracy) that alerts
     min_labels: int = 50  # fewer labels: performance is not judged
+    numeric_effect: float = 0.3  # a drifted numeric feature moved this many reference std: alert on its own
+    categorical_effect: float = 0.1  # a drifted categorical feature's total variation: alert on its own
+    important_share: float = 0.2  # a drifted feature with this share of the model's importance: alert
+
+    def __post_init__(self) -> None:
+        if not 0 < self.important_share <= 1:
+            raise ValueError(f"important_share must be in (0, 1], got {self.important_share}")
+        if self.numeric_effect <= 0 or self.categorical_effect <= 0:
+            raise ValueError(
+                f"effect thresholds must be > 0, got numeric {self.numeric_effect}, "
+                f"categorical {self.categorical_effect}"
+            )
 
 
 @dataclass
@@ -48,6 +67,13 @@ class MonitorResult:
     alerts: list[Alert]
     predictions: np.ndarray | None = None  # current predictions (for plots)
     reference_predictions: np.ndarray | None = None
+    importance: dict[str, float] | None = None  # each feature's share of the model's dependence
+    config: MonitorConfig = field(default_factory=MonitorConfig)  # the thresholds the verdict used
+
+    @property
+    def rules(self) -> list[AlertRule]:
+        """The rules that fired, in the order of the alerts."""
+        return [a.rule for a in self.alerts if a.rule is not None]
 
     @property
     def status(self) -> MonitorStatus:
@@ -64,6 +90,7 @@ class MonitorResult:
 
         return {
             "status": self.status,
+            "rules": [str(r) for r in self.rules],
             "source": self.source,
             "model": self.model,
             "reference_rows": self.reference_rows,
@@ -73,6 +100,13 @@ class MonitorResult:
             "performance": self.performance,
             "quality": self.quality,
             "alerts": [asdict(a) for a in self.alerts],
+            "importance": self.importance,
+            "rule_thresholds": {
+                "numeric_effect": self.config.numeric_effect,
+                "categorical_effect": self.config.categorical_effect,
+                "important_share": self.config.important_share,
+                "drift_share": self.config.drift.drift_share,
+            },
         }
 
 
@@ -159,6 +193,56 @@ def performance(
     }
 
 
+def large_effect(feature: FeatureDrift, config: MonitorConfig) -> bool:
+    """A drifted feature moved by at least the declared effect size, or its missing rate jumped
+    (an absent column is a data-quality problem, not an effect)."""
+    if not feature.drifted or feature.status == MISSING:
+        return False
+    jump = abs(feature.missing_rate_current - feature.missing_rate_reference) > config.drift.missing_rate_tolerance
+    limit = config.categorical_effect if feature.kind == "categorical" else config.numeric_effect
+    return jump or (feature.effect is not None and feature.effect >= limit)
+
+
+def _describe(feature: FeatureDrift) -> str:
+    if feature.effect is None or feature.adjusted_p is None:
+        return f"{feature.feature} ({feature.detail})"
+    return f"{feature.feature} (effect {feature.effect:.3g}, adjusted p {feature.adjusted_p:.2g})"
+
+
+def drift_alerts(
+    drift: DriftReport, importance: dict[str, float] | None, config: MonitorConfig, common: dict
+) -> list[Alert]:
+    """One alert per feature-drift rule that fired, naming the features that made it fire."""
+    importance = importance or {}
+    drifted = [f.feature for f in drift.drifted]
+    large = [f for f in drift.drifted if large_effect(f, config)]
+    weighty = [f for f in drift.drifted if importance.get(f.feature, 0.0) >= config.important_share]
+    alerts = []
+    if large:
+        message = "large drift: " + "; ".join(_describe(f) for f in large)
+        alerts.append((AlertRule.FEATURE_EFFECT, message, large))
+    if weighty:
+        shares = "; ".join(
+            f"{_describe(f)} carries {importance[f.feature]:.0%} of the model's importance" for f in weighty
+        )
+        alerts.append((AlertRule.IMPORTANT_FEATURE, f"important feature drifted: {shares}", weighty))
+    if drift.dataset_drift:
+        message = (
+            f"{len(drifted)} of {len(drift.tested)} features drifted "
+            f"({drift.drifted_share:.0%} >= {config.drift.drift_share:.0%}): {drifted}"
+        )
+        alerts.append((AlertRule.SHARE_OF_FEATURES, message, drift.drifted))
+    return [
+        Alert.of(
+            rule,
+            message,
+            {"features": [f.feature for f in why], "drifted": drifted, "share": drift.drifted_share},
+            **common,
+        )
+        for rule, message, why in alerts
+    ]
+
+
 def assess(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -170,49 +254,49 @@ def assess(
     config: MonitorConfig | None = None,
     source: str = "",
     model_label: str = "",
+    importance: dict[str, float] | None = None,
+    reference_predictions: np.ndarray | None = None,
 ) -> MonitorResult:
-    """Compare production input `current` with the model's training rows `reference`."""
+    """Compare production input `current` with the model's training rows `reference`.
+
+    `importance` and `reference_predictions` are computed from `model` when not given (pass them
+    to assess many windows against one model without recomputing)."""
     config = config or MonitorConfig()
     quality = data_quality(current, spec, config.max_invalid_share)
-    drift = detect_drift(reference, current, spec, config.drift)
-    prediction, reference_predictions = None, None
     complete = all(c in current.columns for c in spec.features)
     if model is not None:
-        reference_predictions = np.asarray(model.predict(reference))
+        if reference_predictions is None:
+            reference_predictions = np.asarray(model.predict(reference))
+        if importance is None:
+            importance = permutation_importance(model, reference, spec)
         if current_predictions is None and complete and len(current):
             current_predictions = np.asarray(model.predict(current))
+    outputs = None
     if reference_predictions is not None and current_predictions is not None:
-        prediction = prediction_drift(reference_predictions, current_predictions, config.drift)
+        outputs = (reference_predictions, current_predictions)
+    drift = detect_drift(reference, current, spec, config.drift, predictions=outputs)
+    prediction = drift.prediction
     perf = None
     if labels is not None and current_predictions is not None:
         perf = performance(labels, current_predictions, spec.task, reference_metrics or {}, config)
     common = {"source": source, "model": model_label}
     alerts = []
     if quality:
-        alerts.append(Alert("data_quality", "; ".join(p["detail"] for p in quality), {"problems": quality}, **common))
-    if drift.dataset_drift:
-        names = [f.feature for f in drift.drifted]
-        alerts.append(
-            Alert(
-                "dataset_drift",
-                f"{len(names)} of {len(drift.tested)} features drifted "
-                f"({drift.drifted_share:.0%} >= {config.drift.drift_share:.0%}): {names}",
-                {"drifted": names, "share": drift.drifted_share},
-                **common,
-            )
-        )
+        message = "; ".join(p["detail"] for p in quality)
+        alerts.append(Alert.of(AlertRule.DATA_QUALITY, message, {"problems": quality}, **common))
+    alerts += drift_alerts(drift, importance, config, common)
     if prediction is not None and prediction.drifted:
         alerts.append(
-            Alert(
-                "prediction_drift",
-                f"predictions drifted: {prediction.method} effect "
-                f"{prediction.effect:.3f} (threshold {prediction.threshold:.3g})",
-                {"effect": prediction.effect, "p_value": prediction.p_value},
+            Alert.of(
+                AlertRule.PREDICTION_DRIFT,
+                f"predictions drifted: {prediction.method} effect {prediction.effect:.3f} "
+                f"(floor {prediction.threshold:.3g}), adjusted p {prediction.adjusted_p:.2g}",
+                {"effect": prediction.effect, "p_value": prediction.p_value, "adjusted_p": prediction.adjusted_p},
                 **common,
             )
         )
     if perf and perf.get("decayed"):
-        alerts.append(Alert("performance_decay", perf["detail"], perf, **common))
+        alerts.append(Alert.of(AlertRule.PERFORMANCE_DECAY, perf["detail"], perf, **common))
     return MonitorResult(
         source,
         model_label,
@@ -225,4 +309,6 @@ def assess(
         alerts,
         current_predictions,
         reference_predictions,
+        importance,
+        config,
     )

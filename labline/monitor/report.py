@@ -82,6 +82,36 @@ def plot_distributions(
     return paths
 
 
+def rules_text(result: MonitorResult) -> str:
+    """The decision rules with this run's thresholds, in one sentence each."""
+    drift, config = result.drift.config, result.config
+    return (
+        f"Each feature: Kolmogorov-Smirnov (numeric) or chi-square (categorical, categories expecting fewer than "
+        f"{drift.min_expected:g} rows pooled); p-values Holm-adjusted over the window's tests; drift when the "
+        f"adjusted p < {drift.alpha} and the effect reaches its floor ({drift.numeric_floor} reference std, "
+        f"total variation {drift.categorical_floor}). Alerts: **feature_effect** a drifted feature's effect >= "
+        f"{config.numeric_effect} std (total variation >= {config.categorical_effect}) or its missing rate moved "
+        f"by more than {drift.missing_rate_tolerance}; **important_feature** a drifted feature with >= "
+        f"{config.important_share:.0%} of the model's importance; **share_of_features** >= {drift.drift_share:.0%} "
+        f"of the features drifted; **prediction_drift** the model's outputs drifted."
+    )
+
+
+def feature_table(result: MonitorResult) -> list[str]:
+    """One row per feature: its test, raw and adjusted p, effect, and the model's importance."""
+    importance = result.importance or {}
+    header = ["feature", "kind", "status", "test", "statistic", "p-value", "adjusted p", "effect", "floor"]
+    header += ["importance", "rows", "detail"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for f in result.drift.features:
+        lines.append(
+            f"| {f.feature} | {f.kind} | {f.status} | {f.method} | {_fmt(f.statistic)} | {_fmt(f.p_value)} | "
+            f"{_fmt(f.adjusted_p)} | {_fmt(f.effect)} | {_fmt(f.threshold)} | {_fmt(importance.get(f.feature))} | "
+            f"{f.current_rows} | {f.detail} |"
+        )
+    return lines
+
+
 def render_markdown(result: MonitorResult, plots: list[Path] | None = None) -> str:
     """The report as Markdown (plots linked by file name, relative to the report)."""
     config = result.drift.config
@@ -97,7 +127,7 @@ def render_markdown(result: MonitorResult, plots: list[Path] | None = None) -> s
         "",
     ]
     if result.alerts:
-        lines += ["## Alerts", ""] + [f"- **{a.kind}**: {a.message}" for a in result.alerts] + [""]
+        lines += ["## Alerts", ""] + [f"- **{a.rule or a.kind}** ({a.kind}): {a.message}" for a in result.alerts] + [""]
     else:
         lines += [
             "No alerts."
@@ -105,29 +135,16 @@ def render_markdown(result: MonitorResult, plots: list[Path] | None = None) -> s
             else f"Not enough data: fewer than {config.min_rows} rows in the window; nothing was judged.",
             "",
         ]
-    lines += [
-        "## Features",
-        "",
-        f"Small windows (< {config.large_sample} rows): KS / chi-square at alpha {config.alpha} "
-        f"Bonferroni-corrected, with an effect floor; large windows: rank-Wasserstein > "
-        f"{config.numeric_threshold} or Jensen-Shannon > {config.categorical_threshold}.",
-        "",
-        "| feature | kind | status | method | statistic | p-value | effect | threshold | rows | detail |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for f in result.drift.features:
-        lines.append(
-            f"| {f.feature} | {f.kind} | {f.status} | {f.method} | {_fmt(f.statistic)} | "
-            f"{_fmt(f.p_value)} | {_fmt(f.effect)} | {_fmt(f.threshold)} | {f.current_rows} | {f.detail} |"
-        )
+    lines += ["## Features", "", rules_text(result), ""] + feature_table(result)
     lines += ["", "## Predictions", ""]
     if result.prediction is None:
         lines.append("Not tested (no model or no predictions for the window).")
     else:
         p = result.prediction
         lines.append(
-            f"{p.status}: {p.method} statistic {_fmt(p.statistic)}, effect {_fmt(p.effect)}, "
-            f"threshold {_fmt(p.threshold)}, {p.current_rows} predictions. {p.detail}"
+            f"{p.status}: {p.method} statistic {_fmt(p.statistic)}, p {_fmt(p.p_value)}, adjusted p "
+            f"{_fmt(p.adjusted_p)}, effect {_fmt(p.effect)} (floor {_fmt(p.threshold)}), {p.current_rows} predictions. "
+            f"{p.detail}"
         )
     lines += ["", "## Performance", ""]
     lines.append(result.performance["detail"] if result.performance else "No labels in the window.")

@@ -110,6 +110,10 @@ def test_a_release_that_would_leak_a_hidden_check_fails_and_is_removed(tmp_path)
     with pytest.raises(LeakError, match=r"notes\.py: .* \(a hidden check of 03_data_checks\)"):
         release(root, out, exercises)
     assert not out.exists()
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "old.txt").write_text("last term's release")
+    refused = run_cli("exercises", "release", "--out", str(tmp_path / "full"))
+    assert refused.returncode == 2 and "is not empty" in refused.stderr, refused.stderr
     (out / "exercises").mkdir(parents=True)
     shutil.copy(ROOT / "solutions" / "03_data_checks.ipynb", out / "exercises" / "copied.ipynb")
     assert {leak.exercise for leak in scan(out, exercises)} >= {"03_data_checks"}

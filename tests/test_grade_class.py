@@ -82,6 +82,8 @@ def test_every_planted_submission_gets_the_row_planted(graded):
         assert (row["score"], row["total"]) == (str(len(planted.passed)), "8"), planted.kind
     other = book[("correct", OTHER)]
     assert (other["status"], other["score"]) == ("graded", other["total"]), other
+    said = result.stderr.find(f"grading {len(book)} submission(s), 2 at once")
+    assert 0 <= said < result.stderr.find(f"[1/{len(book)}]"), result.stderr  # before the first is done
     assert f"[{len(book)}/{len(book)}]" in result.stderr, result.stderr  # the progress, one line per submission
     assert f"({len(book)} graded, 0 unchanged, 0 not gradable)" in result.stdout, result.stdout
 

@@ -26,9 +26,13 @@ from labline.exercises.template import SolutionFormatError
 from runner.exit_codes import ExitCode
 
 
+def _templates_folder(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--exercises", type=Path, default=None, help="templates folder (default: exercises/)")
+
+
 def _folders(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--solutions", type=Path, default=None, help="solutions folder (default: solutions/)")
-    parser.add_argument("--exercises", type=Path, default=None, help="templates folder (default: exercises/)")
+    _templates_folder(parser)
 
 
 def _work_dir(parser: argparse.ArgumentParser) -> None:
@@ -111,7 +115,7 @@ def register(subparsers) -> None:
     _grade_parser(sub)
 
     listing = sub.add_parser("list", help="list the exercises: name, title, template")
-    listing.add_argument("--exercises", type=Path, default=None, help="templates folder (default: exercises/)")
+    _templates_folder(listing)
     listing.set_defaults(handler=cmd_list)
 
     start = sub.add_parser(
@@ -121,7 +125,7 @@ def register(subparsers) -> None:
     start.add_argument("names", nargs="+", metavar="NAME", help="the exercise (NN_name, or its number: 03)")
     _work_dir(start)
     start.add_argument("--force", action="store_true", help="replace an existing working copy (your work is lost)")
-    start.add_argument("--exercises", type=Path, default=None, help="templates folder (default: exercises/)")
+    _templates_folder(start)
     start.set_defaults(handler=cmd_start)
 
     release = sub.add_parser(
@@ -186,15 +190,17 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    from labline.exercises.release import release
+    from labline.exercises.release import LeakError, release
     from labline.paths import project_root
 
     exercises = _selected(args, None)
     try:
         written = release(project_root(), args.out, exercises)
-    except ExerciseError as exc:
+    except (LeakError, SolutionFormatError) as exc:
         print(f"labline exercises release: {exc}", file=sys.stderr)
         return ExitCode.FAILED
+    except ExerciseError as exc:  # where it was asked to write
+        raise _usage(exc) from None
     print(f"wrote {len(written)} files to {args.out}: {len(exercises)} exercise templates, no solutions;")
     print("  every file scanned: no hidden check in it")
     return ExitCode.OK
@@ -278,12 +284,13 @@ def _grade_one(args: argparse.Namespace, notebook: Path) -> int:
 class _ClassProgress:
     """done/total and the student now graded: a bar on a terminal, one line per submission elsewhere."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, workers: int):
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.console = Console(stderr=True)
         self.bar = None
+        self.start = f"grading {total} submission(s), {min(workers, total)} at once"
         if self.console.is_terminal:
             columns = (
                 TextColumn("grading"),
@@ -298,6 +305,8 @@ class _ClassProgress:
     def __enter__(self):
         if self.bar is not None:
             self.bar.__enter__()
+        else:  # said at once: the first submission may take a while
+            self.console.print(f"{self.start}; a line as each one is done", markup=False, highlight=False)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -362,7 +371,7 @@ def _grade_class(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     limits = Limits(args.cell_timeout, args.timeout, memory, unconfined is None)
     workers = args.workers or len(os.sched_getaffinity(0))
-    with _ClassProgress(len(submissions)) as progress:
+    with _ClassProgress(len(submissions), workers) as progress:
         rows = ClassGrader(out, limits, workers, args.force, progress).grade(submissions)
     gradebook = write_gradebook(rows, out, args.format)
     summary = class_summary(rows)

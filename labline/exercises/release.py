@@ -27,6 +27,7 @@ RELEASED_FILES = (
     "environment.yml",
     "pipeline.yaml",
     "pipeline_airbnb.yaml",
+    ".gitignore",  # the student's work/ and runs/ stay out of a repository they make
 )
 RELEASED_FOLDERS = ("notebooks", "data", "labline", "runner")
 _SKIPPED_NAMES = ("__pycache__", "runs", ".ipynb_checkpoints")
@@ -95,14 +96,28 @@ def scan(folder: Path, exercises: list[Exercise]) -> list[Leak]:
 
 def release(root: Path, out: Path, exercises: list[Exercise]) -> list[Path]:
     """Write the student distribution of the project at `root` into `out` (new or empty); the files written."""
-    from labline.exercises.checking import build
-
     if out.exists() and any(out.iterdir()):
         raise ExerciseError(f"{out} is not empty; release into a new folder (a stale file could hold anything)")
     inside = [name for name in RELEASED_FOLDERS if (root / name).resolve() in (out.resolve(), *out.resolve().parents)]
     if inside:
         raise ExerciseError(f"{out} is inside {inside[0]}/, which the release copies; pick a folder outside it")
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        _write(root, out, exercises)
+        leaks = scan(out, exercises)
+    except BaseException:  # a bad solution marker, a full disk, Ctrl-C: no half-written release left
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    if leaks:
+        shutil.rmtree(out)
+        shown = "\n  ".join(leak.describe() for leak in leaks[:20])
+        raise LeakError(f"the release would hand out hidden checks, so {out} was removed:\n  {shown}")
+    return sorted(p for p in out.rglob("*") if p.is_file())
+
+
+def _write(root: Path, out: Path, exercises: list[Exercise]) -> None:
+    from labline.exercises.checking import build
+
     for name in RELEASED_FILES:
         if (root / name).is_file():
             shutil.copy2(root / name, out / name)
@@ -111,9 +126,3 @@ def release(root: Path, out: Path, exercises: list[Exercise]) -> list[Path]:
             shutil.copytree(root / name, out / name, ignore=_ignored)
     for exercise in exercises:
         build(exercise, out / "exercises")
-    leaks = scan(out, exercises)
-    if leaks:
-        shutil.rmtree(out)
-        shown = "\n  ".join(leak.describe() for leak in leaks[:20])
-        raise LeakError(f"the release would hand out hidden checks, so {out} was removed:\n  {shown}")
-    return sorted(p for p in out.rglob("*") if p.is_file())

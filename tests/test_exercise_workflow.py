@@ -97,6 +97,11 @@ def test_a_release_holds_the_templates_and_environment_and_no_hidden_check(relea
         in listing.stdout
     )
     assert "solutions" not in listing.stdout
+    started = run_cli("exercises", "start", "04", cwd=released)
+    assert started.returncode == 0 and "hand it in" in started.stdout, started.stdout + started.stderr
+    assert (released / "work" / "04_slices_and_bias.ipynb").is_file()
+    graded = run_cli("exercises", "grade", "04_slices_and_bias", cwd=released)
+    assert graded.returncode == 2 and "need the instructor's checkout" in graded.stderr, graded.stderr
 
 
 def test_a_release_that_would_leak_a_hidden_check_fails_and_is_removed(tmp_path):

@@ -12,6 +12,7 @@ import nbformat
 from labline.commands.common import add_format_option
 from labline.exercises.catalog import (
     ExerciseError,
+    default_dirs,
     discover,
     find_template,
     infer_name,
@@ -182,10 +183,11 @@ def cmd_start(args: argparse.Namespace) -> int:
         copies = [start(find_template(name, args.exercises), args.dir, args.force) for name in args.names]
     except ExerciseError as exc:
         raise _usage(exc) from None
+    gradable = default_dirs()[0].is_dir()  # a release has no solutions: the instructor grades
     for copy in copies:
         print(f"wrote {_shown(copy)}: open it in JupyterLab, fill in each stub, run the checks as you go")
         target = copy.stem if args.dir is None else _shown(copy)
-        print(f"  grade it with: labline exercises grade {target}")
+        print(f"  grade it with: labline exercises grade {target}" if gradable else "  then hand it in to be graded")
     return ExitCode.OK
 
 

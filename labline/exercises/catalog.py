@@ -37,7 +37,10 @@ def discover(solutions_dir: Path | None = None, exercises_dir: Path | None = Non
     solutions_dir = Path(solutions_dir or default_solutions)
     exercises_dir = Path(exercises_dir or default_exercises)
     if not solutions_dir.is_dir():
-        raise ExerciseError(f"solutions folder {solutions_dir} does not exist")
+        raise ExerciseError(
+            f"solutions folder {solutions_dir} does not exist: building, checking and grading need the "
+            "instructor's checkout (a student's release has no solutions; run a notebook's # Check: cells instead)"
+        )
     found = []
     for path in sorted(solutions_dir.glob("*.ipynb")):
         if not NAME.match(path.stem):

@@ -181,9 +181,7 @@ def run_evidently(python: Path, bench: Bench, windows: dict[str, pd.DataFrame], 
     for name, rows in windows.items():
         as_columns(rows, spec).to_parquet(folder / "windows" / f"{name}.parquet")
     script = Path(__file__).resolve().parent / "evidently_runner.py"
-    done = subprocess.run(
-        ["nice", "-n", "10", str(python), str(script), str(folder)], capture_output=True, text=True, check=False
-    )
+    done = subprocess.run([str(python), str(script), str(folder)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"evidently_runner failed ({done.returncode}): {done.stderr[-2000:]}")
     return json.loads((folder / "evidently.json").read_text())

@@ -1,5 +1,6 @@
 """`labline monitor` end to end on NYC Airbnb: healthy and drifted batch files, the request log
-with feedback labels, alerts recorded and posted to a local webhook, exit codes, the notebook."""
+with feedback labels, alerts recorded and posted to a local webhook, exit codes, the notebook;
+and on Census: one feature drifting a lot alerts by its own rule."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from labline.data.perturb import perturb
 from labline.data.snapshot import assign_split, split_frames, write_snapshot
 from labline.models.artifact import load_model, save_sklearn_model
 from labline.models.sklearn_models import build_training_pipeline
-from labline.monitor.alerts import read_alerts
+from labline.monitor.alerts import AlertRule, read_alerts
 from labline.monitor.run import monitor_once
+from runner.exit_codes import ExitCode
 from tests.fixtures import ROOT
 from tests.fixtures.cli import run_cli
 
@@ -255,3 +257,68 @@ def test_monitor_notebook_runs_through_the_cli(world, tmp_path):
 
     scraps = read_scraps(tmp_path / "monitor.ipynb")
     assert scraps["status"] == "healthy" and scraps["current_rows"] == 800 and scraps["webhook"] == "not sent"
+
+
+@pytest.fixture(scope="module")
+def census_run(tmp_path_factory):
+    """A finished Census run folder (snapshot of 6,000 rows, a logistic regression), and the rows it never saw."""
+    base = tmp_path_factory.mktemp("census-monitor")
+    frame, spec = load_dataset("census")
+    order = np.random.default_rng(0).permutation(len(frame))
+    snapshot = assign_split(frame.iloc[order[:6000]].reset_index(drop=True), spec, 0.2, 42)
+    run = base / "runs" / "census-1"
+    write_snapshot(snapshot, run / "explore" / "snapshot.parquet")
+    (run / "explore" / "spec.json").write_text(spec.to_json())
+    train, _ = split_frames(snapshot)
+    model = build_training_pipeline(spec, "logreg").fit(train[spec.features], train[spec.target])
+    save_sklearn_model(run / "train_sklearn" / "model", model, spec)
+    scraps = {
+        "snapshot_path": str(run / "explore" / "snapshot.parquet"),
+        "spec_path": str(run / "explore" / "spec.json"),
+    }
+    manifest = {
+        "run_id": "census-1",
+        "status": "succeeded",
+        "steps": {
+            "explore": {"scraps": scraps},
+            "train_sklearn": {"scraps": {"model_dir": str(run / "train_sklearn" / "model")}},
+        },
+    }
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    pool = frame.iloc[order[6000:]].reset_index(drop=True)[spec.features]
+    return {"base": base, "run": run, "pool": pool}
+
+
+def test_census_ages_plus_15_years_alone_alert_and_exit_1(census_run, tmp_path):
+    pool, run = census_run["pool"], census_run["run"]
+    clean = monitor_once(
+        str(_batch(census_run, "census-clean.csv", pool.sample(2000, random_state=7))),
+        str(run),
+        out_dir=tmp_path / "clean",
+        alert_log=tmp_path / "alerts.jsonl",
+    )
+    assert clean.result.status == "healthy" and clean.result.rules == []
+    older = perturb(pool.sample(2000, random_state=8), ["age=+15"], seed=8)
+    done = run_cli(
+        "monitor",
+        "--source",
+        str(_batch(census_run, "census-older.csv", older)),
+        "--reference",
+        str(run),
+        "--out",
+        str(tmp_path / "older"),
+        "--no-notebook",
+        env={"LABLINE_ALERTS": str(tmp_path / "alerts.jsonl")},
+    )
+    assert done.returncode == ExitCode.FAILED, done.stdout + done.stderr
+    assert "rule feature_effect: age" in done.stdout
+    result = json.loads((tmp_path / "older" / "result.json").read_text())
+    assert result["status"] == "alert" and not result["drift"]["dataset_drift"]  # 1 of 14 features
+    by_rule = {a["rule"]: a for a in result["alerts"]}
+    assert by_rule[AlertRule.FEATURE_EFFECT]["details"]["features"] == ["age"]
+    age = next(f for f in result["drift"]["features"] if f["feature"] == "age")
+    assert age["method"] == "ks" and age["adjusted_p"] < 1e-6 and age["effect"] > 1.0  # 15 years > 1 std
+    assert age["adjusted_p"] >= age["p_value"]
+    assert sum(result["importance"].values()) == pytest.approx(1.0)
+    report = (tmp_path / "older" / "report.md").read_text()
+    assert "- **feature_effect** (dataset_drift): large drift: age (effect" in report and "| adjusted p |" in report

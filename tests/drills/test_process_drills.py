@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from labline.cli import main
 from runner.contracts import RunManifest, RunStatus, StepStatus
 from runner.exit_codes import ExitCode
 from runner.owner import OWNER_FILE, ProcessOwner, claim_folder, remove_orphan_folders
@@ -108,7 +109,7 @@ def test_sigint_ends_the_run_interrupted_with_no_kernel_or_folder_left(tmp_path)
     assert not folder.exists()
 
 
-def test_sigkill_shows_the_run_died_and_the_next_run_cleans_its_kernels(tmp_path):
+def test_sigkill_shows_the_run_died_and_the_next_run_cleans_its_kernels(tmp_path, monkeypatch, capsys):
     project = sleeping_project(tmp_path / "project")
     process = labline(project, "run")
     folder = started_sleeping(project, process)
@@ -116,10 +117,13 @@ def test_sigkill_shows_the_run_died_and_the_next_run_cleans_its_kernels(tmp_path
     finish(process)
     assert manifest(project)["status"] == RunStatus.RUNNING  # what it last wrote: history is not rewritten
 
-    code, out, _ = finish(labline(project, "runs", "--format", "json"))
-    assert code == ExitCode.OK and [row["status"] for row in json.loads(out)] == [RunStatus.DIED]
-    code, out, _ = finish(labline(project, "show", "latest", "--json"))
-    assert code == ExitCode.OK and json.loads(out)["status"] == RunStatus.DIED
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("LABLINE_RUNS", raising=False)
+    capsys.readouterr()
+    assert main(["runs", "--format", "json"]) == ExitCode.OK
+    assert [row["status"] for row in json.loads(capsys.readouterr().out)] == [RunStatus.DIED]
+    assert main(["show", "latest", "--json"]) == ExitCode.OK
+    assert json.loads(capsys.readouterr().out)["status"] == RunStatus.DIED
 
     code, _, err = finish(labline(sleeping_project(tmp_path / "next", seconds=0), "run"))
     assert code == ExitCode.OK, err

@@ -9,6 +9,8 @@ SQLite needs one adjustment: the standard library driver starts transactions laz
 write), so two processes could both read the champion before either writes. Here every write
 transaction starts with BEGIN IMMEDIATE, which takes the database's write lock up front; the
 second writer waits (up to `timeout` seconds) and then re-reads what the first one committed.
+PostgreSQL gets the same from a transaction-level advisory lock, which exists before any table
+does, so two processes opening an empty database do not both run the first migrations.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from labline import paths
 
 LOCK_TIMEOUT_S = 30.0
+PG_WRITE_LOCK = 0x1AB11E  # the advisory lock key every registry writer takes on PostgreSQL
 
 
 class RegistryError(Exception):
@@ -63,14 +66,24 @@ def make_engine(url: str | None = None) -> Engine:
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """One transaction holding the write lock from its first statement until commit.
 
-    SQLite: BEGIN IMMEDIATE. Other databases: a row lock on `schema_version`, which every
-    writer takes first, so writers are serialized the same way.
+    SQLite: BEGIN IMMEDIATE. Other databases: see `_serialize_writers`.
     """
     with engine.connect().execution_options(registry_write=True) as conn:
         with conn.begin():
-            if conn.dialect.name != "sqlite":
-                conn.execute(sa.select(schema_version.c.version).with_for_update())
+            _serialize_writers(conn)
             yield conn
+
+
+def _serialize_writers(conn: Connection) -> None:
+    """Hold the registry's write lock until this transaction ends (SQLite's BEGIN IMMEDIATE has it already).
+
+    PostgreSQL: an advisory lock; as its transactions read committed, every statement after it sees
+    what the writer before committed. Other databases: a row lock on `schema_version`, once it exists.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_WRITE_LOCK})
+    elif conn.dialect.name != "sqlite" and sa.inspect(conn).has_table("schema_version"):
+        conn.execute(sa.select(schema_version.c.version).with_for_update())
 
 
 @contextmanager
@@ -208,6 +221,7 @@ def migrate(engine: Engine, target: int = SCHEMA_VERSION) -> int:
         raise RegistryError(f"schema version {target} does not exist; this labline knows up to {SCHEMA_VERSION}")
     while True:
         with engine.connect().execution_options(registry_write=True) as conn, conn.begin():
+            _serialize_writers(conn)
             found = current_version(conn)  # re-read under the lock: another process may have migrated
             if found > SCHEMA_VERSION:
                 raise RegistryError(

@@ -233,6 +233,7 @@ def load_dataset(source: str, target: str | None = None) -> tuple[pd.DataFrame, 
     """
     from labline.data.frame import with_model_dtypes
 
+    check_name(source)  # before Path.exists, which raises OSError for a name no file system holds
     name, _, arg = source.partition(":")
     if name in BUILTIN and not Path(source).exists():
         module = _module(name)

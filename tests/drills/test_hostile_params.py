@@ -116,3 +116,12 @@ def test_an_unwritable_runs_folder_is_one_line_with_the_path():
     assert done.returncode == ExitCode.ENVIRONMENT, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert str(runs / "runs") in done.stderr and "Permission denied" in done.stderr, done.stderr
+
+
+def test_an_over_long_data_set_name_is_refused_before_the_file_system_is_asked(tmp_path, capsys):
+    from labline.data.datasets import DatasetError, load_dataset
+
+    with pytest.raises(DatasetError, match="is too long: a part of 300 bytes"):
+        load_dataset("census:" + "y" * 300)  # was OSError: File name too long, from Path.exists
+    code, err = refused(capsys, "run", "--dataset", "z" * 300, "--runs", str(tmp_path / "runs"), "--no-register")
+    assert code == ExitCode.USAGE and "is too long" in err and len(err.splitlines()) == 1, err

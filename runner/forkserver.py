@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 import ctypes
+import faulthandler
 import importlib
 import io
 import json
@@ -234,6 +235,7 @@ def become_kernel(request: dict, fds: list[int]) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _redirect(fds)
+    _report_crashes()
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -279,6 +281,18 @@ def _redirect(fds: list[int]) -> None:
         stream = _std_stream(fd, old)
         setattr(sys, name, stream)
         setattr(sys, f"__{name}__", stream)
+
+
+def _report_crashes() -> None:
+    """Have a crash (SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL) write the Python traceback of the cell to
+    the kernel's log: on a duplicate of stderr, since ipykernel later points fd 2 at a pipe that a
+    dying kernel can no longer forward. The runner keeps that log as the step's kernel.log."""
+    global _crash_log
+    _crash_log = open(os.dup(2), "w", closefd=True)  # noqa: SIM115 (open for the process's life)
+    faulthandler.enable(file=_crash_log, all_threads=False)
+
+
+_crash_log: io.TextIOWrapper | None = None
 
 
 def _std_stream(fd: int, old: io.TextIOWrapper) -> io.TextIOWrapper:

@@ -30,10 +30,14 @@ def failing_run(tmp_path_factory):
         "fails": {"notebook": "fails.ipynb"},
         "after_fails": {"notebook": "consume.ipynb", "needs": ["fails"]},
         "dies": {"notebook": "dies.ipynb"},
+        "segfaults": {"notebook": "segfaults.ipynb"},
         "sleeps": {"notebook": "sleeps.ipynb", "timeout": 8, "parameters": {"seconds": 60}},
         "flaky": {"notebook": "flaky.ipynb", "retries": 1},
     }
     pipeline = make_project(folder / "project", steps)
+    segfaults = json.loads((pipeline.parent / "dies.ipynb").read_text())
+    segfaults["cells"][2]["source"] = "import ctypes\n\nctypes.string_at(0)  # reads address 0: SIGSEGV"
+    (pipeline.parent / "segfaults.ipynb").write_text(json.dumps(segfaults))
     before = files_under(pipeline.parent)
     events = []
     record = run_pipeline(
@@ -91,6 +95,15 @@ def test_dead_kernel_is_reported_not_hung(failing_run):
     assert (Path(body["output_notebook"]).parent / "kernel.log").is_file()  # kept, even when the kernel wrote nothing
     assert body["scraps"] == {"before_death": 1}
     assert body["seconds"] < 30  # detected by polling, far below any timeout: not a hang
+
+
+def test_a_crashing_kernel_leaves_the_python_traceback_in_its_log(failing_run):
+    body = failing_run["steps"]["segfaults"]
+    assert body["status"] == "dead_kernel"
+    assert body["error"]["kernel_exit"] == -11 and body["error"]["evalue"] == "Kernel died (killed by SIGSEGV)"
+    log = (Path(body["output_notebook"]).parent / "kernel.log").read_text()
+    assert "Fatal Python error: Segmentation fault" in log
+    assert "in string_at" in log  # the crashing call, from faulthandler in the kernel
 
 
 def test_whole_notebook_timeout(failing_run):

@@ -122,6 +122,18 @@ class ValidationGlue(Glue):
 
 
 @dataclass(frozen=True)
+class CleaningGlue(Glue):
+    """What the data set's cleaning rules removed (labline.data.cleaning.Cleaning.to_glue), and the
+    kept rows in the raw file's columns (for a built-in with rules: what a course's data tests read)."""
+
+    NOTEBOOKS: ClassVar[tuple[str, ...]] = ("explore.ipynb",)
+    MARKERS: ClassVar[frozenset[str]] = frozenset({"cleaning", "cleaned_path"})
+
+    cleaning: list = field(hash=False)  # one RuleCount record per rule; empty for a data set without rules
+    cleaned_path: str | None = None
+
+
+@dataclass(frozen=True)
 class SnapshotGlue(Glue):
     """The data snapshot a run trained on (the monitor's reference rows)."""
 
@@ -144,6 +156,7 @@ class AuditGlue(Glue):
     disparities: list = field(hash=False)
     slice_metrics: Any = field(hash=False)  # a glued DataFrame: feature, value, count, small, f1 | mae, ...
     slices_path: str | None = None
+    model_card_path: str | None = None  # the card an accepted risk is written into
 
     def slice_rows(self) -> list[dict[str, Any]]:
         """The slice table as one dict per row."""

@@ -16,6 +16,7 @@ import pytest
 from labline.registry import Registry, RegistryError
 from labline.registry.db import SCHEMA_VERSION, make_engine, migrate
 from labline.registry.gate import Check, GatePolicy, evaluate, higher_is_better
+from tests.drills.conftest import *  # noqa: F403  (registry_url and what it needs: one run per registry backend)
 from tests.fixtures.cli import run_cli
 from tests.fixtures.versions import model_version
 
@@ -158,9 +159,9 @@ def test_load_model_refuses_tampered_or_missing_artifacts(iris_run, tmp_path):
 
 
 # ---- the gate -----------------------------------------------------------------------------------
-def _registered(iris_run, tmp_path, run_id, edit=None) -> tuple[Registry, dict, list]:
+def _registered(iris_run, tmp_path, run_id, edit=None, url=None) -> tuple[Registry, dict, list]:
     manifest = copy_run(iris_run, tmp_path / "runs", run_id, edit)
-    reg = Registry(db_file(tmp_path)[0])
+    reg = Registry(url or db_file(tmp_path)[0])
     return reg, manifest, reg.register_run(manifest)
 
 
@@ -178,7 +179,7 @@ def test_promote_best_eligible_with_no_champion_and_record_decision(iris_run, tm
     assert reg.aliases() == {"champion": best.version}
     assert "no champion yet" in next(c.reason for c in decision.checks if c.rule == "metric")
     stored = rows(Path(reg.engine.url.database), "SELECT version, previous, promoted, reasons FROM decisions")
-    assert stored[0][:3] == (best.version, None, 1) and len(json.loads(stored[0][3])) == 5
+    assert stored[0][:3] == (best.version, None, 1) and len(json.loads(stored[0][3])) == 6  # artifact + 5 rules
     assert reg.resolve("champion").version == best.version
 
 
@@ -405,15 +406,15 @@ def _promote_in_process(url: str, version: int, barrier) -> None:
     reg.promote(version=version)
 
 
-def test_concurrent_promotions_stay_consistent(iris_run, tmp_path):
+def test_concurrent_promotions_stay_consistent(iris_run, tmp_path, registry_url):  # noqa: F811
     def lower(m):
         m["steps"]["train_torch"]["scraps"]["macro_f1"] = 0.5
 
-    reg, _, low = _registered(iris_run, tmp_path, "run-low", lower)
-    _, _, high = _registered(iris_run, tmp_path, "run-high")
+    reg, _, low = _registered(iris_run, tmp_path, "run-low", lower, registry_url)
+    _, _, high = _registered(iris_run, tmp_path, "run-high", url=registry_url)
     low_v = next(v for v in low if v.step == "train_torch").version
     high_v = next(v for v in high if v.step == "train_torch").version
-    url = str(reg.engine.url)
+    url = registry_url
     context = multiprocessing.get_context("spawn")
     for _ in range(2):
         barrier = context.Barrier(2)
@@ -424,7 +425,7 @@ def test_concurrent_promotions_stay_consistent(iris_run, tmp_path):
             w.join(60)
         assert [w.exitcode for w in workers] == [0, 0]
     # Whatever the order, each decision saw the alias as the one before it left it, and the better model wins.
-    history = rows(Path(reg.engine.url.database), "SELECT version, previous, promoted FROM decisions ORDER BY id")
+    history = [(d.version, d.previous, d.promoted) for d in reversed(reg.decisions())]
     assert len(history) == 4
     holder = None
     for version, previous, promoted in history:
@@ -433,8 +434,8 @@ def test_concurrent_promotions_stay_consistent(iris_run, tmp_path):
     assert holder == high_v and reg.aliases() == {"champion": high_v}
 
 
-def test_apply_decision_moves_the_alias_only_from_the_expected_holder(iris_run, tmp_path):
-    reg, _, versions = _registered(iris_run, tmp_path, "run-external")
+def test_apply_decision_moves_the_alias_only_from_the_expected_holder(iris_run, tmp_path, registry_url):  # noqa: F811
+    reg, _, versions = _registered(iris_run, tmp_path, "run-external", url=registry_url)
     first, second = sorted(v.version for v in versions)
     passed = [Check("metric", True, "better on the retraining holdout")]
     assert reg.apply_decision("champion", first, passed, "macro_f1", expected_holder=None).promoted
@@ -442,5 +443,6 @@ def test_apply_decision_moves_the_alias_only_from_the_expected_holder(iris_run, 
     assert not stale.promoted and "moved from None to" in _failed_rules(stale)["holder"]
     refused = reg.apply_decision("champion", second, [Check("slices", False, "worse slice")], "macro_f1", first)
     assert not refused.promoted and reg.aliases() == {"champion": first}
-    history = rows(Path(reg.engine.url.database), "SELECT version, previous, promoted FROM decisions ORDER BY id")
-    assert history == [(first, None, 1), (second, first, 0), (second, first, 0)]
+    history = [(d.version, d.previous, d.promoted) for d in reversed(reg.decisions())]
+    assert history == [(first, None, True), (second, first, False), (second, first, False)]
+    assert all(d.kind == "gate" and d.who for d in reg.decisions())

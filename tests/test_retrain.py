@@ -99,7 +99,7 @@ def test_clean_batch_promotes_when_better_and_a_concurrent_retrain_is_locked_out
     after = Registry(env["db"]).resolve("champion")
     assert after.label == decision["challenger"] and after.version != before.version
     recorded = Registry(env["db"]).decisions()[0]  # newest first: the registry's own history has it too
-    assert recorded["version"] == after.version and recorded["previous"] == before.version and recorded["promoted"]
+    assert recorded.version == after.version and recorded.previous == before.version and recorded.promoted
     history, week = read_table(paths["before-2019-06-03"]), read_table(paths["2019-06-24"])
     assert decision["accumulated_rows"] == len(pd.concat([history, week]).drop_duplicates())
     assert "retrain promoted" in out and decision["challenger"] in out

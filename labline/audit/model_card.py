@@ -6,10 +6,15 @@ know something (for example, no sensitive attributes were declared), instead of 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from labline.registry.decisions import AcceptedRisk
 
 SECTIONS = (
     "Model Details",
@@ -232,3 +237,28 @@ def render_model_card(f: ModelFacts) -> str:
         parts.append("### Group disparities\n" + _table(f.disparities, limit=200, columns=DISPARITY_COLUMNS))
     parts += ["## Ethical Considerations", _ethics(f), "## Caveats and Recommendations", _caveats(f)]
     return "\n\n".join(parts) + "\n"
+
+
+ACCEPTED_RISK = "Accepted Risk"
+_ACCEPTED_SECTION = re.compile(rf"## {ACCEPTED_RISK}\n.*?(?=^## |\Z)", re.S | re.M)
+
+
+def accepted_risk_markdown(risk: AcceptedRisk) -> str:
+    """The card's section for a version promoted although the gate refused it."""
+    failed = "\n".join(f"- **{c.rule}**: {c.reason}" for c in risk.failed)
+    return (
+        f"## {ACCEPTED_RISK}\n\n"
+        f"The promotion gate refused v{risk.version} as `{risk.scope}@{risk.alias}`; it was promoted "
+        f"because a person accepted the risk.\n\n"
+        f"- Reason: {risk.reason}\n- Accepted by: {risk.who}\n- When: {risk.when}\n\n"
+        f"Failed checks:\n\n{failed}\n\n"
+    )
+
+
+def record_accepted_risk(card: str | Path, risk: AcceptedRisk) -> None:
+    """Write the accepted risk into a rendered card, before Model Details (replacing an earlier one)."""
+    path = Path(card)
+    text = _ACCEPTED_SECTION.sub("", path.read_text())
+    section = accepted_risk_markdown(risk)
+    head, marker, rest = text.partition("## Model Details")
+    path.write_text(head + section + marker + rest if marker else text.rstrip("\n") + "\n\n" + section)

@@ -61,6 +61,13 @@ def register(subparsers) -> None:
     )
     promote.add_argument("--dry-run", action="store_true", help="show the decision without acting or recording it")
     promote.add_argument(
+        "--accept",
+        default=None,
+        metavar="REASON",
+        help="promote even though the gate refuses, accepting the risk for this REASON (recorded with who and "
+        "when; a tampered artifact is never accepted)",
+    )
+    promote.add_argument(
         "--dataset",
         default=None,
         metavar="NAME",
@@ -74,7 +81,10 @@ def register(subparsers) -> None:
     alias.add_argument("name", nargs="?", help="alias name")
     alias.add_argument("version", nargs="?", type=int, help="version number")
     alias.add_argument("--remove", action="store_true", help="remove the alias NAME")
-    alias.add_argument("--force", action="store_true", help="allow setting 'champion' without the gate")
+    alias.add_argument(
+        "--force", action="store_true", help="allow setting 'champion' without the gate (needs --reason)"
+    )
+    alias.add_argument("--reason", default=None, help="why the alias moves, recorded in the decisions")
     alias.add_argument(
         "--dataset",
         default=None,
@@ -216,6 +226,9 @@ def print_decision(decision: Decision) -> None:
     )
     for check in decision.checks:
         print(f"  {'PASS' if check.passed else 'FAIL'} {check.rule:<12} {check.reason}")
+    if decision.accepted:
+        risk = decision.accepted
+        print(f"  ACCEPTED RISK by {risk.who} at {risk.when} ({risk.failed_rules()} failed): {risk.reason}")
     for version, checks in decision.considered:
         if version is decision.candidate:
             continue
@@ -231,6 +244,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     if args.margin < 0 or args.slice_tolerance < 0:
         raise CommandError(f"--margin ({args.margin}) and --slice-tolerance ({args.slice_tolerance}) must be >= 0")
+    if args.accept is not None:
+        _reason(args.accept, "accepting a risk", "--accept")
     decision = _open(args).promote(
         alias=args.alias,
         metric=args.metric,
@@ -239,9 +254,38 @@ def cmd_promote(args: argparse.Namespace) -> int:
         slice_tolerance=args.slice_tolerance,
         dry_run=args.dry_run,
         scope=args.dataset,
+        accept=args.accept,
     )
     print_decision(decision)
+    if args.accept is not None and decision.passed:
+        print("  nothing to accept: the gate passed")
+    if decision.accepted and not decision.dry_run:
+        _write_card(decision)
     return ExitCode.OK if decision.promoted else ExitCode.FAILED
+
+
+def _write_card(decision: Decision) -> None:
+    """The accepted risk goes into the candidate's model card, where the run's audit wrote it."""
+    from labline.audit.model_card import record_accepted_risk
+
+    card = (decision.candidate.checks.get("audit") or {}).get("card")
+    if not card or not Path(card).is_file():
+        print(f"  no model card to record the accepted risk in ({card or 'the audit wrote none'})")
+        return
+    record_accepted_risk(card, decision.accepted)
+    print(f"  model card {card} records the accepted risk")
+
+
+def _reason(text: str | None, what: str, option: str) -> str:
+    """A reason given on the command line (the registry's rule); a missing or blank one is a usage error."""
+    from labline.commands.common import CommandError
+    from labline.registry import RegistryError
+    from labline.registry.decisions import check_reason
+
+    try:
+        return check_reason(text, what, option)
+    except RegistryError as exc:
+        raise CommandError(str(exc)) from None
 
 
 @_guard
@@ -252,7 +296,7 @@ def cmd_alias(args: argparse.Namespace) -> int:
     if args.remove:
         if not args.name:
             raise CommandError("--remove needs an alias NAME")
-        scope = reg.remove_alias(args.name, args.dataset)
+        scope = reg.remove_alias(args.name, args.dataset, args.reason)
         print(f"removed alias {args.name!r} of {scope}")
         return ExitCode.OK
     if args.name is None:
@@ -264,8 +308,12 @@ def cmd_alias(args: argparse.Namespace) -> int:
         print(f"{found.scope}@{args.name.rpartition('@')[2]} -> {found.label}")
         return ExitCode.OK
     if args.name == "champion" and not args.force:
-        raise CommandError("'champion' is moved by `labline promote` (the gate); add --force to set it by hand")
-    version = reg.set_alias(args.name, args.version)
+        raise CommandError(
+            "'champion' is moved by `labline promote` (the gate); add --force --reason \"WHY\" to set it by hand"
+        )
+    if args.force:
+        _reason(args.reason, f"--force (moving {args.name!r} to v{args.version} without the gate)", "--reason")
+    version = reg.set_alias(args.name, args.version, reason=args.reason, force=args.force)
     print(f"{version.scope}@{args.name} -> {version.label}")
     return ExitCode.OK
 
@@ -276,15 +324,25 @@ def cmd_decisions(args: argparse.Namespace) -> int:
     if not found:
         print("no promotion decisions yet")
     for d in found:
-        verb = "promoted" if d["promoted"] else "refused"
-        where = f"{d['scope']}@" if d.get("scope") else ""
-        print(
-            f"#{d['id']} {d['created']} {where}{d['alias']}: {verb} v{d['version']} (held by "
-            f"{'v' + str(d['previous']) if d['previous'] else 'nobody'}; metric {d['metric']})"
-        )
-        for reason in d["reasons"]:
-            print(f"    {'PASS' if reason['passed'] else 'FAIL'} {reason['rule']:<12} {reason['reason']}")
+        where = f"{d.scope}@" if d.scope else ""
+        held = f"v{d.previous}" if d.previous else "nobody"
+        metric = f"; metric {d.metric}" if d.metric else ""
+        print(f"#{d.id} {d.created} {where}{d.alias}: {_verb(d)} (held by {held}{metric}) by {d.who or 'unknown'}")
+        if d.why:
+            print(f"    why: {d.why}")
+        for check in d.checks:
+            print(f"    {'PASS' if check.passed else 'FAIL'} {check.rule:<12} {check.reason}")
     return ExitCode.OK
+
+
+def _verb(d) -> str:
+    """What a decision did, in words: `d` is a registry DecisionRecord."""
+    from labline.registry.decisions import DecisionKind
+
+    if d.kind == DecisionKind.REMOVED:
+        return "removed"
+    what = {DecisionKind.ACCEPTED: "promoted, risk accepted", DecisionKind.FORCED: "forced", DecisionKind.MOVED: "set"}
+    return f"{what.get(d.kind, 'promoted' if d.promoted else 'refused')} v{d.version}"
 
 
 @_guard

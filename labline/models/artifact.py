@@ -14,7 +14,6 @@ refused with its name.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,20 +23,11 @@ import numpy as np
 import pandas as pd
 import skops.io as sio
 
+from labline.artifact_files import FORMAT, MANIFEST, ArtifactError, artifact_sha256, verify_artifact
+from labline.artifact_files import file_sha256 as _sha256
 from labline.data.frame import Rows, model_frame
 from labline.data.spec import DatasetSpec
 from labline.models.deterministic import dump_skops
-
-FORMAT = "labline-model/1"
-MANIFEST = "manifest.json"
-
-
-class ArtifactError(RuntimeError):
-    """An artifact that is missing, tampered with, or not a labline model."""
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _write_manifest(out: Path, kind: str, spec: DatasetSpec, labels: list[str], metadata: dict) -> str:
@@ -52,11 +42,6 @@ def _write_manifest(out: Path, kind: str, spec: DatasetSpec, labels: list[str], 
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
     return artifact_sha256(out)
-
-
-def artifact_sha256(path: str | Path) -> str:
-    """The artifact's identity: the SHA-256 of its manifest (which holds every file's hash)."""
-    return _sha256(Path(path) / MANIFEST)
 
 
 def _prepare(out: str | Path) -> Path:
@@ -96,30 +81,6 @@ def save_torch_model(
     return _write_manifest(out, "torch", spec, list(labels), metadata or {})
 
 
-def _verify(path: Path) -> dict:
-    manifest_path = path / MANIFEST
-    if not manifest_path.exists():
-        raise ArtifactError(f"{manifest_path} is missing: {path} is not a labline model artifact")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{manifest_path} is not valid JSON: {exc}") from exc
-    if manifest.get("format") != FORMAT:
-        raise ArtifactError(f"{manifest_path} has format {manifest.get('format')!r}, expected {FORMAT!r}")
-    for name, expected in manifest["files"].items():
-        file = path / name
-        if not file.exists():
-            raise ArtifactError(f"artifact file {file} is missing")
-        if _sha256(file) != expected:
-            raise ArtifactError(f"artifact file {file} does not match its recorded SHA-256 (tampered or corrupted)")
-    return manifest
-
-
-def verify_artifact(path: str | Path) -> dict:
-    """Every file's SHA-256 against the artifact's manifest; ArtifactError names the missing or changed file."""
-    return _verify(Path(path))
-
-
 def _load_skops(file: Path) -> Any:
     """Load a skops file, trusting only types from the libraries labline builds models with."""
     untrusted = sio.get_untrusted_types(file=file)
@@ -142,6 +103,11 @@ class LoadedModel:
     sha256: str
     _model: Any = field(repr=False)
     _preprocess: Any = field(default=None, repr=False)
+
+    @property
+    def precision(self) -> np.dtype:
+        """The float type the model computes in: float32 for a PyTorch network, float64 for scikit-learn."""
+        return np.dtype(np.float32 if self.kind == "torch" else np.float64)
 
     def _frame(self, rows: Rows) -> pd.DataFrame:
         """The model's input, through the one conversion training used (labline.data.frame)."""
@@ -197,7 +163,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     """Verify an artifact's hashes, then load it; a PyTorch network is placed on `device` (a
     scikit-learn model ignores it). Raises ArtifactError naming the bad file or device."""
     path = Path(path)
-    manifest = _verify(path)
+    manifest = verify_artifact(path)
     spec = DatasetSpec.from_dict(manifest["spec"])
     common = dict(
         path=path,

@@ -158,7 +158,12 @@ def _decision_columns(scoped: bool = True) -> list[sa.Column]:
     ]
 
 
-decisions = sa.Table("decisions", metadata, *_decision_columns())
+def _who_columns() -> list[sa.Column]:
+    """What migration 4 adds to decisions: the kind of decision, who took it and why."""
+    return [sa.Column("kind", sa.String(20)), sa.Column("who", sa.String(200)), sa.Column("why", sa.Text)]
+
+
+decisions = sa.Table("decisions", metadata, *_decision_columns(), *_who_columns())
 
 
 def _migration_1(conn: Connection) -> None:
@@ -204,7 +209,17 @@ def _migration_3(conn: Connection) -> None:
         )
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2, _migration_3]
+def _migration_4(conn: Connection) -> None:
+    """Decisions say who took them and why (alias moves by hand, accepted risks); older rows are gate decisions."""
+    for column in _who_columns():
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE decisions ADD COLUMN {column.name} {kind}"))
+    from labline.registry.decisions import DecisionKind
+
+    conn.execute(sa.update(decisions).values(kind=DecisionKind.GATE.value))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2, _migration_3, _migration_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -9,14 +9,20 @@ by at least a margin. Every rule is evaluated and reported, so a refusal lists a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from labline.glue import AuditGlue, ValidationGlue
 from labline.registry.db import RegistryError
 from labline.registry.model_version import ModelVersion
 from runner.compare import lower_is_better
 
+if TYPE_CHECKING:
+    from labline.registry.decisions import AcceptedRisk
+
 DEFAULT_METRIC = {"classification": "macro_f1", "regression": "test_mae"}
 EPSILON = 1e-12  # float noise is not an improvement
+ARTIFACT_RULE = "artifact"  # the artifact's files are the registered ones (registry/integrity.py)
+CANDIDATE_RULE = "candidate"  # there is a version to promote, other than the holder
 
 
 def higher_is_better(metric: str) -> bool:
@@ -61,10 +67,16 @@ class Decision:
     dry_run: bool = False
     considered: list[tuple[ModelVersion, list[Check]]] = field(default_factory=list)
     scope: str | None = None  # the data set whose alias was decided on
+    accepted: AcceptedRisk | None = None  # the gate refused and a person accepted the risk
+
+    @property
+    def passed(self) -> bool:
+        """The gate's own verdict: a candidate, and every check passed."""
+        return self.candidate is not None and all(c.passed for c in self.checks)
 
     @property
     def promoted(self) -> bool:
-        return self.candidate is not None and all(c.passed for c in self.checks)
+        return self.passed or self.accepted is not None
 
 
 def _fmt(value: float) -> str:
@@ -211,7 +223,7 @@ def evaluate(candidate: ModelVersion, incumbent: ModelVersion | None, alias: str
     """Every rule for `candidate` taking `alias` from `incumbent` (None when nobody holds it)."""
     checks = []
     if incumbent is not None and incumbent.version == candidate.version:
-        checks.append(Check("candidate", False, f"{candidate.label} already holds {alias!r}"))
+        checks.append(Check(CANDIDATE_RULE, False, f"{candidate.label} already holds {alias!r}"))
     checks += [
         _validation(candidate),
         _audit(candidate),

@@ -90,6 +90,7 @@ def audit_evidence(manifest: dict[str, Any], artifact_sha256: str) -> dict[str, 
             "passed": bool(audit.audit_passed),
             "disparities": audit.disparities,
             "slices": [_clean_slice(r) for r in rows] if rows else None,
+            "card": audit.model_card_path,  # where an accepted risk is written (model_card.py)
         }
     return None
 
@@ -111,7 +112,7 @@ def _glued(manifest: dict[str, Any], evidence: dict[str, Any] | None, name: str)
 
 
 def _artifact_manifest(model_dir: Path, expected_sha256: str, step: str) -> dict[str, Any]:
-    from labline.models.artifact import MANIFEST, artifact_sha256
+    from labline.artifact_files import MANIFEST, artifact_sha256
 
     manifest_path = model_dir / MANIFEST
     if not manifest_path.exists():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,7 +30,23 @@ from labline.registry.db import (
     read_transaction,
     write_transaction,
 )
-from labline.registry.gate import Check, Decision, GatePolicy, default_metric, evaluate, higher_is_better
+from labline.registry.decisions import (
+    NOT_ACCEPTABLE,
+    AcceptedRisk,
+    DecisionKind,
+    DecisionRecord,
+    check_reason,
+    current_user,
+)
+from labline.registry.gate import (
+    CANDIDATE_RULE,
+    Check,
+    Decision,
+    GatePolicy,
+    default_metric,
+    evaluate,
+    higher_is_better,
+)
 from labline.registry.lineage import versions_in_run
 from labline.registry.model_version import ModelVersion
 from labline.registry.scope import DEFAULT_SCOPE, dataset_scope, split_ref
@@ -59,6 +76,15 @@ class Registry:
         self.url = url or default_url()
         self.engine = make_engine(self.url)
         migrate(self.engine)
+
+    @classmethod
+    def existing(cls, url: str | None = None) -> Registry | None:
+        """The registry at `url` if there is one (a SQLite file that exists, or a server); nothing is created."""
+        url = url or default_url()
+        parsed = sa.engine.make_url(url)
+        if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).is_file()):
+            return None
+        return cls(url)
 
     # ---- reading -----------------------------------------------------------------------------
     def _versions(self, conn: Connection, where=None) -> list[ModelVersion]:
@@ -154,13 +180,26 @@ class Registry:
             raise RegistryError(f"aliases are held in several data sets ({', '.join(scopes)}): name one")
         return {r["alias"]: r["version"] for r in rows if scope is None or r["scope"] == scope}
 
-    def decisions(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Promotion decisions, newest first."""
+    def decisions(self, limit: int | None = None) -> list[DecisionRecord]:
+        """Every alias decision (gate, accepted risk, by hand, removal), newest first."""
         query = sa.select(decisions).order_by(decisions.c.id.desc())
         if limit:
             query = query.limit(limit)
         with read_transaction(self.engine) as conn:
-            return [row._asdict() for row in conn.execute(query)]
+            return [DecisionRecord.from_row(row._asdict()) for row in conn.execute(query)]
+
+    def accepted_risks(self, version: int | None = None, run_id: str | None = None) -> list[AcceptedRisk]:
+        """Risks accepted by `promote --accept` (for one version, or the versions of one run), newest first."""
+        query = sa.select(decisions).where(decisions.c.kind == DecisionKind.ACCEPTED.value, decisions.c.promoted)
+        if version is not None:
+            query = query.where(decisions.c.version == int(version))
+        if run_id is not None:
+            of_run = sa.select(model_versions.c.version).where(model_versions.c.run_id == run_id)
+            query = query.where(decisions.c.version.in_(of_run))
+        with read_transaction(self.engine) as conn:
+            rows = conn.execute(query.order_by(decisions.c.id.desc()))
+            records = [DecisionRecord.from_row(row._asdict()) for row in rows]
+        return [r.accepted_risk for r in records if r.accepted_risk is not None]
 
     # ---- writing -----------------------------------------------------------------------------
     def register_run(self, manifest: dict[str, Any]) -> list[ModelVersion]:
@@ -198,21 +237,58 @@ class Registry:
         conn.execute(sa.delete(aliases).where(aliases.c.alias == alias, aliases.c.scope == scope))
         conn.execute(sa.insert(aliases).values(scope=scope, alias=alias, version=version.version, updated=_now()))
 
-    def set_alias(self, alias: str, version: int) -> ModelVersion:
-        """Point `alias` of the version's data set at `version` without the gate (the gate is `promote`)."""
+    @staticmethod
+    def _holder(conn: Connection, alias: str, scope: str | None) -> int | None:
+        query = sa.select(aliases.c.version).where(aliases.c.alias == alias, aliases.c.scope == scope)
+        return conn.execute(query).scalar()
+
+    @staticmethod
+    def _record(conn: Connection, kind: DecisionKind, decision: Decision, previous: int | None, why=None) -> None:
+        """One row of the audit trail, written in the transaction that moved (or kept) the alias."""
+        conn.execute(
+            sa.insert(decisions).values(
+                created=decision.accepted.when if decision.accepted else _now(),
+                alias=decision.alias,
+                version=decision.candidate.version if decision.candidate else None,
+                previous=previous,
+                metric=decision.metric or None,
+                promoted=decision.promoted,
+                reasons=[vars(c) for c in decision.checks],
+                scope=decision.scope,
+                kind=kind.value,
+                who=decision.accepted.who if decision.accepted else current_user(),
+                why=why,
+            )
+        )
+
+    def set_alias(self, alias: str, version: int, reason: str | None = None, force: bool = False) -> ModelVersion:
+        """Point `alias` of the version's data set at `version` without the gate (the gate is `promote`).
+
+        The artifact is verified first; the move is recorded as a decision. A forced move needs a reason.
+        """
+        from labline.registry.integrity import artifact_check, verify
+
         _check_alias(alias)
+        why = check_reason(reason, f"moving {alias!r} with --force") if force or reason is not None else None
         with write_transaction(self.engine) as conn:
             found = self._get(conn, version)
+            verify(found)
+            previous = self._holder(conn, alias, found.scope or DEFAULT_SCOPE)
             self._set_alias(conn, alias, found)
+            moved = Decision(alias, "", found, None, [artifact_check(found)], scope=found.scope or DEFAULT_SCOPE)
+            self._record(conn, DecisionKind.FORCED if force else DecisionKind.MOVED, moved, previous, why)
             return self._get(conn, version)
 
-    def remove_alias(self, alias: str, scope: str | None = None) -> str:
-        """Remove `alias` (of `scope`, or of the only data set holding it); returns that scope."""
+    def remove_alias(self, alias: str, scope: str | None = None, reason: str | None = None) -> str:
+        """Remove `alias` (of `scope`, or of the only data set holding it), as a decision; returns that scope."""
         named, alias = split_ref(alias)
+        why = check_reason(reason, f"removing {alias!r}") if reason is not None else None
         with write_transaction(self.engine) as conn:
-            scope = self._resolve(conn, alias, named or scope).scope
-            conn.execute(sa.delete(aliases).where(aliases.c.alias == alias, aliases.c.scope == scope))
-            return scope
+            held = self._resolve(conn, alias, named or scope)
+            conn.execute(sa.delete(aliases).where(aliases.c.alias == alias, aliases.c.scope == held.scope))
+            removed = Decision(alias, "", None, None, [], scope=held.scope)
+            self._record(conn, DecisionKind.REMOVED, removed, held.version, why)
+            return held.scope
 
     def _promotion_scope(self, conn: Connection, scope: str | None, version: int | None) -> str | None:
         """The data set a promotion moves an alias in: the version's, the one asked, or the only one."""
@@ -237,21 +313,25 @@ class Registry:
         slice_tolerance: float = 0.05,
         dry_run: bool = False,
         scope: str | None = None,
+        accept: str | None = None,
     ) -> Decision:
         """Give `alias` of one data set to `version` (or its best version that passes the gate).
 
         The data set (`scope`) is the version's, else the one given, else the registry's only one;
-        candidates and the current holder are taken from it alone. One transaction: the holder is
-        read under the write lock, the alias moved and the decision recorded together. Refusals
-        are recorded too; a dry run records and moves nothing.
+        candidates and the current holder are taken from it alone. The chosen candidate's artifact
+        is verified file by file. One transaction: the holder is read under the write lock, the
+        alias moved and the decision recorded together. Refusals are recorded too; a dry run
+        records and moves nothing. `accept` (a reason) promotes a candidate the gate refused,
+        unless its artifact failed verification; the accepted risk is recorded with who and when.
         """
+        from labline.registry.integrity import artifact_check
+
         _check_alias(alias)
+        reason = check_reason(accept, "accepting a risk", "--accept") if accept is not None else None
         transaction = read_transaction if dry_run else write_transaction
         with transaction(self.engine) as conn:
             scope = self._promotion_scope(conn, scope, version)
-            held = conn.execute(
-                sa.select(aliases.c.version).where(aliases.c.alias == alias, aliases.c.scope == scope)
-            ).scalar()
+            held = self._holder(conn, alias, scope)
             incumbent = self._get(conn, held) if held is not None else None
             if version is not None:
                 candidates = [self._get(conn, version)]
@@ -261,23 +341,27 @@ class Registry:
             policy = GatePolicy(metric or default_metric(task), margin, slice_tolerance)
             decision = self._decide(alias, policy, candidates, incumbent, explicit=version is not None)
             decision.dry_run, decision.scope = dry_run, scope
+            if decision.candidate is not None:
+                decision.checks.insert(0, artifact_check(decision.candidate))
+            if reason is not None:
+                decision.accepted = self._accepted(decision, reason)
             if dry_run:
                 return decision
             if decision.promoted:
                 self._set_alias(conn, alias, decision.candidate)
-            conn.execute(
-                sa.insert(decisions).values(
-                    created=_now(),
-                    alias=alias,
-                    version=decision.candidate.version if decision.candidate else None,
-                    previous=held,
-                    metric=policy.metric,
-                    promoted=decision.promoted,
-                    reasons=[vars(c) for c in decision.checks],
-                    scope=scope,
-                )
-            )
+            kind = DecisionKind.ACCEPTED if decision.accepted else DecisionKind.GATE
+            self._record(conn, kind, decision, held, reason if decision.accepted else None)
             return decision
+
+    @staticmethod
+    def _accepted(decision: Decision, reason: str) -> AcceptedRisk | None:
+        """The risk a person accepts: the gate's failed checks, if none of them is one that cannot be accepted."""
+        failed = tuple(c for c in decision.checks if not c.passed)
+        if decision.candidate is None or not failed or any(c.rule in NOT_ACCEPTABLE for c in failed):
+            return None
+        return AcceptedRisk(
+            decision.candidate.version, decision.alias, decision.scope, reason, current_user(), _now(), failed
+        )
 
     def apply_decision(
         self, alias: str, version: int, checks: list[Check], metric: str, expected_holder: int | None
@@ -308,18 +392,7 @@ class Registry:
             decision = Decision(alias, metric, candidate, incumbent, checks, scope=candidate.scope)
             if decision.promoted:
                 self._set_alias(conn, alias, candidate)
-            conn.execute(
-                sa.insert(decisions).values(
-                    created=_now(),
-                    alias=alias,
-                    version=candidate.version,
-                    previous=held,
-                    metric=metric,
-                    promoted=decision.promoted,
-                    reasons=[vars(c) for c in checks],
-                    scope=candidate.scope,
-                )
-            )
+            self._record(conn, DecisionKind.GATE, decision, held)
             return decision
 
     @staticmethod
@@ -334,7 +407,7 @@ class Registry:
             candidates.sort(key=lambda c: (sign * c.metrics[policy.metric], c.version), reverse=True)
         if not candidates:
             why = f"no registered {task or ''} version other than the current {alias} has metric {policy.metric!r}"
-            return Decision(alias, policy.metric, None, incumbent, [Check("candidate", False, why)])
+            return Decision(alias, policy.metric, None, incumbent, [Check(CANDIDATE_RULE, False, why)])
         considered = [(c, evaluate(c, incumbent, alias, policy)) for c in candidates]
         chosen = next(((c, checks) for c, checks in considered if all(k.passed for k in checks)), considered[0])
         return Decision(alias, policy.metric, chosen[0], incumbent, chosen[1], considered=considered)
@@ -342,23 +415,13 @@ class Registry:
     # ---- loading -----------------------------------------------------------------------------
     def load_model(self, ref: str, scope: str | None = None):
         """(version, LoadedModel) for an alias or version number; the artifact must match its registered hash."""
-        from pathlib import Path
-
-        from labline.models.artifact import MANIFEST, ArtifactError, artifact_sha256, load_model
+        from labline.models.artifact import MANIFEST, ArtifactError, load_model
+        from labline.registry.integrity import verify
 
         version = self.resolve(ref, scope)
         path = Path(version.artifact_path)
         manifest = path / MANIFEST
-        if not manifest.exists():
-            raise RegistryError(
-                f"{version.label}: artifact file {manifest} is missing (the model was moved or deleted)"
-            )
-        found = artifact_sha256(path)
-        if found != version.artifact_sha256:
-            raise RegistryError(
-                f"{version.label}: artifact file {manifest} has SHA-256 {found}, registered "
-                f"{version.artifact_sha256}: refused (tampered or replaced)"
-            )
+        verify(version)
         try:
             model = load_model(path)
         except ArtifactError as exc:

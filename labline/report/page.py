@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from labline.report import sections
+from labline.report.accepted import accepted_risks
+from labline.report.cleaning import cleaning_section
 from labline.report.differences import differences_section
 from labline.report.html import badge, esc, fmt, seconds
 from labline.report.models import models_section
@@ -17,9 +19,11 @@ from runner.contracts import StepStatus
 RUN_SECTIONS = [
     sections.pipeline,
     sections.failures,
+    cleaning_section,
     sections.parameters,
     sections.plots,
     sections.model_cards,
+    accepted_risks,
     sections.environment,
 ]
 NOTEBOOK_MODES = ("embed", "link", "none")

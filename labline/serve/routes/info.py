@@ -2,9 +2,12 @@
 
 # No `from __future__ import annotations`: FastAPI reads the dependencies from the annotations.
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+import asyncio
 
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from labline.serve.metrics import PrometheusText
 from labline.serve.state import State
 
 router = APIRouter()
@@ -31,7 +34,7 @@ async def health():
     return {"status": "alive"}
 
 
-@router.get("/ready")
+@router.get("/ready", responses={503: {"description": "the request log is closed: no answers until restarted"}})
 async def ready(state: State):
     alive = not state.log.closed
     body = {
@@ -41,16 +44,31 @@ async def ready(state: State):
     return JSONResponse(body, status_code=200 if alive else 503)
 
 
+def _accepted_risks(registry_url: str | None, versions: dict[str, int | None]) -> dict[str, dict | None]:
+    """Each arm's accepted risk (the newest `promote --accept` of its version), read from the registry."""
+    if not any(v is not None for v in versions.values()):
+        return dict.fromkeys(versions)
+    from labline.registry import Registry
+
+    try:
+        registry = Registry(registry_url)
+        found = {arm: registry.accepted_risks(version=v) if v is not None else [] for arm, v in versions.items()}
+    except Exception as exc:  # the registry cannot be read now: say so, do not fail the description
+        return dict.fromkeys(versions, {"unknown": f"the registry could not be read: {exc}"})
+    return {arm: risks[0].to_dict() if risks else None for arm, risks in found.items()}
+
+
 @router.get("/model")
 async def model(state: State):
     current = state.routes
-    return {
-        "deployments": {arm: d.describe() for arm, d in current.all().items()},
-        "split": current.split,
-        "reloads": state.reloads,
-    }
+    deployments = {arm: d.describe() for arm, d in current.all().items()}
+    versions = {arm: d.version for arm, d in current.all().items()}
+    risks = await asyncio.to_thread(_accepted_risks, state.settings.registry_url, versions)
+    for arm, risk in risks.items():
+        deployments[arm]["accepted_risk"] = risk
+    return {"deployments": deployments, "split": current.split, "reloads": state.reloads}
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PrometheusText, summary="Prometheus metrics (text format)")
 async def prometheus(state: State):
-    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return PrometheusText(state.metrics.render())

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from labline.registry import Registry
 from labline.serve import ServeSettings, create_app
+from labline.serve.metrics import PrometheusText
 from labline.serve.request_log import read_requests
 from tests.fixtures.serve import FEATURES, copy_registry, iris_records, model_dir
 
@@ -226,6 +227,8 @@ def test_every_route_of_the_app_is_its_own_metrics_endpoint_and_any_other_path_i
         assert client.get("/redoc").status_code == 200
         text = client.get("/metrics").text
     assert set(paths) == {"/", "/health", "/ready", "/model", "/metrics", "/predict", "/predict/batch", "/admin/reload"}
+    assert list(paths["/metrics"]["get"]["responses"]["200"]["content"]) == [PrometheusText.media_type]  # not JSON
+    assert PrometheusText.media_type.startswith("text/plain; version=0.0.4")
     endpoints = {sample.labels["endpoint"] for family in text_string_to_metric_families(text)
                  for sample in family.samples if sample.name == "labline_requests_total"}  # fmt: skip
     assert endpoints == set(paths) | {"/openapi.json", "/redoc", "other"}

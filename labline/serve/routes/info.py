@@ -2,6 +2,8 @@
 
 # No `from __future__ import annotations`: FastAPI reads the dependencies from the annotations.
 
+import asyncio
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -42,14 +44,29 @@ async def ready(state: State):
     return JSONResponse(body, status_code=200 if alive else 503)
 
 
+def _accepted_risks(registry_url: str | None, versions: dict[str, int | None]) -> dict[str, dict | None]:
+    """Each arm's accepted risk (the newest `promote --accept` of its version), read from the registry."""
+    if not any(v is not None for v in versions.values()):
+        return dict.fromkeys(versions)
+    from labline.registry import Registry
+
+    try:
+        registry = Registry(registry_url)
+        found = {arm: registry.accepted_risks(version=v) if v is not None else [] for arm, v in versions.items()}
+    except Exception as exc:  # the registry cannot be read now: say so, do not fail the description
+        return dict.fromkeys(versions, {"unknown": f"the registry could not be read: {exc}"})
+    return {arm: risks[0].to_dict() if risks else None for arm, risks in found.items()}
+
+
 @router.get("/model")
 async def model(state: State):
     current = state.routes
-    return {
-        "deployments": {arm: d.describe() for arm, d in current.all().items()},
-        "split": current.split,
-        "reloads": state.reloads,
-    }
+    deployments = {arm: d.describe() for arm, d in current.all().items()}
+    versions = {arm: d.version for arm, d in current.all().items()}
+    risks = await asyncio.to_thread(_accepted_risks, state.settings.registry_url, versions)
+    for arm, risk in risks.items():
+        deployments[arm]["accepted_risk"] = risk
+    return {"deployments": deployments, "split": current.split, "reloads": state.reloads}
 
 
 @router.get("/metrics", response_class=PrometheusText, summary="Prometheus metrics (text format)")

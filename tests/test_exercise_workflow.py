@@ -71,7 +71,14 @@ def released(tmp_path_factory):
 def test_a_release_holds_the_templates_and_environment_and_no_hidden_check(released):
     names = [e.name for e in discover()]
     assert sorted(p.stem for p in (released / "exercises").glob("*.ipynb")) == names
-    for name in ("Makefile", "pyproject.toml", "requirements.lock", "README.md", "pipeline.yaml"):
+    for name in (
+        "Makefile",
+        "pyproject.toml",
+        "requirements.lock",
+        "README.md",
+        "pipeline.yaml",
+        "jupyter_server_config.py",
+    ):
         assert (released / name).is_file(), name
     assert (released / "labline" / "cli.py").is_file() and (released / "runner" / "engine.py").is_file()
     assert (released / "notebooks" / "train_torch.ipynb").is_file() and (released / "data" / "iris_new.csv").is_file()

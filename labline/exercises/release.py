@@ -28,6 +28,7 @@ RELEASED_FILES = (
     "pipeline.yaml",
     "pipeline_airbnb.yaml",
     ".gitignore",  # the student's work/ and runs/ stay out of a repository they make
+    "jupyter_server_config.py",  # make lab: solutions/ hidden, tracked notebooks saved clean, .venv/bin on PATH
 )
 RELEASED_FOLDERS = ("notebooks", "data", "labline", "runner")
 _SKIPPED_NAMES = ("__pycache__", "runs", ".ipynb_checkpoints")

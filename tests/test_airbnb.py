@@ -3,15 +3,21 @@ batches and perturbed copies (library and `labline data batches/perturb`)."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from labline.data.airbnb import AS_OF, SPEC, derive_features, in_scope, read
+from labline.data.airbnb import AS_OF, SPEC, clean_rows, derive_features, in_scope, read
 from labline.data.batches import split_batches
+from labline.data.cleaning import Cleaning, CleaningError
 from labline.data.datasets import load_dataset, read_table
 from labline.data.perturb import PerturbError, perturb
 from labline.data.validate import validate
+from runner.contracts import StepStatus
+from runner.exit_codes import ExitCode
 from tests.fixtures import ROOT
 from tests.fixtures.cli import run_cli
 
@@ -116,3 +122,41 @@ def test_batches_and_perturb_commands(tmp_path):
     np.testing.assert_allclose(after["price"], before["price"] * 1.1)
     bad = run_cli("data", "perturb", str(out), "--shift", "price=+10", "--shift", "oops=drop", "--out", str(out))
     assert bad.returncode == 2 and "column 'oops' not found" in bad.stderr
+
+
+def test_a_listing_outside_nyc_stops_the_run_at_explore_with_the_row_named(raw, tmp_path):
+    """The NYC course's planned failure: a new sample with one point outside the city fails explore."""
+    rows = raw.head(200).copy()
+    rows.loc[17, "longitude"] = -75.1  # west of the bounding box (-74.25..-73.50)
+    path = tmp_path / "new_week.csv"
+    rows.to_csv(path, index=False)
+    done = run_cli(
+        "run",
+        "--dataset",
+        f"airbnb:{path}",
+        "--runs",
+        str(tmp_path / "runs"),
+        "--no-register",
+        env={"LABLINE_DATA_DIRS": str(tmp_path)},
+    )
+    assert done.returncode == ExitCode.FAILED, done.stderr
+    assert "step 'explore' failed" in done.stderr and "CleaningError" in done.stderr
+    assert "nyc_bounds: removed 1 of" in done.stderr and "none allowed" in done.stderr
+    assert f"row 18, id {rows.loc[17, 'id']}, longitude -75.1, latitude {rows.loc[17, 'latitude']}" in done.stderr
+    assert "explore cleaning, price: removed" in done.stderr  # the counts are printed after the run
+    (manifest,) = (tmp_path / "runs").glob("*/manifest.json")
+    steps = json.loads(manifest.read_text())["steps"]
+    assert {name for name, step in steps.items() if step["status"] == StepStatus.SKIPPED} == set(steps) - {"explore"}
+
+
+def test_cleaning_counts_each_rule_and_its_limit(raw):
+    cleaned = clean_rows()
+    price, bounds = cleaned.cleaning.counts
+    assert (price.rule, price.rows, price.removed) == ("price", len(raw), int((~raw["price"].between(10, 350)).sum()))
+    assert (bounds.rows, bounds.removed) == (len(raw) - price.removed, 0) and not cleaned.cleaning.failures()
+    assert list(cleaned.raw.columns) == list(raw.columns) and len(cleaned.raw) == len(cleaned.frame)
+    assert price.examples[0] == {"row": 83, "id": int(raw.loc[82, "id"]), "price": float(raw.loc[82, "price"])}
+    # A price filter that removed over its declared tenth fails, naming the first rows.
+    cheap = Cleaning((replace(price, removed=int(0.2 * price.rows)),))
+    with pytest.raises(CleaningError, match=r"price: removed 4000 of 20000 rows \(20.0%; at most 10%\).*row 83, id"):
+        cheap.raise_if_exceeded("airbnb")

@@ -25,6 +25,7 @@ from labline.commands.common import (
     resolve_runs,
 )
 from labline.commands.progress import ProgressDisplay, progress_printer
+from labline.data.cleaning import cleaning_lines
 from labline.env import run_metadata
 from labline.glue import ModelGlue
 from labline.paths import project_root
@@ -256,6 +257,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name, step in run.steps.items():
         if not (step.status.ok or step.status == StepStatus.SKIPPED):
             console.print(f"[red]{escape(failure_message(name, step))}[/]", highlight=False, soft_wrap=True)
+    for line in cleaning_lines(run):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     rows = comparison_rows([record.manifest], COMPARE_METRICS, label="model_name")
     print(render(_drop_empty(rows), args.format, title=f"run {record.run_id}"))
     console.print(f"run {record.run_id}: {run.status} ({record.path})", soft_wrap=True)

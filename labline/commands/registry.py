@@ -39,6 +39,39 @@ def register(subparsers) -> None:
     add_db_option(show)
     show.set_defaults(handler=cmd_model_show)
 
+    _promote_parser(subparsers)
+
+    alias = subparsers.add_parser("alias", help="list aliases, or point one at a version without the gate")
+    alias.add_argument("name", nargs="?", help="alias name")
+    alias.add_argument("version", nargs="?", type=int, help="version number")
+    alias.add_argument("--remove", action="store_true", help="remove the alias NAME")
+    alias.add_argument(
+        "--force", action="store_true", help="allow setting 'champion' without the gate (needs --reason)"
+    )
+    alias.add_argument("--reason", default=None, help="why the alias moves, recorded in the decisions")
+    alias.add_argument(
+        "--dataset",
+        default=None,
+        metavar="NAME",
+        help="the data set of the alias to show or remove (or name it DATASET@ALIAS)",
+    )
+    add_db_option(alias)
+    alias.set_defaults(handler=cmd_alias)
+
+    decisions = subparsers.add_parser("decisions", help="promotion decisions, newest first, with their reasons")
+    decisions.add_argument("--limit", type=int, default=20)
+    add_db_option(decisions)
+    decisions.set_defaults(handler=cmd_decisions)
+
+    repro = subparsers.add_parser("reproduce", help="re-run a run with its recorded parameters and compare metrics")
+    repro.add_argument("run", help="run id, unique prefix, or 'latest'")
+    add_runs_option(repro)
+    repro.add_argument("--pipeline", type=Path, default=None, help="pipeline file (default: ./pipeline.yaml)")
+    repro.add_argument("--workers", type=int, default=None)
+    repro.set_defaults(handler=cmd_reproduce)
+
+
+def _promote_parser(subparsers) -> None:
     promote = subparsers.add_parser("promote", help="give an alias to the best version that passes the gate")
     promote.add_argument("--alias", default="champion", help="alias to move (default: champion)")
     promote.add_argument("--version", type=int, default=None, help="promote this version (default: the best eligible)")
@@ -76,35 +109,6 @@ def register(subparsers) -> None:
     )
     add_db_option(promote)
     promote.set_defaults(handler=cmd_promote)
-
-    alias = subparsers.add_parser("alias", help="list aliases, or point one at a version without the gate")
-    alias.add_argument("name", nargs="?", help="alias name")
-    alias.add_argument("version", nargs="?", type=int, help="version number")
-    alias.add_argument("--remove", action="store_true", help="remove the alias NAME")
-    alias.add_argument(
-        "--force", action="store_true", help="allow setting 'champion' without the gate (needs --reason)"
-    )
-    alias.add_argument("--reason", default=None, help="why the alias moves, recorded in the decisions")
-    alias.add_argument(
-        "--dataset",
-        default=None,
-        metavar="NAME",
-        help="the data set of the alias to show or remove (or name it DATASET@ALIAS)",
-    )
-    add_db_option(alias)
-    alias.set_defaults(handler=cmd_alias)
-
-    decisions = subparsers.add_parser("decisions", help="promotion decisions, newest first, with their reasons")
-    decisions.add_argument("--limit", type=int, default=20)
-    add_db_option(decisions)
-    decisions.set_defaults(handler=cmd_decisions)
-
-    repro = subparsers.add_parser("reproduce", help="re-run a run with its recorded parameters and compare metrics")
-    repro.add_argument("run", help="run id, unique prefix, or 'latest'")
-    add_runs_option(repro)
-    repro.add_argument("--pipeline", type=Path, default=None, help="pipeline file (default: ./pipeline.yaml)")
-    repro.add_argument("--workers", type=int, default=None)
-    repro.set_defaults(handler=cmd_reproduce)
 
 
 def _open(args: argparse.Namespace) -> Registry:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -158,6 +159,16 @@ def _decision_columns(scoped: bool = True) -> list[sa.Column]:
     ]
 
 
+class DecisionKind(StrEnum):
+    """What `decisions.kind` holds (registry/decisions.py reads it into typed records)."""
+
+    GATE = "gate"  # the gate's verdict, promoted or refused
+    ACCEPTED = "accepted"  # the gate refused and a person accepted the risk (promote --accept)
+    FORCED = "forced"  # champion moved by hand, without the gate (alias --force --reason)
+    MOVED = "moved"  # another alias set by hand
+    REMOVED = "removed"  # an alias removed
+
+
 def _who_columns() -> list[sa.Column]:
     """What migration 4 adds to decisions: the kind of decision, who took it and why."""
     return [sa.Column("kind", sa.String(20)), sa.Column("who", sa.String(200)), sa.Column("why", sa.Text)]
@@ -214,8 +225,6 @@ def _migration_4(conn: Connection) -> None:
     for column in _who_columns():
         kind = column.type.compile(dialect=conn.dialect)
         conn.execute(sa.text(f"ALTER TABLE decisions ADD COLUMN {column.name} {kind}"))
-    from labline.registry.decisions import DecisionKind
-
     conn.execute(sa.update(decisions).values(kind=DecisionKind.GATE.value))
 
 

@@ -10,24 +10,17 @@ from __future__ import annotations
 import getpass
 import os
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
-from labline.registry.db import RegistryError
+from labline.registry.db import DecisionKind, RegistryError
 from labline.registry.gate import ARTIFACT_RULE, CANDIDATE_RULE, Check
+
+__all__ = ["AcceptedRisk", "DecisionKind", "DecisionRecord", "check_reason", "current_user"]
 
 USER_VARIABLE = "LABLINE_USER"
 MAX_REASON = 2000
 # The gate cannot be overruled on these: a tampered artifact, or no candidate at all.
 NOT_ACCEPTABLE = frozenset({ARTIFACT_RULE, CANDIDATE_RULE})
-
-
-class DecisionKind(StrEnum):
-    GATE = "gate"  # the gate's verdict, promoted or refused
-    ACCEPTED = "accepted"  # the gate refused and a person accepted the risk (promote --accept)
-    FORCED = "forced"  # champion moved by hand, without the gate (alias --force --reason)
-    MOVED = "moved"  # another alias set by hand
-    REMOVED = "removed"  # an alias removed
 
 
 def current_user() -> str:

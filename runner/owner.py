@@ -23,7 +23,9 @@ OWNER_FILE = "owner.json"
 
 def process_start(pid: int) -> str | None:
     """A token that names one process for the machine's uptime: boot id and start time in clock
-    ticks (None when no such process runs; `""` where /proc cannot tell)."""
+    ticks (None when no such process runs; `""` where /proc cannot tell, as on macOS)."""
+    if not os.path.isdir("/proc/self"):
+        return _signal_probe(pid)
     try:
         with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
@@ -41,6 +43,7 @@ def process_start(pid: int) -> str | None:
 
 
 def _signal_probe(pid: int) -> str | None:
+    """Whether `pid` exists, by signal 0: None when it does not, `""` (no start time) when it does."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -113,8 +113,10 @@ def remove_orphan_folders(pattern: str, parent: Path) -> list[Path]:
 
 
 def processes_naming(text: str) -> list[int]:
-    """PIDs of this user's processes whose command line contains `text`."""
+    """PIDs of the processes whose command line contains `text` (none known without /proc)."""
     pids = []
+    if not os.path.isdir("/proc/self"):
+        return pids
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue

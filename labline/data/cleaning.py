@@ -102,9 +102,14 @@ def _examples(removed: pd.DataFrame, rule: Rule, id_column: str | None) -> list[
 
 def _plain(value: Any) -> Any:
     """A cell as JSON holds it (glued scraps are JSON)."""
-    if value is None or value != value:  # NaN
+    import pandas as pd
+
+    if pd.api.types.is_scalar(value) and pd.isna(value):  # None, NaN, NA, NaT
         return None
-    return value.item() if hasattr(value, "item") else str(value) if not isinstance(value, (int, float, str)) else value
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float):
+        return float(f"{value:.10g}")  # 40.78442, not 40.784420000000004: a CSV round trip's noise
+    return value if isinstance(value, (int, str)) else str(value)
 
 
 def apply_rules(frame: pd.DataFrame, rules: tuple[Rule, ...], id_column: str | None = None):

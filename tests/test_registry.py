@@ -1,6 +1,6 @@
-"""The model registry on a real SQLite file: registration and lineage from a real Iris run, the
-promotion gate passing and refusing for each reason, tamper detection, migrations, the CLI, and
-two processes promoting at once."""
+"""The model registry on a real database (SQLite, and PostgreSQL where a server starts): registration
+and lineage from a real Iris run, the promotion gate passing and refusing for each reason, tamper
+detection, migrations, the CLI, and two processes promoting at once."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from labline.registry import Registry, RegistryError
-from labline.registry.db import SCHEMA_VERSION, make_engine, migrate
+from labline.registry.db import SCHEMA_VERSION, current_version, make_engine, migrate
 from labline.registry.gate import Check, GatePolicy, evaluate, higher_is_better
 from tests.drills.conftest import *  # noqa: F403  (registry_url and what it needs: one run per registry backend)
 from tests.fixtures.cli import run_cli
@@ -68,18 +69,24 @@ def slice_frame(manifest: dict, audit_step: str) -> dict:
 
 
 # ---- registration and lineage -------------------------------------------------------------------
-def test_register_run_records_lineage_in_sqlite(iris_run, tmp_path):
-    url, path = db_file(tmp_path)
+def stored_versions(url: str) -> list[tuple]:
+    """The lineage columns of every stored version, read with SQL (not through Registry), on any backend."""
+    from labline.registry.db import model_versions as table
+
+    columns = ("step", "run_id", "artifact_sha256", "data_fingerprint", "git_sha", "dataset", "metrics", "parameters")
+    with make_engine(url).connect() as conn:
+        query = sa.select(*(table.c[c] for c in columns), table.c.packages).order_by(table.c.version)
+        return [tuple(row) for row in conn.execute(query)]
+
+
+def test_register_run_records_lineage_in_the_database(iris_run, registry_url):  # noqa: F811
+    url = registry_url
     manifest = iris_run.manifest
     versions = Registry(url).register_run(manifest)
     trained = [s for s, b in manifest["steps"].items() if "model_dir" in (b.get("scraps") or {})]
     assert sorted(v.step for v in versions) == sorted(trained) and len(trained) == 2
 
-    stored = rows(
-        path,
-        "SELECT step, run_id, artifact_sha256, data_fingerprint, git_sha, dataset, metrics, "
-        "parameters, packages FROM model_versions ORDER BY version",
-    )
+    stored = stored_versions(url)
     assert len(stored) == 2
     for step, run_id, sha, fingerprint, git_sha, dataset, metrics, parameters, packages in stored:
         scraps = manifest["steps"][step]["scraps"]
@@ -87,17 +94,18 @@ def test_register_run_records_lineage_in_sqlite(iris_run, tmp_path):
         assert sha == scraps["artifact_sha256"]
         assert fingerprint == manifest["steps"]["explore"]["scraps"]["fingerprint"]
         assert git_sha == manifest["git"]["sha"] and dataset == "iris"
-        assert json.loads(metrics)["test_accuracy"] == scraps["test_accuracy"]
-        assert json.loads(packages) == manifest["packages"]
-        assert "output_dir" not in json.loads(parameters)
+        assert metrics["test_accuracy"] == scraps["test_accuracy"]
+        assert packages == manifest["packages"]
+        assert "output_dir" not in parameters
     torch = next(v for v in versions if v.step == "train_torch")
     assert torch.parameters["epochs"] == 60  # the run's override, not the pipeline default
     assert torch.checks["validation"]["passed"] is True and torch.checks["audit"]["passed"] is True
 
     again = Registry(url).register_run(manifest)  # idempotent per (run_id, step)
     assert [v.version for v in again] == [v.version for v in versions]
-    assert rows(path, "SELECT count(*) FROM model_versions") == [(2,)]
-    assert rows(path, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    assert len(stored_versions(url)) == 2
+    with make_engine(url).connect() as conn:
+        assert current_version(conn) == SCHEMA_VERSION
 
     # A later run that reused these steps from the cache holds the same artifacts: no duplicates.
     reused = json.loads(json.dumps(manifest))
@@ -105,11 +113,11 @@ def test_register_run_records_lineage_in_sqlite(iris_run, tmp_path):
     for step in trained:
         reused["steps"][step]["status"] = "cached"
     assert sorted(v.version for v in Registry(url).register_run(reused)) == sorted(v.version for v in versions)
-    assert rows(path, "SELECT count(*) FROM model_versions") == [(2,)]
+    assert len(stored_versions(url)) == 2
 
 
-def test_register_refuses_failed_runs_and_changed_artifacts(iris_run, tmp_path):
-    reg = Registry(db_file(tmp_path)[0])
+def test_register_refuses_failed_runs_and_changed_artifacts(iris_run, registry_url):  # noqa: F811
+    reg = Registry(registry_url)
     failed = json.loads(json.dumps(iris_run.manifest))
     failed["status"] = "failed"
     with pytest.raises(RegistryError, match="status 'failed'"):
@@ -132,9 +140,9 @@ def test_default_location_follows_labline_db(monkeypatch, tmp_path):
 
 
 # ---- loading verifies the artifact ------------------------------------------------------------------
-def test_load_model_refuses_tampered_or_missing_artifacts(iris_run, tmp_path):
+def test_load_model_refuses_tampered_or_missing_artifacts(iris_run, tmp_path, registry_url):  # noqa: F811
     manifest = copy_run(iris_run, tmp_path / "runs", "copy-run")
-    reg = Registry(db_file(tmp_path)[0])
+    reg = Registry(registry_url)
     torch = next(v for v in reg.register_run(manifest) if v.step == "train_torch")
     version, model = reg.load_model(str(torch.version))
     assert model.sha256 == torch.artifact_sha256 and model.kind == "torch"
@@ -169,8 +177,8 @@ def _failed_rules(decision) -> dict[str, str]:
     return {c.rule: c.reason for c in decision.checks if not c.passed}
 
 
-def test_promote_best_eligible_with_no_champion_and_record_decision(iris_run, tmp_path):
-    reg, manifest, versions = _registered(iris_run, tmp_path, "run-a")
+def test_promote_best_eligible_with_no_champion_and_record_decision(iris_run, tmp_path, registry_url):  # noqa: F811
+    reg, manifest, versions = _registered(iris_run, tmp_path, "run-a", url=registry_url)
     dry = reg.promote(dry_run=True)
     assert dry.promoted and reg.aliases() == {} and reg.decisions() == []
     decision = reg.promote()
@@ -178,8 +186,9 @@ def test_promote_best_eligible_with_no_champion_and_record_decision(iris_run, tm
     assert decision.promoted and decision.candidate.version == best.version
     assert reg.aliases() == {"champion": best.version}
     assert "no champion yet" in next(c.reason for c in decision.checks if c.rule == "metric")
-    stored = rows(Path(reg.engine.url.database), "SELECT version, previous, promoted, reasons FROM decisions")
-    assert stored[0][:3] == (best.version, None, 1) and len(json.loads(stored[0][3])) == 6  # artifact + 5 rules
+    [stored] = Registry(registry_url).decisions()  # read back from the database
+    assert (stored.version, stored.previous, stored.promoted) == (best.version, None, True)
+    assert len(stored.checks) == 6  # artifact + 5 rules
     assert reg.resolve("champion").version == best.version
 
 

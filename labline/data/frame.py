@@ -43,7 +43,7 @@ def model_frame(spec: DatasetSpec, rows: Rows) -> pd.DataFrame:
         index = None
     markers = set(spec.missing_markers)
     converted = {c: _typed(spec, c, values, markers) for c, values in columns.items()}
-    return pd.DataFrame(converted, columns=pd.Index(spec.features, dtype=object), index=index)
+    return pd.DataFrame(converted, columns=pd.Index(spec.features), index=index)
 
 
 def with_model_dtypes(spec: DatasetSpec, frame: pd.DataFrame) -> pd.DataFrame:

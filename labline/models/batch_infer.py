@@ -34,7 +34,8 @@ def prediction_columns(model: LoadedModel, rows: pd.DataFrame) -> dict[str, pa.A
     """`prediction` (and `proba_<label>` for classification) for a batch, as Arrow columns.
 
     Class probabilities are computed once and the label is their argmax, so a classifier's network
-    runs once per row.
+    runs once per row. They are written in the model's precision (float32 for a network, float64
+    for scikit-learn), so a file holds the answer the library and the service give.
     """
     if model.spec.task != "classification":
         return {"prediction": pa.array(np.asarray(model.predict(rows), dtype=np.float64))}
@@ -42,7 +43,7 @@ def prediction_columns(model: LoadedModel, rows: pd.DataFrame) -> dict[str, pa.A
     codes = probabilities.argmax(axis=1).astype(np.int32)
     columns = {"prediction": pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(model.labels, pa.string()))}
     for i, label in enumerate(model.labels):
-        columns[f"proba_{label}"] = pa.array(probabilities[:, i].astype(np.float32))
+        columns[f"proba_{label}"] = pa.array(probabilities[:, i].astype(model.precision))
     return columns
 
 

@@ -94,7 +94,10 @@ def test_the_run_report_says_so(accepted, monkeypatch):
 def test_get_model_says_so_and_serves_the_accepted_champion(accepted, tmp_path):
     from labline.serve import ServeSettings, create_app
 
-    settings = ServeSettings(registry_url=accepted["url"], request_log=str(tmp_path / "requests.db"))
+    # `labline serve --dataset iris` asks for iris@champion: the accepted version holds it
+    settings = ServeSettings(
+        alias="iris@champion", registry_url=accepted["url"], request_log=str(tmp_path / "requests.db")
+    )
     with TestClient(create_app(settings)) as client:
         body = client.get("/model").json()
     champion = body["deployments"]["champion"]

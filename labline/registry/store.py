@@ -86,6 +86,10 @@ class Registry:
             return None
         return cls(url)
 
+    def close(self) -> None:
+        """Close the database connections now (a short-lived reader, e.g. the report)."""
+        self.engine.dispose()
+
     # ---- reading -----------------------------------------------------------------------------
     def _versions(self, conn: Connection, where=None) -> list[ModelVersion]:
         held: dict[int, list[str]] = {}

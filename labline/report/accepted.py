@@ -16,7 +16,12 @@ def accepted_risks(m: dict[str, Any], path: Path, anchor: str) -> str:
     from labline.registry import Registry
 
     registry = Registry.existing()
-    risks = registry.accepted_risks(run_id=m.get("run_id")) if registry else []
+    if registry is None:
+        return ""
+    try:
+        risks = registry.accepted_risks(run_id=m.get("run_id"))
+    finally:
+        registry.close()
     if not risks:
         return ""
     rows = [

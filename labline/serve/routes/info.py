@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: FastAPI reads the dependencies from the annotations.
 
 import asyncio
+import functools
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -44,14 +45,20 @@ async def ready(state: State):
     return JSONResponse(body, status_code=200 if alive else 503)
 
 
+@functools.cache
+def _registry(url: str | None):
+    """One registry per URL for the service's life: opening one checks its schema under the write lock."""
+    from labline.registry import Registry
+
+    return Registry(url)
+
+
 def _accepted_risks(registry_url: str | None, versions: dict[str, int | None]) -> dict[str, dict | None]:
     """Each arm's accepted risk (the newest `promote --accept` of its version), read from the registry."""
     if not any(v is not None for v in versions.values()):
         return dict.fromkeys(versions)
-    from labline.registry import Registry
-
     try:
-        registry = Registry(registry_url)
+        registry = _registry(registry_url)
         found = {arm: registry.accepted_risks(version=v) if v is not None else [] for arm, v in versions.items()}
     except Exception as exc:  # the registry cannot be read now: say so, do not fail the description
         return dict.fromkeys(versions, {"unknown": f"the registry could not be read: {exc}"})

@@ -16,6 +16,7 @@ from labline.data.cleaning import Cleaning, CleaningError
 from labline.data.datasets import load_dataset, read_table
 from labline.data.perturb import PerturbError, perturb
 from labline.data.validate import validate
+from labline.report.cleaning import cleaning_section
 from runner.contracts import StepStatus
 from runner.exit_codes import ExitCode
 from tests.fixtures import ROOT
@@ -147,6 +148,12 @@ def test_a_listing_outside_nyc_stops_the_run_at_explore_with_the_row_named(raw, 
     (manifest,) = (tmp_path / "runs").glob("*/manifest.json")
     steps = json.loads(manifest.read_text())["steps"]
     assert {name for name, step in steps.items() if step["status"] == StepStatus.SKIPPED} == set(steps) - {"explore"}
+    # The run report's cleaning section says the same: the bounds rule failed, its row named.
+    html = cleaning_section(json.loads(manifest.read_text()), manifest.parent, "r")
+    bounds = html[html.index("<code>nyc_bounds</code>") :]
+    assert "s-failed" in bounds and f"row 18, id {rows.loc[17, 'id']}, latitude" in bounds
+    assert "longitude -75.1" in bounds
+    assert "s-succeeded" in html[: html.index("<code>nyc_bounds</code>")]  # the price rule kept within its share
 
 
 def test_cleaning_counts_each_rule_and_its_limit(raw):

@@ -61,10 +61,14 @@ class RuleCount:
         limit = "none allowed" if self.max_share == NONE else f"at most {self.max_share:.0%}"
         return f"{self.rule}: removed {self.removed} of {self.rows} rows ({share:.1%}; {limit}), keeps {self.keeps}"
 
+    def named(self) -> str:
+        """The first removed rows, row number first: `row 18, id 22702906, longitude -75.1, ...`."""
+        rows = [{"row": e.get("row"), **{k: v for k, v in e.items() if k != "row"}} for e in self.examples]
+        named = "; ".join(", ".join(f"{k} {v}" for k, v in example.items()) for example in rows)
+        return named + (f" and {self.removed - len(rows)} more" if self.removed > len(rows) else "")
+
     def failure(self) -> str:
-        named = "; ".join(", ".join(f"{k} {v}" for k, v in example.items()) for example in self.examples)
-        more = f" and {self.removed - len(self.examples)} more" if self.removed > len(self.examples) else ""
-        return f"{self.line()}: {named}{more}"
+        return f"{self.line()}: {self.named()}"
 
 
 @dataclass(frozen=True)

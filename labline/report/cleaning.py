@@ -17,11 +17,10 @@ def cleaning_section(m: dict[str, Any], path: Path, anchor: str) -> str:
         for count in cleaning.counts:
             limit = "none" if count.max_share == NONE else f"{count.max_share:.0%}"
             share = count.removed / count.rows if count.rows else 0.0
-            named = "; ".join(", ".join(f"{k} {v}" for k, v in e.items()) for e in count.examples)
             verdict = badge("failed" if count.exceeded else "succeeded")
             rows.append(
                 [esc(step), f"<code>{esc(count.rule)}</code>", esc(count.keeps), str(count.removed), str(count.rows)]
-                + [f"{share:.1%}", limit, verdict, esc(named)]
+                + [f"{share:.1%}", limit, verdict, esc(count.named())]
             )
     if not rows:
         return ""

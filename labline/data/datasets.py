@@ -197,7 +197,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def clean(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
-    """Apply the declared cleaning: strip text, turn missing markers into NA, coerce numerics."""
+    """Apply the declared cleaning: strip text, turn missing markers into NA, coerce numerics.
+
+    It changes values and removes no row; a built-in's rules that remove rows are declared beside
+    it (`RULES`, labline.data.cleaning) so that their counts are reported and their limits enforced.
+    """
     import pandas as pd
 
     frame = frame.copy()

@@ -93,15 +93,19 @@ def test_the_audit_shows_the_sex_disparity(course):
 
 def test_promote_is_refused_by_the_bias_gate_then_accepted_with_its_reason(course):
     refused, accepted = course["refused"], course["accepted"]
-    assert refused.returncode != ExitCode.OK and "sex" in refused.stdout + refused.stderr
+    assert refused.returncode == ExitCode.FAILED, refused.stdout + refused.stderr
+    assert "disparities" in refused.stdout + refused.stderr
     assert accepted.returncode == ExitCode.OK, accepted.stderr
     (risk,) = Registry(course["db"]).accepted_risks()
-    assert risk.reason == REASON
+    assert (risk.reason, risk.alias) == (REASON, "champion")
+    (bias,) = [check for check in risk.failed if check.rule == "disparities"]
+    assert not bias.passed and "sex" in bias.reason
 
 
 def test_the_service_answers_the_course_payloads(course):
     url = course["server"].url
     answers = [httpx.post(f"{url}/predict", json=body, timeout=30).json() for body in (BELOW, ABOVE)]
     assert [a["prediction"] for a in answers] == ["<=50K", ">50K"], answers
+    assert {a["model_version"] for a in answers} == {Registry(course["db"]).accepted_risks()[0].version}
     model = httpx.get(f"{url}/model", timeout=30).json()
-    assert REASON in json.dumps(model)
+    assert REASON in json.dumps(model)  # GET /model says the served champion is an accepted risk

@@ -9,6 +9,9 @@ import json
 import httpx
 import pytest
 
+from labline.data import census
+from labline.data.cleaning import CleaningError, apply_rules
+from labline.data.datasets import DatasetError
 from labline.registry import Registry
 from runner.exit_codes import ExitCode
 from tests.fixtures.cli import run_cli
@@ -109,3 +112,14 @@ def test_the_service_answers_the_course_payloads(course):
     assert {a["model_version"] for a in answers} == {Registry(course["db"]).accepted_risks()[0].version}
     model = httpx.get(f"{url}/model", timeout=30).json()
     assert REASON in json.dumps(model)  # GET /model says the served champion is an accepted risk
+
+
+def test_a_census_row_without_a_known_label_is_named_not_dropped():
+    rows = census.clean_rows().raw.head(50).copy()
+    rows.loc[7, "salary"] = "50K"  # a label outside the declared two
+    kept, cleaning = apply_rules(rows, census.RULES)
+    assert len(kept) == 49 and [(c.rule, c.removed, c.rows) for c in cleaning.counts] == [("labelled", 1, 50)]
+    with pytest.raises(CleaningError, match=r"labelled: removed 1 of 50 rows .*none allowed.*: row 8, salary 50K"):
+        cleaning.raise_if_exceeded("census")
+    with pytest.raises(DatasetError, match=r"rule 'labelled' reads column\(s\) \['salary'\], which the rows lack"):
+        apply_rules(rows.drop(columns="salary"), census.RULES)

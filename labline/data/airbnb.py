@@ -123,7 +123,7 @@ def in_scope(frame: pd.DataFrame) -> pd.Series:
     """Rows every rule of the course's cleaning keeps."""
     keep = pd.Series(True, index=frame.index)
     for rule in RULES:
-        keep &= rule.keep(frame).fillna(False).astype(bool)
+        keep &= rule.kept(frame)
     return keep
 
 

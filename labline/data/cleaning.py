@@ -40,6 +40,18 @@ class Rule:
         if not 0.0 <= self.max_share <= 1.0:
             raise ValueError(f"rule {self.name!r}: max_share must lie in 0..1, got {self.max_share}")
 
+    def kept(self, rows: pd.DataFrame) -> pd.Series:
+        """True for each row the rule keeps (a missing value is not kept)."""
+        missing = [c for c in self.columns if c not in rows.columns]
+        if missing:
+            from labline.data.datasets import DatasetError
+
+            raise DatasetError(
+                f"cleaning rule {self.name!r} reads column(s) {missing}, which the rows lack; "
+                f"their columns are {list(rows.columns)}"
+            )
+        return self.keep(rows).fillna(False).astype(bool)
+
 
 @dataclass(frozen=True)
 class RuleCount:
@@ -116,11 +128,13 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, (int, str)) else str(value)
 
 
-def apply_rules(frame: pd.DataFrame, rules: tuple[Rule, ...], id_column: str | None = None):
+def apply_rules(
+    frame: pd.DataFrame, rules: tuple[Rule, ...], id_column: str | None = None
+) -> tuple[pd.DataFrame, Cleaning]:
     """The rows every rule keeps (index unchanged: the file's row numbers) and each rule's count."""
     counts = []
     for rule in rules:
-        keep = rule.keep(frame).fillna(False).astype(bool)
+        keep = rule.kept(frame)
         removed = frame[~keep]
         examples = _examples(removed, rule, id_column)
         counts.append(RuleCount(rule.name, rule.keeps, len(removed), len(frame), rule.max_share, examples))

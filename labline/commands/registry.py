@@ -383,6 +383,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         for c in result.comparisons
     ]
     print(render(rows, "table", title=f"run {result.old_run_id} reproduced as {result.new_run_id}"))
+    for artifact in result.artifacts:  # "identical artifact: <step> <sha256> in both runs", or how they differ
+        print(artifact.line())
     if result.identical:
         print(
             f"identical: all {len(result.comparisons)} metrics of run {result.old_run_id} are the same "

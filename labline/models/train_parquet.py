@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from labline.data.frame import model_frame
 from labline.data.spec import DatasetSpec, infer_spec
 from labline.models.artifact import save_torch_model
 from labline.models.metrics import classification_metrics, regression_metrics
@@ -126,11 +127,11 @@ def train_parquet(
     parts = dict(seed=seed, test_size=test_size, val_size=val_size, device=dev)
     train_rows = ParquetRows(data_path, spec, "train", **parts)
     sample = pd.concat(list(train_rows.frames(fit_sample_rows)), ignore_index=True)
-    preprocess = build_preprocessor(spec).fit(sample[spec.features])
+    preprocess = build_preprocessor(spec).fit(model_frame(spec, sample))
     targets = NetworkTargets.fit(spec.task, sample[spec.target], spec.labels or None)
 
     def encode(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        features = np.asarray(preprocess.transform(frame[spec.features]), dtype=np.float32)
+        features = np.asarray(preprocess.transform(model_frame(spec, frame)), dtype=np.float32)
         return features, targets.encode(frame[spec.target])
 
     train_rows.encode = encode

@@ -12,6 +12,7 @@ import pytest
 
 from labline.glue import (
     AuditGlue,
+    CleaningGlue,
     MissingGlue,
     ModelGlue,
     MonitorGlue,
@@ -23,7 +24,7 @@ from runner.contracts import RunManifest, StepError, StepRecord, StepStatus
 from runner.records import RunRecord
 from tests.fixtures import ROOT, literal_glues
 
-CONTRACTS = [ModelGlue, TrainedModelGlue, ValidationGlue, SnapshotGlue, AuditGlue, MonitorGlue]
+CONTRACTS = [ModelGlue, TrainedModelGlue, ValidationGlue, SnapshotGlue, CleaningGlue, AuditGlue, MonitorGlue]
 
 
 def glued_names(notebook: dict) -> set[str]:

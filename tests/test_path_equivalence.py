@@ -219,3 +219,31 @@ def test_the_served_frame_is_the_training_frame(served):
     served_frame = features_frame(spec, requests)
     pd.testing.assert_frame_equal(served_frame, training)
     pd.testing.assert_frame_equal(model_frame(spec, training), training)
+
+
+def test_a_missing_category_is_nan_whatever_the_batch_holds():
+    """Alone, beside complete records, or spelled as Census's "?": the same typed value."""
+    from labline.data.census import SPEC
+    from labline.data.frame import model_frame
+
+    record = {c: 30.0 if c in SPEC.numeric else SPEC.categories[c][0] for c in SPEC.features}
+    missing = {**record, "workclass": None}
+    alone = model_frame(SPEC, [missing])
+    beside = model_frame(SPEC, [record, missing, {**record, "workclass": "?"}])
+    assert alone["workclass"].isna().all() and beside["workclass"].isna().tolist() == [False, True, True]
+    assert alone.dtypes.equals(beside.dtypes)
+    pd.testing.assert_frame_equal(alone, beside.iloc[[1]].reset_index(drop=True))
+
+
+def test_model_frame_names_what_it_cannot_type():
+    from labline.data.census import SPEC
+    from labline.data.frame import model_frame
+
+    record = {c: 30.0 if c in SPEC.numeric else SPEC.categories[c][0] for c in SPEC.features}
+    without = {c: v for c, v in record.items() if c != "age"}
+    with pytest.raises(ValueError, match=r"missing feature columns \['age'\]; the model expects"):
+        model_frame(SPEC, [record, without])
+    with pytest.raises(ValueError, match="numeric feature 'age' holds 'thirty'; expected a number"):
+        model_frame(SPEC, [{**record, "age": "thirty"}])
+    with pytest.raises(ValueError, match=r"missing feature columns \['age'\]"):
+        model_frame(SPEC, pd.DataFrame([without]))

@@ -53,42 +53,42 @@ def test_missing_columns_name_what_is_expected(saved):
         model.predict(saved[3].drop(columns=["petal_width"]))
 
 
-SAVE_AIRBNB = """
-import sys
-import numpy as np
-import pandas as pd
-from labline.data.airbnb import SPEC as spec
-from labline.models.artifact import save_sklearn_model
-from labline.models.sklearn_models import build_training_pipeline
-rng = np.random.default_rng(0)
-rows = pd.DataFrame({c: rng.uniform(0, 100, 60) for c in spec.numeric})
-rows["neighbourhood_group"] = rng.choice(["Bronx", "Queens", None], 60)
-rows["room_type"] = rng.choice(["Private room", "Shared room"], 60)
-rows["name"] = rng.choice(["sunny loft", "quiet room near park", "big loft", ""], 60)
-rows["price"] = rng.uniform(10, 350, 60)
-pipeline = build_training_pipeline(spec, "ridge").fit(rows[spec.features], rows[spec.target])
-print(save_sklearn_model(sys.argv[1], pipeline, spec, metadata={"seed": 0}))
-"""
+def save_airbnb_like(out) -> str:
+    """A ridge pipeline on 60 Airbnb-shaped rows, text feature included, saved to `out`; its hash."""
+    import numpy as np
+    import pandas as pd
+
+    from labline.data.airbnb import SPEC as spec
+
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({c: rng.uniform(0, 100, 60) for c in spec.numeric})
+    rows["neighbourhood_group"] = rng.choice(["Bronx", "Queens", None], 60)
+    rows["room_type"] = rng.choice(["Private room", "Shared room"], 60)
+    rows["name"] = rng.choice(["sunny loft", "quiet room near park", "big loft", ""], 60)
+    rows["price"] = rng.uniform(10, 350, 60)
+    pipeline = build_training_pipeline(spec, "ridge").fit(rows[spec.features], rows[spec.target])
+    return save_sklearn_model(out, pipeline, spec, metadata={"seed": 0})
 
 
 def test_the_same_weights_give_the_same_bytes_across_processes(tmp_path):
-    """Two interpreters with different string-hash seeds (Airbnb's text features: a TfidfVectorizer,
-    which keeps an object id) save byte-identical pipelines: skops's ids and zip times are fixed."""
+    """Another interpreter with another string-hash seed saves the same pipeline byte for byte
+    (Airbnb's text feature is a TfidfVectorizer, which keeps an object id): skops's ids and zip
+    entry times are fixed."""
     import os
     import subprocess
     import sys
 
-    hashes = []
-    for seed in ("1", "2"):
-        env = {**os.environ, "PYTHONHASHSEED": seed}
-        out = subprocess.run(
-            [sys.executable, "-c", SAVE_AIRBNB, str(tmp_path / seed)], env=env, capture_output=True, text=True
-        )
-        assert out.returncode == 0, out.stderr
-        hashes.append(out.stdout.split()[-1])
-    assert hashes[0] == hashes[1]
+    from tests.fixtures import ROOT
+
+    here = save_airbnb_like(tmp_path / "here")
+    seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"
+    code = f"from tests.test_artifact import save_airbnb_like; print(save_airbnb_like({str(tmp_path / 'there')!r}))"
+    env = {**os.environ, "PYTHONHASHSEED": seed}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == here
     for name in ("pipeline.skops", "manifest.json"):
-        assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes()
+        assert (tmp_path / "here" / name).read_bytes() == (tmp_path / "there" / name).read_bytes()
 
 
 def test_torch_artifacts_of_the_same_weights_are_identical(tmp_path):

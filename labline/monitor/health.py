@@ -260,7 +260,9 @@ def assess(
     """Compare production input `current` with the model's training rows `reference`.
 
     `importance` and `reference_predictions` are computed from `model` when not given (pass them
-    to assess many windows against one model without recomputing)."""
+    to assess many windows against one model without recomputing). Pass the model's answers on
+    held-out rows as `reference_predictions` when there are some: on its own training rows a model's
+    answers are more spread than on new rows, which reads as prediction drift."""
     config = config or MonitorConfig()
     quality = data_quality(current, spec, config.max_invalid_share)
     complete = all(c in current.columns for c in spec.features)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from labline.monitor.alerts import Delivery, record_alerts, send_webhook
 from labline.monitor.health import MonitorConfig, MonitorResult, assess
 from labline.monitor.report import write_report
@@ -89,6 +91,15 @@ def holdout_metrics(model, reference: Reference) -> dict:
     return {"test_accuracy": float(np.mean(test[spec.target].astype(str).to_numpy() == predicted.astype(str)))}
 
 
+def reference_outputs(model, reference: Reference, min_rows: int):
+    """The model's answers to compare production's with: on its held-out rows, which it did not
+    train on (a forest's answers on its own training rows are more spread than on new rows, which
+    would read as prediction drift); on the training rows when too few are held out."""
+    test, spec = reference.test, reference.spec
+    rows = test if len(test) >= min_rows and all(c in test.columns for c in spec.features) else reference.train
+    return np.asarray(model.predict(rows))
+
+
 def monitor_once(
     source: str = "requests",
     reference: str = "",
@@ -109,6 +120,7 @@ def monitor_once(
     ref = find_reference(reference, registry_url, runs_root, model_dir, dataset)
     current = read_current(source, ref, window, request_log)
     model = load_model(ref.model_dir)
+    config = config or MonitorConfig()
     result = assess(
         ref.train,
         current.features,
@@ -120,6 +132,7 @@ def monitor_once(
         config=config,
         source=current.detail or current.source,
         model_label=ref.label,
+        reference_predictions=reference_outputs(model, ref, config.drift.min_rows),
     )
     report_path = write_report(result, ref.train, current.features, out_dir)
     log, delivery = None, None

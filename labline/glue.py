@@ -205,7 +205,7 @@ class MonitorGlue(Glue):
             webhook = Webhook.DELIVERED if delivery.ok else Webhook.FAILED
         return cls(
             status=str(result.status),
-            alerts=[a.kind for a in result.alerts],
+            alerts=list(dict.fromkeys(a.kind for a in result.alerts)),  # each kind once; the rules are in the report
             report_path=str(Path(outcome.report_path).resolve()),
             drifted_features=[f.feature for f in result.drift.drifted],
             webhook=webhook.value,

@@ -8,7 +8,6 @@ for the monitor, two small Airbnb retrains (the first makes a champion, the seco
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -17,11 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import psutil
 import pytest
 
-from labline.data.datasets import load_dataset, read_table
+from labline.data.datasets import read_table
 from labline.data.perturb import perturb
 from runner.exit_codes import ExitCode
 from runner.records import list_runs
@@ -98,39 +96,19 @@ def test_ctrl_c_exits_130_and_marks_the_run_interrupted(fixture_project):
 @pytest.fixture(scope="module")
 def monitored_run(tmp_path_factory):
     """A run folder (snapshot, spec, ridge model) on 3,000 listings, and raw listings it never saw."""
-    from labline.data.snapshot import assign_split, split_frames, write_snapshot
-    from labline.models.artifact import save_sklearn_model
-    from labline.models.sklearn_models import build_training_pipeline
+    from tests.fixtures.finished_run import write_finished_run
 
     base = tmp_path_factory.mktemp("monitored")
-    frame, spec = load_dataset("airbnb")
-    order = np.random.default_rng(0).permutation(len(frame))
-    snapshot = assign_split(frame.iloc[order[:3000]].reset_index(drop=True), spec, 0.2, 42)
-    run = base / "run-1"
-    write_snapshot(snapshot, run / "explore" / "snapshot.parquet")
-    (run / "explore" / "spec.json").write_text(spec.to_json())
-    train, _ = split_frames(snapshot)
-    model = build_training_pipeline(spec, "ridge").fit(train[spec.features], train[spec.target])
-    save_sklearn_model(run / "train_sklearn" / "model", model, spec)
-    explore = {
-        "snapshot_path": str(run / "explore" / "snapshot.parquet"),
-        "spec_path": str(run / "explore" / "spec.json"),
-    }
-    steps = {
-        "explore": {"status": "succeeded", "scraps": explore},
-        "train_sklearn": {"status": "succeeded", "scraps": {"model_dir": str(run / "train_sklearn" / "model")}},
-    }
-    (run / "manifest.json").write_text(json.dumps({"run_id": "run-1", "status": "succeeded", "steps": steps}))
-    seen = set(frame.iloc[order[:3000]]["id"])
+    done = write_finished_run(base / "run-1", "airbnb", 3000, "ridge")
     raw = read_table(AIRBNB)
     drifted = perturb(
-        raw[~raw["id"].isin(seen)].sample(600, random_state=2),
+        raw[~raw["id"].isin(done.seen_ids)].sample(600, random_state=2),
         ["latitude=+0.5sd", "availability_365=+0.5sd", "minimum_nights=*3", "room_type=mix:Shared room:0.3"],
         seed=2,
     )
     batch = base / "drifted.csv"
     drifted.to_csv(batch, index=False)
-    return run, batch
+    return done.run, batch
 
 
 def _monitor(run: Path, batch: Path, out: Path, *extra: str) -> list[str]:

@@ -14,16 +14,15 @@ import numpy as np
 import pytest
 
 from labline.data.airbnb import derive_features, in_scope
-from labline.data.datasets import load_dataset, read_table
+from labline.data.datasets import read_table
 from labline.data.perturb import perturb
-from labline.data.snapshot import assign_split, split_frames, write_snapshot
-from labline.models.artifact import load_model, save_sklearn_model
-from labline.models.sklearn_models import build_training_pipeline
+from labline.models.artifact import load_model
 from labline.monitor.alerts import AlertRule, read_alerts
 from labline.monitor.run import monitor_once
 from runner.exit_codes import ExitCode
 from tests.fixtures import ROOT
 from tests.fixtures.cli import run_cli
+from tests.fixtures.finished_run import write_finished_run
 
 
 @pytest.fixture(scope="module")
@@ -31,34 +30,10 @@ def world(tmp_path_factory):
     """A finished run folder (snapshot, spec, ridge model, glued test_mae) on 4,000 listings, and
     raw in-scope listings it never saw (the "production" pool)."""
     base = tmp_path_factory.mktemp("monitor")
-    frame, spec = load_dataset("airbnb")
-    order = np.random.default_rng(0).permutation(len(frame))
-    snapshot = assign_split(frame.iloc[order[:4000]].reset_index(drop=True), spec, 0.2, 42)
-    run = base / "runs" / "run-1"
-    write_snapshot(snapshot, run / "explore" / "snapshot.parquet")
-    (run / "explore" / "spec.json").write_text(spec.to_json())
-    train, test = split_frames(snapshot)
-    model = build_training_pipeline(spec, "ridge").fit(train[spec.features], train[spec.target])
-    save_sklearn_model(run / "train_sklearn" / "model", model, spec)
-    mae = float(np.mean(np.abs(model.predict(test[spec.features]) - test[spec.target])))
-    manifest = {
-        "run_id": "run-1",
-        "status": "succeeded",
-        "steps": {
-            "explore": {
-                "scraps": {
-                    "snapshot_path": str(run / "explore" / "snapshot.parquet"),
-                    "spec_path": str(run / "explore" / "spec.json"),
-                }
-            },
-            "train_sklearn": {"scraps": {"model_dir": str(run / "train_sklearn" / "model"), "test_mae": mae}},
-        },
-    }
-    (run / "manifest.json").write_text(json.dumps(manifest))
-    seen = set(frame.iloc[order[:4000]]["id"])
+    done = write_finished_run(base / "runs" / "run-1", "airbnb", 4000, "ridge")
     raw = read_table(ROOT / "data" / "nyc_airbnb_2019_sample.csv.gz")
-    pool = raw[in_scope(derive_features(raw)).to_numpy() & ~raw["id"].isin(seen).to_numpy()].reset_index(drop=True)
-    return {"base": base, "run": run, "pool": pool, "spec": spec, "mae": mae}
+    pool = raw[in_scope(derive_features(raw)).to_numpy() & ~raw["id"].isin(done.seen_ids).to_numpy()]
+    return {"base": base, "run": done.run, "pool": pool.reset_index(drop=True), "spec": done.spec, "mae": done.test_mae}
 
 
 def _batch(world, name, rows):
@@ -263,30 +238,8 @@ def test_monitor_notebook_runs_through_the_cli(world, tmp_path):
 def census_run(tmp_path_factory):
     """A finished Census run folder (snapshot of 6,000 rows, a logistic regression), and the rows it never saw."""
     base = tmp_path_factory.mktemp("census-monitor")
-    frame, spec = load_dataset("census")
-    order = np.random.default_rng(0).permutation(len(frame))
-    snapshot = assign_split(frame.iloc[order[:6000]].reset_index(drop=True), spec, 0.2, 42)
-    run = base / "runs" / "census-1"
-    write_snapshot(snapshot, run / "explore" / "snapshot.parquet")
-    (run / "explore" / "spec.json").write_text(spec.to_json())
-    train, _ = split_frames(snapshot)
-    model = build_training_pipeline(spec, "logreg").fit(train[spec.features], train[spec.target])
-    save_sklearn_model(run / "train_sklearn" / "model", model, spec)
-    scraps = {
-        "snapshot_path": str(run / "explore" / "snapshot.parquet"),
-        "spec_path": str(run / "explore" / "spec.json"),
-    }
-    manifest = {
-        "run_id": "census-1",
-        "status": "succeeded",
-        "steps": {
-            "explore": {"scraps": scraps},
-            "train_sklearn": {"scraps": {"model_dir": str(run / "train_sklearn" / "model")}},
-        },
-    }
-    (run / "manifest.json").write_text(json.dumps(manifest))
-    pool = frame.iloc[order[6000:]].reset_index(drop=True)[spec.features]
-    return {"base": base, "run": run, "pool": pool}
+    done = write_finished_run(base / "runs" / "census-1", "census", 6000, "logreg")
+    return {"base": base, "run": done.run, "pool": done.unseen[done.spec.features]}
 
 
 def test_census_ages_plus_15_years_alone_alert_and_exit_1(census_run, tmp_path):

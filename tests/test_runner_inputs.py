@@ -167,9 +167,8 @@ def _explore_fingerprint(tmp_path: Path, dataset: str) -> dict:
     from runner.plan import declared_parameters
     from runner.spec import load_pipeline
 
-    path = make_project(
-        tmp_path, {"explore": {"notebook": str(ROOT / "notebooks/explore.ipynb"), "parameters": {"dataset": dataset}}}
-    )
+    explore = {"notebook": str(ROOT / "notebooks/explore.ipynb"), "parameters": {"dataset": dataset}}
+    path = make_project(tmp_path, {"explore": explore}, allow_outside=True)
     spec = load_pipeline(path)
     fingerprints = Fingerprints(spec, tmp_path / "runs", declared_parameters(spec))
     return fingerprints.step("explore", {"dataset": dataset}, {"dataset": dataset}, {})
@@ -213,7 +212,8 @@ def test_an_unknown_data_set_is_refused_before_any_run_folder(tmp_path):
     from runner.spec import load_pipeline
 
     notebook = str(ROOT / "notebooks/explore.ipynb")
-    path = make_project(tmp_path, {"explore": {"notebook": notebook, "parameters": {"dataset": "/missing/rows.csv"}}})
+    explore = {"notebook": notebook, "parameters": {"dataset": "/missing/rows.csv"}}
+    path = make_project(tmp_path, {"explore": explore}, allow_outside=True)
     with pytest.raises(InputError) as refused:
         run_pipeline(load_pipeline(path), tmp_path / "runs")
     assert "step 'explore'" in str(refused.value) and "unknown data set '/missing/rows.csv'" in str(refused.value)

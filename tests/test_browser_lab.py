@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 
+import httpx
 import pytest
 
 from tests.fixtures.browser import browser_page, keep_screenshot, skip_reason
@@ -75,10 +76,20 @@ def test_explore_runs_all_cells_in_jupyterlab_in_a_browser(tmp_path):
 
 
 def wait_for_saved_run(lab, page, attempts: int = 60) -> dict:
-    """The notebook as saved by the page, once the save has the execution counts in it."""
+    """The notebook as saved by the page, once the save has the execution counts in it.
+
+    jupyter_server's "atomic" save backs the file up and then writes it in place, so a read that
+    meets the write half done gets a 500 (unreadable JSON): that read is retried, not failed.
+    """
     for _ in range(attempts):
-        content = lab.get(f"/api/contents/{NOTEBOOK}?type=notebook&content=1")["content"]
-        if all(c["execution_count"] for c in content["cells"] if c["cell_type"] == "code"):
-            return content
+        response = httpx.get(
+            f"{lab.url}/api/contents/{NOTEBOOK}?type=notebook&content=1", headers=lab.headers, timeout=60
+        )
+        if response.status_code == 200:
+            content = response.json()["content"]
+            if all(c["execution_count"] for c in content["cells"] if c["cell_type"] == "code"):
+                return content
+        elif response.status_code != 500:
+            response.raise_for_status()
         page.wait_for_timeout(500)
-    raise AssertionError(f"{NOTEBOOK} was not saved with its outputs after Ctrl+S")
+    raise AssertionError(f"{NOTEBOOK} was not saved with its outputs after Ctrl+S; server log:\n{lab.log_tail()}")

@@ -110,21 +110,21 @@ def data_files(source: str, cwd: str | Path | None = None) -> list[Path]:
     here = Path(cwd) if cwd is not None else Path.cwd()
     name, _, arg = source.partition(":")
     if name not in BUILTIN or (here / source).exists():
-        path = project_file(source, here)
+        path = allowed_file(project_file(source, here), here)
         if not path.exists():
             raise DatasetError(
                 f"unknown data set {shortened(source)!r}: not a built-in ({', '.join(builtin_names())}) "
                 "and no such file"
             )
-        return [allowed_file(path, here)]
+        return [path]
     declared = BUILTIN[name]
     if declared.packaged:
         return [_packaged_file(*declared.packaged)]
     if arg and declared.takes_file:
-        path = project_file(arg, here)
+        path = allowed_file(project_file(arg, here), here)
         if not path.exists():
             raise DatasetError(f"data file {shortened(arg)!r} of {name!r} does not exist")
-        return [allowed_file(path, here)]
+        return [path]
     return [_shipped_file(declared.shipped, here)]
 
 

@@ -3,9 +3,10 @@
 A template runs in the kernel's own interpreter (the kernelspec's Python and its options), with
 this file as its script, so it uses the standard library only and never imports `runner`. It
 imports ipykernel's modules first, then the modules it is asked to preload, one at a time. A fork
-request names the modules its notebook imports: those come first, and the kernel is forked as
-soon as they are imported (a notebook that does not import torch does not wait for it), in
-between two imports of the rest (which a kernel forked early imports itself if it needs them).
+request names the modules its notebook imports: those come first (a kernel a step waits for ahead
+of spares started for later steps), and the kernel is forked as soon as they are imported (a
+notebook that does not import torch does not wait for it), in between two imports of the rest
+(which a kernel forked early imports itself if it needs them).
 A forked child becomes an ordinary ipykernel: its own session, the step's cwd and environment,
 the connection file jupyter_client wrote, and `sys.argv`/`sys.path`/`__main__` as
 `python -m ipykernel_launcher -f FILE` has them; it dies with the template (PDEATHSIG).
@@ -117,20 +118,39 @@ class Template:
             self.stop_children()
             sys.exit(0)
         message = decode(data)
+        if message["op"] == "hurry":
+            return self.hurry(message["id"])
         if message["op"] == "preload":
-            for name in message["modules"]:
-                if name in sys.modules and name not in self.tried:  # came in with another module
-                    self.tried.add(name)
-                    self.send({"op": "imported", "module": name, "seconds": 0.0, "error": None})
-                elif name not in self.queue:
-                    self.queue.append(name)
+            self.queue.extend(m for m in message["modules"] if not self.done(m) and m not in self.queue)
         else:
-            self.forks.append((message, fds))
+            self.enqueue(message, fds)
+
+    def done(self, name: str) -> bool:
+        """Whether `name` was tried; one that came in with another module is reported as imported."""
+        if name in sys.modules and name not in self.tried:
+            self.tried.add(name)
+            self.send({"op": "imported", "module": name, "seconds": 0.0, "error": None})
+        return name in self.tried
+
+    def enqueue(self, request: dict, fds: list[int]) -> None:
+        """A kernel a step waits for goes ahead of the spares started for later steps."""
+        position = len(self.forks)
+        if not request.get("spare"):
+            position = next((i for i, (r, _) in enumerate(self.forks) if r.get("spare")), position)
+        self.forks.insert(position, (request, fds))
+
+    def hurry(self, request_id: int) -> None:
+        """A spare a step now waits for: move it ahead of the other spares."""
+        for i, (request, fds) in enumerate(self.forks):
+            if request["id"] == request_id and request.get("spare"):
+                del self.forks[i]
+                self.enqueue({**request, "spare": False}, fds)
+                return
 
     def missing(self, request: dict) -> list[str]:
         """What the kernel of a fork request imports and this template has not tried to import yet."""
         needs = (*KERNEL_MODULES, *request["modules"])
-        return [m for m in needs if m not in self.tried and m not in sys.modules]
+        return [m for m in needs if not self.done(m)]
 
     def next_import(self) -> str | None:
         """The waiting kernels' modules first (in order), then what the runner asked for."""
@@ -139,7 +159,7 @@ class Template:
                 return name
         while self.queue:
             name = self.queue.pop(0)
-            if name not in self.tried and name not in sys.modules:
+            if not self.done(name):
                 return name
         return None
 

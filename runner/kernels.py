@@ -35,7 +35,7 @@ from typing import Any
 from runner.forkserver import kill_group
 from runner.lazy_imports import defer_slow_imports
 from runner.owner import claim_folder, remove_orphan_folders
-from runner.templates import Templates
+from runner.templates import ForkTicket, Templates
 
 # What every kernel runs before it is handed out: import scrapbook (and with it papermill, nbformat
 # and pandas), which every notebook glues with, and the modules the step's notebook imports
@@ -111,7 +111,7 @@ class KernelPool:
         self._folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))  # private: connection files hold keys
         claim_folder(self._folder)
         self._ids = itertools.count(1)
-        self._spare: dict[Key, list[asyncio.Task]] = {}
+        self._spare: dict[Key, list[tuple[asyncio.Task, ForkTicket]]] = {}  # started ahead, with their place in line
         self._live: dict[int, Kernel] = {}  # id(kernel) -> kernel, every kernel not yet stopped
         self._pids: set[int] = set()  # for the synchronous last-resort kill
         self._asked: dict[str, list[str]] = {}  # kernel name -> modules its template should import
@@ -132,8 +132,9 @@ class KernelPool:
         asked.extend(m for m in modules if m not in asked)
         return asked
 
-    async def _start(self, key: Key, inherit_output: bool = False) -> Kernel:
-        """Start a kernel for `key`; its stdout/stderr go to a log file, or to ours with `inherit_output`."""
+    async def _start(self, key: Key, inherit_output: bool = False, ticket: ForkTicket | None = None) -> Kernel:
+        """Start a kernel for `key`; its stdout/stderr go to a log file, or to ours with `inherit_output`;
+        a spare's `ticket` queues its fork behind those of kernels steps wait for."""
         from jupyter_client.manager import AsyncKernelManager
 
         from runner.provisioner import selection
@@ -146,7 +147,7 @@ class KernelPool:
         )
         needs = list(dict.fromkeys(self.preload_modules + modules))
         km.kernel_spec.metadata["kernel_provisioner"] = selection(
-            self.templates, self._ask(kernel_name, modules), needs
+            self.templates, self._ask(kernel_name, modules), needs, ticket
         )
         log_path = Path(str(prefix) + ".log")
         with open(log_path, "wb") as log:  # the child keeps its own descriptor
@@ -174,7 +175,8 @@ class KernelPool:
         key = (kernel_name, str(cwd), tuple(modules))
         spares = self._spare.setdefault(key, [])
         while len(spares) < count:
-            spares.append(asyncio.ensure_future(self._start(key)))
+            ticket = ForkTicket(spare=True)
+            spares.append((asyncio.ensure_future(self._start(key, ticket=ticket)), ticket))
 
     async def acquire(
         self, kernel_name: str, cwd: str, modules: tuple[str, ...] = (), inherit_output: bool = False
@@ -186,7 +188,8 @@ class KernelPool:
             return await self._start(key, inherit_output=True)
         spares = self._spare.get(key) or []
         while spares:
-            task = spares.pop(0)
+            task, ticket = spares.pop(0)
+            ticket.hurry()
             try:
                 kernel = await task
             except Exception:
@@ -217,7 +220,7 @@ class KernelPool:
 
     async def stop_all(self) -> None:
         for spares in self._spare.values():
-            for task in spares:
+            for task, _ in spares:
                 task.cancel()
                 try:
                     kernel = await task

@@ -362,8 +362,9 @@ def _keep_attempt(notebook: Path, attempt: int) -> str:
 
 
 def _prestart(spec, steps_executor, pending, running, scraps, kernel_name) -> None:
-    """Have the kernels' templates import what the planned steps import (running steps' modules first),
-    and start kernels for the steps that can start as soon as the running ones finish."""
+    """Have the templates of spare kernels import what the steps still to run import (the running
+    steps' kernels come from templates of their own), and start kernels for the steps that can start
+    as soon as the running ones finish."""
     if steps_executor.remote or not (running or pending):
         return
     from runner.kernels import KernelLoop, declared_kernel
@@ -376,7 +377,8 @@ def _prestart(spec, steps_executor, pending, running, scraps, kernel_name) -> No
         planned[name] = (kernel_name or declared_kernel(nb), tuple(imported_modules(nb)))
     loop = KernelLoop.get()
     wanted: dict[str, list[str]] = {}
-    for kernel, modules in planned.values():
+    for name in pending:
+        kernel, modules = planned[name]
         wanted.setdefault(kernel, []).extend(modules)
     for kernel, modules in wanted.items():
         loop.call(loop.pool.preload, kernel, tuple(dict.fromkeys(modules)))

@@ -25,7 +25,7 @@ from jupyter_client.provisioning import LocalProvisioner
 from traitlets import Any as AnyTrait
 from traitlets import List
 
-from runner.templates import Forked, ForkRefused, Templates, launcher_prefix
+from runner.templates import Forked, ForkRefused, ForkTicket, Lane, Templates, launcher_prefix
 
 NAME = "labline-warm"
 SWITCH = "LABLINE_WARM_KERNELS"  # "0" starts every kernel cold
@@ -57,16 +57,19 @@ def warn_cold(reason: str) -> None:
     warnings.warn(f"labline: kernels start cold: {reason}", ColdKernelWarning, stacklevel=2)
 
 
-def selection(templates: Templates, preload: list[str], needs: list[str]) -> dict[str, Any]:
+def selection(
+    templates: Templates, preload: list[str], needs: list[str], ticket: ForkTicket | None = None
+) -> dict[str, Any]:
     """The kernelspec metadata entry that makes jupyter_client use this provisioner: the pool's
-    templates, what they should import (`preload`), and what this kernel's notebook imports (`needs`)."""
-    config = {"templates": templates, "preload": list(preload), "needs": list(needs)}
+    templates, what they should import (`preload`), what this kernel's notebook imports (`needs`),
+    and its place in the template's queue (`ticket`)."""
+    config = {"templates": templates, "preload": list(preload), "needs": list(needs), "ticket": ticket}
     return {"provisioner_name": NAME, "config": config}
 
 
 def start_template(templates: Templates, kernel_name: str, preload: list[str]) -> None:
-    """Start the template `kernel_name`'s kernels will fork from before the first of them, and queue
-    its imports (nothing when they will start cold: their launch says why)."""
+    """Start the template `kernel_name`'s spare kernels will fork from before the first of them, and
+    queue its imports (nothing when they will start cold: their launch says why)."""
     from jupyter_client.kernelspec import KernelSpecManager
 
     spec = KernelSpecManager().get_kernel_spec(kernel_name)
@@ -76,7 +79,7 @@ def start_template(templates: Templates, kernel_name: str, preload: list[str]) -
     if cold_reason(argv, spec.language) is None:
         env = {**os.environ, **spec.env, "JPY_PARENT_PID": str(os.getpid())}
         env.pop("PYTHONEXECUTABLE", None)
-        templates.get(launcher_prefix(argv), env, preload)
+        templates.get(launcher_prefix(argv), env, preload, Lane.AHEAD)
 
 
 class WarmProvisioner(LocalProvisioner):
@@ -85,6 +88,7 @@ class WarmProvisioner(LocalProvisioner):
     templates = AnyTrait(None, allow_none=True, help="the pool's runner.templates.Templates")
     preload = List(help="modules the template should import (after ipykernel's own)")
     needs = List(help="modules this kernel's notebook imports: imported by the template before the fork")
+    ticket = AnyTrait(None, allow_none=True, help="the kernel's runner.templates.ForkTicket (None: not a spare)")
     forked: Forked | None = None
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
@@ -103,10 +107,11 @@ class WarmProvisioner(LocalProvisioner):
         env = dict(kwargs.get("env") or os.environ)
         env["JPY_PARENT_PID"] = str(os.getpid())  # as jupyter_client's launcher sets it
         cwd = os.path.abspath(kwargs.get("cwd") or os.getcwd())
-        template = self.templates.get(launcher_prefix(cmd), env, self.preload)
+        lane = Lane.AHEAD if self.ticket is not None and self.ticket.spare else Lane.NOW
+        template = self.templates.for_fork(launcher_prefix(cmd), env, self.needs, lane, self.preload)
         fds = [_output_fd(kwargs.get("stdout"), 1), _output_fd(kwargs.get("stderr"), 2)]
         try:
-            self.forked = await template.fork(list(cmd), cwd, env, fds, self.needs)
+            self.forked = await template.fork(list(cmd), cwd, env, fds, self.needs, self.ticket)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -126,7 +131,7 @@ class WarmProvisioner(LocalProvisioner):
     async def wait(self) -> int | None:
         if self.forked is None:
             return await super().wait()
-        code = await self.forked.exited
+        code = await self.forked.wait()
         self.forked = None
         return code
 

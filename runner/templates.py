@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import signal
 import socket
 import subprocess
+import sys
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from runner.forkserver import MAX_MESSAGE, TITLE_ROOM, decode, encode, kill_group
@@ -48,15 +51,43 @@ def startup_env(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
 
 
 @dataclass
+class ForkTicket:
+    """A kernel's place in its template's queue: a spare (started ahead for a later step) waits behind
+    the kernels steps wait for, until a step takes it (`hurry`)."""
+
+    spare: bool = False
+    template: Template | None = None
+    request_id: int | None = None
+
+    def hurry(self) -> None:
+        if not self.spare:
+            return
+        self.spare = False
+        template = self.template
+        if template is not None and self.request_id in template.waiting and template.alive:
+            try:
+                template._send({"op": "hurry", "id": self.request_id})
+            except ForkRefused:
+                pass  # the fork's own answer says what happened
+
+
+@dataclass
 class Forked:
-    """A kernel process forked by a template: its pid, and its exit code once the template reaped it."""
+    """A kernel process forked by a template: its pid, and its exit code once it exited."""
 
     pid: int
     exited: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
     @property
     def returncode(self) -> int | None:
-        return self.exited.result() if self.exited.done() else None
+        """From the template's reaping, or read off the unreaped kernel before that: a template busy
+        importing reaps late, and a step's end should not wait for it."""
+        return self.exited.result() if self.exited.done() else zombie_exit_code(self.pid)
+
+    async def wait(self, poll_interval: float = 0.05) -> int:
+        while (code := self.returncode) is None:
+            await asyncio.wait([self.exited], timeout=poll_interval)
+        return code
 
 
 class Template:
@@ -90,18 +121,26 @@ class Template:
     def alive(self) -> bool:
         return not self.lost and self.process.poll() is None
 
+    def has_imported(self, modules) -> bool:
+        return all(m in self.imported or m.partition(".")[0] in sys.stdlib_module_names for m in modules)
+
     def preload(self, modules) -> None:
         new = [m for m in dict.fromkeys(modules) if m not in self.asked]
         if new and self.alive:
             self.asked.update(new)
             self._send({"op": "preload", "modules": new})
 
-    async def fork(self, argv: list[str], cwd: str, env: dict[str, str], fds: list[int], modules=()) -> Forked:
+    async def fork(
+        self, argv: list[str], cwd: str, env: dict[str, str], fds: list[int], modules=(), ticket=None
+    ) -> Forked:
         """A new kernel running `argv` in `cwd` with `env`, writing to `fds` (stdout, stderr), forked once
-        the template has imported `modules` (what its notebook imports)."""
-        number = next(self.ids)
+        the template has imported `modules` (what its notebook imports), in the order of `ticket`."""
+        ticket = ticket or ForkTicket()
+        number = ticket.request_id = next(self.ids)
+        ticket.template = self
         reply = self.waiting[number] = self.loop.create_future()
         request = {"op": "fork", "id": number, "argv": argv, "cwd": cwd, "env": env, "modules": list(modules)}
+        request["spare"] = ticket.spare
         self._send(request, fds)
         try:
             answer = await asyncio.wait_for(reply, FORK_TIMEOUT)
@@ -180,13 +219,15 @@ class Template:
         return f"the kernel template exited (code {self.process.poll()})" + (f": {tail}" if tail else "")
 
     async def stop(self) -> None:
-        """Close the template's socket (it kills its kernels and exits); kill it if it lingers."""
+        """Kill the template and its kernels: it holds nothing worth a polite ending, and a template
+        in the middle of an import would only notice a closed socket once that import is done."""
         self.kill_kernels()
         self._lose()
+        kill_group(self.process.pid)
         for _ in range(50):
             if self.process.poll() is not None:
                 return
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.02)
         self.kill_now()
 
     def kill_kernels(self) -> None:
@@ -203,23 +244,43 @@ class Template:
             pass
 
 
+class Lane(StrEnum):
+    """Which template of a kernel command forks a kernel. Kernels steps wait for come from `NOW`, which
+    imports only what they import; spares for later steps come from `AHEAD`, which meanwhile imports
+    the later steps' modules: the two import at once, on two cores, instead of one after the other."""
+
+    NOW = "now"
+    AHEAD = "ahead"
+
+
 class Templates:
-    """The templates of one kernel pool, by interpreter command and start-up environment."""
+    """The templates of one kernel pool, by interpreter command, start-up environment and lane."""
 
     def __init__(self, folder: Path):
         self.folder = folder
         self.templates: dict[tuple, Template] = {}
         self.numbers = itertools.count(1)
 
-    def get(self, prefix: tuple[str, ...], env: dict[str, str], preload=()) -> Template:
-        """The live template for this command and environment, started now if there is none."""
-        key = (prefix, startup_env(env))
+    def get(self, prefix: tuple[str, ...], env: dict[str, str], preload=(), lane: Lane = Lane.NOW) -> Template:
+        """The live template of `lane` for this command and environment, started now if there is none."""
+        key = (prefix, startup_env(env), lane)
         template = self.templates.get(key)
         if template is None or not template.alive:
-            log_path = self.folder / f"template{next(self.numbers)}.log"
+            log_path = self.folder / f"template{next(self.numbers)}-{lane}.log"
             template = self.templates[key] = Template(prefix, env, log_path)
         template.preload(preload)
         return template
+
+    def for_fork(self, prefix: tuple[str, ...], env: dict[str, str], needs, lane: Lane, preload=()) -> Template:
+        """The template to fork a kernel that imports `needs` from: one that has imported them all (its
+        lane's own first), else its lane's own, which imports them first (only `AHEAD` takes `preload`)."""
+        base = (prefix, startup_env(env))
+        live = [t for key, t in self.templates.items() if key[:2] == base and t.alive]
+        live.sort(key=lambda t: self.templates.get((*base, lane)) is not t)
+        ready = [t for t in live if t.has_imported(needs)]
+        if ready:
+            return ready[0]
+        return self.get(prefix, env, preload if lane is Lane.AHEAD else (), lane)
 
     def all(self) -> list[Template]:
         return list(self.templates.values())
@@ -232,6 +293,17 @@ class Templates:
     def kill_now(self) -> None:
         for template in self.all():
             template.kill_now()
+
+
+def zombie_exit_code(pid: int) -> int | None:
+    """The exit code of `pid` when it has exited and is not reaped yet (a zombie), else None: the
+    status waitpid will give, from the exit_code field (52) of /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return os.waitstatus_to_exitcode(int(fields[49])) if fields[0] == "Z" else None
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _running(pid: int) -> bool:

@@ -63,16 +63,17 @@ async def _templates(pool) -> list:
     return pool.templates.all()
 
 
-def wait_for_import(module: str, timeout: float = 180) -> None:
-    """Have the `labline` template import `module` and wait until it has."""
+def wait_for_import(*modules: str, timeout: float = 180) -> None:
+    """Have the `labline` kernels' template import `modules` and wait until it has: a kernel whose
+    notebook imports nothing else is then forked from it."""
     loop = KernelLoop.get()
-    loop.call(loop.pool.preload, "labline", (module,))
+    loop.call(loop.pool.preload, "labline", modules)
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if any(module in t.imported for t in templates()):
+        if any(t.has_imported(modules) for t in templates()):
             return
         time.sleep(0.2)
-    raise AssertionError(f"the template did not import {module} within {timeout} s")
+    raise AssertionError(f"the template did not import {modules} within {timeout} s")
 
 
 def probe(folder: Path, name: str, env_value: str) -> dict:
@@ -90,7 +91,7 @@ def seen(tmp_path_factory):
     """Two forked kernels and two cold ones (LABLINE_WARM_KERNELS=0) run the same probe."""
     folder = tmp_path_factory.mktemp("warm")
     (folder / "step").mkdir()
-    wait_for_import("sklearn")  # imported by the template only: no probe imports it
+    wait_for_import("numpy", "torch", "sklearn")  # sklearn: imported by the template only, no probe imports it
     result = {"a": probe(folder / "step", "a", "step-a"), "b": probe(folder / "step", "b", "step-b")}
     result["templates"] = [t.process.pid for t in templates()]
     os.environ[SWITCH] = "0"

@@ -27,7 +27,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -41,6 +40,7 @@ import pandas as pd
 from labline.glue import SnapshotGlue
 from labline.run_dataset import DATASET
 from runner.contracts import RunManifest, RunStatus
+from runner.notebook import write_atomic
 
 
 class RetrainError(RuntimeError):
@@ -426,14 +426,7 @@ def _record(job: _Job, pointer: dict | None = None) -> RetrainOutcome:
     outcome = asdict(job.outcome)
     Path(job.folder, "decision.json").write_text(json.dumps(outcome, indent=2, default=str))
     if pointer is not None:
-        _replace_atomically(job.state / f"{job.dataset}-accumulated.json", json.dumps(pointer))
+        write_atomic(json.dumps(pointer), job.state / f"{job.dataset}-accumulated.json")
     with open(job.state / "decisions.jsonl", "a", encoding="utf-8") as handle:
         handle.write(json.dumps(outcome, default=str) + "\n")
     return job.outcome
-
-
-def _replace_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)

@@ -236,6 +236,16 @@ class RunManifest:
             return RunStatus.DIED
         return self.status
 
+    def seen_step_status(self, name: str) -> StepStatus:
+        """A step's status to report: in a run that died, a step it was running is `interrupted` and
+        one still waiting `skipped`, as Ctrl-C would have written them."""
+        status = self.steps[name].status
+        if self.seen_status != RunStatus.DIED:
+            return status
+        if status in (StepStatus.RUNNING, StepStatus.RETRYING):
+            return StepStatus.INTERRUPTED
+        return StepStatus.SKIPPED if status == StepStatus.PENDING else status
+
     def ok_steps(self) -> dict[str, StepRecord]:
         """The steps whose outputs can be used (succeeded or cached)."""
         return {name: step for name, step in self.steps.items() if step.status.ok}

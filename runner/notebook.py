@@ -91,7 +91,7 @@ def notebook_text(nb: Any) -> str:
 
 def write_atomic(text: str, path: str | Path) -> None:
     """Write a file so that a reader never sees half of it (a temporary file beside it, then
-    os.replace), with the permissions a plain open() would give."""
+    os.replace), with the permissions a plain open() would give; an OSError names `path`."""
     path = Path(path)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -99,6 +99,11 @@ def write_atomic(text: str, path: str | Path) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # a failed write() names no file
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -40,12 +40,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     """JSON written whole or not at all (a full disk leaves the previous file), with the permissions
     the process umask gives: a class sharing a runs folder reads each other's manifests."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        write_atomic(json.dumps(data, indent=2, default=str), path)
-    except OSError as exc:
-        if exc.filename is not None:
-            raise
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # a failed write() names no file
+    write_atomic(json.dumps(data, indent=2, default=str), path)
 
 
 class RunRecord:

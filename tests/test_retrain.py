@@ -103,6 +103,10 @@ def test_clean_batch_promotes_when_better_and_a_concurrent_retrain_is_locked_out
     history, week = read_table(paths["before-2019-06-03"]), read_table(paths["2019-06-24"])
     assert decision["accumulated_rows"] == len(pd.concat([history, week]).drop_duplicates())
     assert "retrain promoted" in out and decision["challenger"] in out
+    umask = os.umask(0)
+    os.umask(umask)
+    for state_file in env["state"].glob("airbnb-*"):  # the pointer: shared like every other state file
+        assert state_file.stat().st_mode & 0o777 == 0o666 & ~umask, state_file
 
 
 def test_batch_with_out_of_bounds_rows_stops_at_validation(setup, tmp_path):

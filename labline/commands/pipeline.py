@@ -367,17 +367,24 @@ def _short(value: Any) -> str:
 
 def _seen_status(manifest: dict[str, Any]) -> str | None:
     """The run's status as a reader should report it: `died` for a `running` run whose process is gone."""
+    return _as_seen(manifest).get("status")
+
+
+def _as_seen(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with the run's and its steps' statuses as a reader should report them."""
     try:
-        return RunManifest.from_dict(manifest).seen_status.value
+        run = RunManifest.from_dict(manifest)
     except (ValueError, TypeError, AttributeError):
-        return manifest.get("status")  # a manifest this version cannot read: shown as written
+        return manifest
+    steps = {name: body | {"status": run.seen_step_status(name).value} for name, body in manifest["steps"].items()}
+    return manifest | {"status": run.seen_status.value, "steps": steps}
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     record = find_run(resolve_runs(args), args.run)
     m = record.manifest
     if args.json:
-        print(json.dumps(m | {"status": _seen_status(m)}, indent=2, default=str))
+        print(json.dumps(_as_seen(m), indent=2, default=str))
         return 0
     console = Console()
     console.print(
@@ -386,9 +393,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     console.print(
         f"git {m.get('git', {}).get('sha')} (dirty: {m.get('git', {}).get('dirty')})  device {m.get('device')}"
     )
-    for name, step in record.contract.steps.items():
+    run = record.contract
+    for name, step in run.steps.items():
         seconds, notebook = ("" if v is None else v for v in (step.seconds, step.output_notebook))
-        console.print(f"\n[bold]{name}[/] {step.status} {seconds}s  {notebook}")
+        console.print(f"\n[bold]{name}[/] {run.seen_step_status(name)} {seconds}s  {notebook}")
         for key, value in (step.parameters or {}).items():
             console.print(f"  param {key} = {_short(value)}", markup=False)
         for key, value in step.glued.items():

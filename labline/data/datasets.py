@@ -91,7 +91,7 @@ def check_name(source: str) -> None:
 
 def allowed_file(path: Path, here: Path) -> Path:
     """`path` when it lies inside the project (at or above `here`) or under a folder of LABLINE_DATA_DIRS."""
-    resolved, root = path.resolve(), project_root(here)
+    resolved, root = (here / path).resolve(), project_root(here)
     if any(resolved.is_relative_to(folder.resolve()) for folder in (root, *data_dirs())):
         return path
     raise DatasetError(

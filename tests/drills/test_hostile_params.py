@@ -125,3 +125,20 @@ def test_an_over_long_data_set_name_is_refused_before_the_file_system_is_asked(t
         load_dataset("census:" + "y" * 300)  # was OSError: File name too long, from Path.exists
     code, err = refused(capsys, "run", "--dataset", "z" * 300, "--runs", str(tmp_path / "runs"), "--no-register")
     assert code == ExitCode.USAGE and "is too long" in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("source", ["../../etc/passwd", "census:../../etc/passwd", "census:/etc/passwd"])
+def test_a_path_outside_the_project_is_refused_as_such_whether_or_not_it_exists(tmp_path, monkeypatch, source):
+    """The answer may not depend on where the project lies: a project two folders under a root with no
+    etc/passwd is told its path lies outside, not that no such file exists."""
+    from labline.data.datasets import DatasetError, data_files
+
+    project = tmp_path / "a" / "b"
+    project.mkdir(parents=True)
+    (project / "pipeline.yaml").write_text("steps: {}\n")
+    monkeypatch.chdir(tmp_path)  # the caller's folder is not the project's: paths are read from `cwd`
+    monkeypatch.delenv("LABLINE_DATA_DIRS")  # the suite's own allowance covers tmp_path
+    with pytest.raises(DatasetError, match="lies outside the project"):
+        data_files(source, cwd=project)
+    with pytest.raises(DatasetError, match="no such file|does not exist"):
+        data_files(source.replace("../../etc/passwd", "missing.csv").replace("/etc/passwd", "missing.csv"), cwd=project)

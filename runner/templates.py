@@ -63,12 +63,8 @@ class ForkTicket:
         if not self.spare:
             return
         self.spare = False
-        template = self.template
-        if template is not None and self.request_id in template.waiting and template.alive:
-            try:
-                template._send({"op": "hurry", "id": self.request_id})
-            except ForkRefused:
-                pass  # the fork's own answer says what happened
+        if self.template is not None:
+            self.template.hurry(self.request_id)
 
 
 @dataclass
@@ -129,6 +125,14 @@ class Template:
         if new and self.alive:
             self.asked.update(new)
             self._send({"op": "preload", "modules": new})
+
+    def hurry(self, request_id: int | None) -> None:
+        """Move a spare's fork request, still waiting, ahead of the other spares."""
+        if request_id in self.waiting and self.alive:
+            try:
+                self._send({"op": "hurry", "id": request_id})
+            except ForkRefused:
+                pass  # the fork's own answer says what happened
 
     async def fork(
         self, argv: list[str], cwd: str, env: dict[str, str], fds: list[int], modules=(), ticket=None

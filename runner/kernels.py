@@ -49,6 +49,14 @@ for _runner_module in {modules!r}:
         pass
 del _runner_module
 """
+# A cold kernel's crash (SIGSEGV, SIGABRT, ...) writes the cell's Python traceback to its log, as a
+# forked kernel's does (`runner/forkserver.py`): by path, since ipykernel has pointed fd 2 at a pipe
+# that a dying kernel can no longer forward.
+CRASH_LOG = """
+import faulthandler as _runner_faulthandler
+_runner_faulthandler.enable(file=open({path!r}, "a"), all_threads=False)
+del _runner_faulthandler
+"""
 DEFAULT_PRELOAD = ("scrapbook",)
 DEFAULT_KERNEL = "python3"  # for a notebook that declares no kernel at all
 _known_kernels: set[str] = set()
@@ -165,6 +173,8 @@ class KernelPool:
             # Sent, not awaited: a spare kernel imports while it waits for its step, and a step
             # that gets a kernel still importing simply has its first cell queue behind that.
             kc.execute(WARM_UP.format(modules=needs), silent=True, store_history=False)
+            if not kernel.forked and not inherit_output:
+                kc.execute(CRASH_LOG.format(path=str(log_path)), silent=True, store_history=False)
         except BaseException:
             await self.stop(kernel)
             raise

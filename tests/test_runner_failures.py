@@ -148,3 +148,20 @@ def test_run_files_are_written_with_the_process_umask(failing_run):
 
 def test_cell_progress_events(failing_run):
     assert ("echo", "cell") in failing_run["events"]
+
+
+def test_a_cold_kernel_that_crashes_leaves_the_python_traceback_in_its_log_too(tmp_path, monkeypatch):
+    import nbformat
+
+    from runner.execute import execute_step
+    from runner.provisioner import SWITCH, ColdKernelWarning
+
+    monkeypatch.setenv(SWITCH, "0")
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "labline", "display_name": "Python (labline)", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("import ctypes\n\nctypes.string_at(0)  # reads address 0: SIGSEGV")]
+    with pytest.warns(ColdKernelWarning):
+        outcome = execute_step(nb, tmp_path / "crash.ipynb", {}, cwd=tmp_path, timeout=120)
+    assert outcome.status == "dead_kernel", outcome.error
+    log = (tmp_path / "kernel.log").read_text()
+    assert "Fatal Python error: Segmentation fault" in log and "in string_at" in log, log

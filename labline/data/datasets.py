@@ -89,15 +89,22 @@ def check_name(source: str) -> None:
         )
 
 
-def allowed_file(path: Path, here: Path) -> Path:
-    """`path` when it lies inside the project (at or above `here`) or under a folder of LABLINE_DATA_DIRS."""
+def existing_allowed_file(path: Path, here: Path, missing: str) -> Path:
+    """`path` (read from `here`) when it exists and lies inside the project (at or above `here`) or under
+    a folder of LABLINE_DATA_DIRS; else a DatasetError that says which of the two is wrong, or both
+    (`missing` says the first), whatever else happens to exist on this machine."""
     resolved, root = (here / path).resolve(), project_root(here)
-    if any(resolved.is_relative_to(folder.resolve()) for folder in (root, *data_dirs())):
+    inside = any(resolved.is_relative_to(folder.resolve()) for folder in (root, *data_dirs()))
+    exists = resolved.exists()
+    if inside and exists:
         return path
-    raise DatasetError(
+    if inside:
+        raise DatasetError(missing)
+    outside = (
         f"data file {shortened(str(path))!r} lies outside the project ({root}) and outside the folders "
         "LABLINE_DATA_DIRS allows: copy it into the project, or add its folder to LABLINE_DATA_DIRS"
     )
+    raise DatasetError(outside if exists else f"{missing}; {outside}")
 
 
 def data_files(source: str, cwd: str | Path | None = None) -> list[Path]:
@@ -110,21 +117,15 @@ def data_files(source: str, cwd: str | Path | None = None) -> list[Path]:
     here = Path(cwd) if cwd is not None else Path.cwd()
     name, _, arg = source.partition(":")
     if name not in BUILTIN or (here / source).exists():
-        path = allowed_file(project_file(source, here), here)
-        if not path.exists():
-            raise DatasetError(
-                f"unknown data set {shortened(source)!r}: not a built-in ({', '.join(builtin_names())}) "
-                "and no such file"
-            )
-        return [path]
+        builtins = ", ".join(builtin_names())
+        missing = f"unknown data set {shortened(source)!r}: not a built-in ({builtins}) and no such file"
+        return [existing_allowed_file(project_file(source, here), here, missing)]
     declared = BUILTIN[name]
     if declared.packaged:
         return [_packaged_file(*declared.packaged)]
     if arg and declared.takes_file:
-        path = allowed_file(project_file(arg, here), here)
-        if not path.exists():
-            raise DatasetError(f"data file {shortened(arg)!r} of {name!r} does not exist")
-        return [path]
+        missing = f"data file {shortened(arg)!r} of {name!r} does not exist"
+        return [existing_allowed_file(project_file(arg, here), here, missing)]
     return [_shipped_file(declared.shipped, here)]
 
 

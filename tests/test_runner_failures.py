@@ -153,10 +153,12 @@ def test_cell_progress_events(failing_run):
 def test_a_cold_kernel_that_crashes_leaves_the_python_traceback_in_its_log_too(tmp_path, monkeypatch):
     import nbformat
 
+    from runner import provisioner
     from runner.execute import execute_step
     from runner.provisioner import SWITCH, ColdKernelWarning
 
     monkeypatch.setenv(SWITCH, "0")
+    monkeypatch.setattr(provisioner, "_warned", set())  # "said once" per process: leave the suite's own alone
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "labline", "display_name": "Python (labline)", "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell("import ctypes\n\nctypes.string_at(0)  # reads address 0: SIGSEGV")]
